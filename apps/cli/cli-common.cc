@@ -1,0 +1,60 @@
+#include "cli-common.h"
+
+#include <iostream>
+
+#include "common/model-lookup.h"
+
+namespace voxprint::cli {
+
+int ExitCodeFor(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kInvalidArgument:
+      return kExitUsage;
+    case ErrorCode::kUnsupportedInput:
+    case ErrorCode::kCorruptInput:
+      return kExitBadAudio;
+    case ErrorCode::kModelError:
+      return kExitModel;
+    case ErrorCode::kBackendUnavailable:
+      return kExitDevice;
+    case ErrorCode::kResourceLimit:
+      return kExitLimit;
+    case ErrorCode::kIoError:
+      return kExitIo;
+    case ErrorCode::kInternal:
+      return kExitInternal;
+  }
+  return kExitInternal;
+}
+
+void PrintError(const std::string& message) {
+  std::cerr << "voxprint: error: " << message << std::endl;
+}
+
+void ModelFlags::AddTo(CLI::App& command) {
+  command.add_option("--model", model_path,
+                     "Model file: pyannote pytorch_model.bin, WeSpeaker "
+                     "avg_model.pt or .onnx (default: $VOXPRINT_MODEL, then "
+                     "~/.cache/voxprint/pytorch_model.bin, then download)");
+  command.add_option("--device", device, "auto, cpu, cuda or cuda:N")
+      ->capture_default_str();
+  command.add_option("--threads", threads, "Compute threads (0: all cores)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+}
+
+std::unique_ptr<Extractor> ModelFlags::MakeExtractor(bool quiet) const {
+  ExtractorOptions options;
+  options.model_path = apps::ResolveModelPath(
+      model_path, quiet ? nullptr : +[](const std::string& line) {
+        std::cerr << "voxprint: " << line << std::endl;
+      });
+  options.device = device;
+  options.backend.num_threads = threads;
+  auto extractor = std::make_unique<Extractor>(options);
+  if (!quiet && !extractor->DeviceChoice().empty())
+    std::cerr << "voxprint: " << extractor->DeviceChoice() << std::endl;
+  return extractor;
+}
+
+}  // namespace voxprint::cli

@@ -1,0 +1,158 @@
+#include "embed-command.h"
+
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
+
+#include "cli-common.h"
+#include "common/result-json.h"
+#include "output-writers.h"
+
+namespace voxprint::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct EmbedFlags {
+  ModelFlags model;
+  std::string window = "whole";
+  double duration_s = 3.0;
+  double step_s = 1.0;
+  std::optional<double> start_s;
+  std::optional<double> end_s;
+  std::string format = "json";
+  std::string output;
+  bool quiet = false;
+  std::vector<std::string> files;
+};
+
+// With several inputs, binary and CSV outputs go to a directory, one file per
+// input named after it: talk.mp3 -> DIR/talk.npy; a repeated name gets a
+// suffix (talk-2.npy) so no output overwrites another.
+std::vector<std::string> OutputPaths(const EmbedFlags& flags) {
+  std::vector<std::string> paths;
+  if (flags.files.size() == 1) {
+    paths.push_back(flags.output);
+    return paths;
+  }
+  std::error_code error;
+  fs::create_directories(flags.output, error);
+  if (!fs::is_directory(flags.output))
+    throw Error(ErrorCode::kIoError,
+                flags.output + ": cannot create the output directory");
+  std::map<std::string, int> seen;
+  for (const std::string& file : flags.files) {
+    const std::string stem = fs::path(file).stem().string();
+    const int count = ++seen[stem];
+    const std::string name =
+        (count == 1 ? stem : stem + "-" + std::to_string(count)) + "." +
+        flags.format;
+    paths.push_back((fs::path(flags.output) / name).string());
+  }
+  return paths;
+}
+
+int RunEmbed(const EmbedFlags& flags) {
+  EmbedRequest request;
+  request.mode = flags.window == "sliding" ? WindowMode::kSliding
+                                           : WindowMode::kWhole;
+  request.window_duration_s = flags.duration_s;
+  request.window_step_s = flags.step_s;
+  request.start_s = flags.start_s;
+  request.end_s = flags.end_s;
+  request.Validate();
+  if (flags.format != "json" && flags.output.empty() &&
+      (flags.format == "npy" || flags.files.size() > 1))
+    throw Error(ErrorCode::kInvalidArgument,
+                "--format " + flags.format +
+                    " needs --output (a file, or a directory for several "
+                    "inputs)");
+  const std::vector<std::string> outputs =
+      flags.format == "json" ? std::vector<std::string>() : OutputPaths(flags);
+
+  const std::unique_ptr<Extractor> extractor =
+      flags.model.MakeExtractor(flags.quiet);
+  const bool show_progress = flags.files.size() > 1 && !flags.quiet;
+  nlohmann::json results = nlohmann::json::array();
+  int exit_code = kExitOk;
+  for (size_t i = 0; i < flags.files.size(); ++i) {
+    const std::string& file = flags.files[i];
+    try {
+      const EmbeddingResult result = extractor->EmbedFile(file, request);
+      if (flags.format == "json") {
+        results.push_back(apps::EmbeddingResultToJson(result));
+      } else if (flags.format == "npy") {
+        WriteFile(outputs[i], EncodeNpy(ToMatrix(result)));
+      } else if (outputs[i].empty()) {
+        std::cout << EncodeCsv(result);
+      } else {
+        WriteFile(outputs[i], EncodeCsv(result));
+      }
+      if (show_progress)
+        std::cerr << "[" << i + 1 << "/" << flags.files.size() << "] " << file
+                  << ": " << result.duration_s << " s of audio in "
+                  << result.processing_s << " s" << std::endl;
+    } catch (const Error& error) {
+      // One bad file does not stop a batch; it is reported and the run
+      // exits non-zero at the end.
+      PrintError(error.what());
+      if (exit_code == kExitOk) exit_code = ExitCodeFor(error.code());
+      results.push_back({{"path", file},
+                         {"error", ErrorCodeName(error.code())},
+                         {"detail", error.what()}});
+    }
+  }
+  if (flags.format == "json") {
+    const std::string document = nlohmann::json{{"results", results}}.dump(2);
+    if (flags.output.empty())
+      std::cout << document << std::endl;
+    else
+      WriteFile(flags.output, document + "\n");
+  }
+  return exit_code;
+}
+
+}  // namespace
+
+CLI::App* AddEmbedCommand(CLI::App& root, std::function<int()>& run) {
+  auto flags = std::make_shared<EmbedFlags>();
+  CLI::App* command = root.add_subcommand(
+      "embed",
+      "Speaker embeddings of audio files (whole file or sliding windows).\n"
+      "JSON on stdout by default: {\"results\": [{path, duration_s, "
+      "sample_rate_hz, channels, embedding | windows}]}.\n"
+      "With several inputs and --format npy|csv, --output is a directory "
+      "receiving <input stem>.<format> per input (-2, -3... added to repeated "
+      "names).");
+  flags->model.AddTo(*command);
+  command->add_option("--window", flags->window, "whole or sliding")
+      ->check(CLI::IsMember({"whole", "sliding"}))
+      ->capture_default_str();
+  command->add_option("--duration", flags->duration_s,
+                      "Sliding window length in seconds")
+      ->capture_default_str();
+  command->add_option("--step", flags->step_s,
+                      "Sliding window step in seconds")
+      ->capture_default_str();
+  command->add_option("--start", flags->start_s,
+                      "Start of the excerpt to embed, in seconds");
+  command->add_option("--end", flags->end_s,
+                      "End of the excerpt to embed, in seconds");
+  command->add_option("--format", flags->format,
+                      "json, npy (float32 [256] or [windows, 256]) or csv")
+      ->check(CLI::IsMember({"json", "npy", "csv"}))
+      ->capture_default_str();
+  command->add_option("--output,-o", flags->output,
+                      "Output file (a directory for several inputs with "
+                      "npy/csv); default stdout");
+  command->add_flag("--quiet,-q", flags->quiet, "No progress on stderr");
+  command->add_option("files", flags->files, "Audio files (any common format)")
+      ->required();
+  command->callback([flags, &run] { run = [flags] { return RunEmbed(*flags); }; });
+  return command;
+}
+
+}  // namespace voxprint::cli

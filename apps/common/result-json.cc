@@ -1,0 +1,98 @@
+#include "result-json.h"
+
+#include <cmath>
+
+namespace voxprint::apps {
+
+namespace {
+
+// NaN/inf are not JSON; they only appear for degenerate inputs (e.g. a
+// window of identical frames), and null keeps the document valid.
+nlohmann::json FloatsToJson(const std::vector<float>& values) {
+  nlohmann::json array = nlohmann::json::array();
+  for (float v : values) {
+    if (std::isfinite(v))
+      array.push_back(v);
+    else
+      array.push_back(nullptr);
+  }
+  return array;
+}
+
+const char* ModeName(WindowMode mode) {
+  return mode == WindowMode::kWhole ? "whole" : "sliding";
+}
+
+}  // namespace
+
+nlohmann::json EmbeddingResultToJson(const EmbeddingResult& result) {
+  nlohmann::json json = {
+      {"path", result.source},
+      {"duration_s", result.duration_s},
+      {"sample_rate_hz", result.audio.sample_rate_hz},
+      {"channels", result.audio.channels},
+      {"codec", result.audio.codec},
+      {"container", result.audio.container},
+      {"mode", ModeName(result.mode)},
+  };
+  if (result.mode == WindowMode::kWhole) {
+    json["embedding"] = FloatsToJson(result.embedding);
+  } else {
+    nlohmann::json windows = nlohmann::json::array();
+    for (const WindowEmbedding& window : result.windows) {
+      windows.push_back({{"start_s", window.start_s},
+                         {"end_s", window.end_s},
+                         {"embedding", FloatsToJson(window.embedding)}});
+    }
+    json["windows"] = std::move(windows);
+  }
+  return json;
+}
+
+nlohmann::json ModelInfoToJson(const Extractor& extractor) {
+  const ModelInfo& model = extractor.Model();
+  const ResNetArchitecture& arch = model.architecture;
+  const FbankOptions& fbank = extractor.Fbank();
+  const BackendInfo device = extractor.Device();
+  return {
+      {"architecture", arch.name},
+      {"block", arch.block == ResidualBlockKind::kBasic ? "basic" : "bottleneck"},
+      {"blocks_per_stage", arch.blocks_per_stage},
+      {"base_channels", arch.base_channels},
+      {"parameters", arch.ParameterCount()},
+      {"embedding_dim", arch.embedding_dim},
+      {"sample_rate_hz", fbank.sample_rate_hz},
+      {"features",
+       {{"type", "kaldi_fbank"},
+        {"num_mel_bins", fbank.num_mel_bins},
+        {"frame_length_ms", fbank.frame_length_ms},
+        {"frame_shift_ms", fbank.frame_shift_ms},
+        {"window", "hamming"},
+        {"preemphasis", fbank.preemphasis},
+        {"dither", 0.0},
+        {"snip_edges", true},
+        {"waveform_scale", fbank.waveform_scale},
+        {"mean_normalization", "subtract mean over time"}}},
+      {"pooling", "mean and unbiased standard deviation over time"},
+      {"file",
+       {{"path", model.path},
+        {"format", ModelFormatName(model.format)},
+        {"size_bytes", model.file_size_bytes},
+        {"sha256", model.sha256}}},
+      {"device",
+       {{"name", device.name},
+        {"index", device.device_index},
+        {"threads", device.num_threads},
+        {"precision", device.precision},
+        {"description", device.description},
+        {"choice", extractor.DeviceChoice()}}},
+  };
+}
+
+nlohmann::json ComparisonToJson(double similarity, double threshold) {
+  return {{"similarity", similarity},
+          {"threshold", threshold},
+          {"same_speaker", similarity > threshold}};
+}
+
+}  // namespace voxprint::apps

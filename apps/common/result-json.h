@@ -1,0 +1,21 @@
+// JSON encoding shared by the CLI and the server, so that `voxprint embed`
+// and POST /api/embed print the same documents.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "voxprint/extractor.h"
+
+namespace voxprint::apps {
+
+// {"path", "duration_s", "sample_rate_hz", "channels", "codec", "container",
+//  "mode", "embedding" | "windows": [{"start_s","end_s","embedding"}]}
+nlohmann::json EmbeddingResultToJson(const EmbeddingResult& result);
+
+// What `voxprint info` and GET /api/model print.
+nlohmann::json ModelInfoToJson(const Extractor& extractor);
+
+// {"similarity", "threshold", "same_speaker"}
+nlohmann::json ComparisonToJson(double similarity, double threshold);
+
+}  // namespace voxprint::apps

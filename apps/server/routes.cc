@@ -1,0 +1,360 @@
+#include "routes.h"
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <future>
+#include <new>
+#include <span>
+
+#include "common/result-json.h"
+#include "openapi.h"
+
+namespace voxprint::server {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+// More parts than this in one request is a client bug, not a batch.
+constexpr size_t kMaxFilesPerRequest = 64;
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Runs `body`, turning every exception into an error response.
+template <typename Body>
+ApiResponse Guarded(Body&& body) noexcept {
+  try {
+    try {
+      return body();
+    } catch (const Error& error) {
+      return ErrorResponse(HttpStatusFor(error.code()),
+                           ErrorCodeName(error.code()), error.what());
+    } catch (const std::bad_alloc&) {
+      return ErrorResponse(503, "out_of_memory",
+                           "the server ran out of memory for this request");
+    } catch (const std::exception& error) {
+      return ErrorResponse(500, "internal", error.what());
+    } catch (...) {
+      return ErrorResponse(500, "internal", "unknown failure");
+    }
+  } catch (...) {
+    // Building the error response itself failed (out of memory).
+    ApiResponse response;
+    response.status = 500;
+    return response;
+  }
+}
+
+Error BadParameter(const std::string& name, const std::string& why) {
+  return Error(ErrorCode::kInvalidArgument,
+               "parameter '" + name + "': " + why);
+}
+
+// A finite decimal number, the whole string (no units, no spaces).
+std::optional<double> NumberParam(const std::map<std::string, std::string>& params,
+                                  const std::string& name) {
+  const auto it = params.find(name);
+  if (it == params.end()) return std::nullopt;
+  const std::string& text = it->second;
+  double value = 0.0;
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (text.empty() || ec != std::errc() || ptr != end || !std::isfinite(value))
+    throw BadParameter(name, "'" + text.substr(0, 40) + "' is not a number");
+  return value;
+}
+
+EmbedRequest ParseEmbedRequest(const std::map<std::string, std::string>& params) {
+  EmbedRequest request;
+  const auto window = params.find("window");
+  if (window != params.end() && window->second != "whole") {
+    if (window->second != "sliding")
+      throw BadParameter("window", "must be 'whole' or 'sliding', not '" +
+                                       window->second.substr(0, 40) + "'");
+    request.mode = WindowMode::kSliding;
+  }
+  // duration and step only mean something for sliding windows, but a bad
+  // value is reported either way: a typo should not pass silently.
+  if (auto duration = NumberParam(params, "duration"))
+    request.window_duration_s = *duration;
+  if (auto step = NumberParam(params, "step")) request.window_step_s = *step;
+  if (request.mode == WindowMode::kSliding) {
+    if (request.window_duration_s <= 0)
+      throw BadParameter("duration", "must be > 0 seconds");
+    if (request.window_step_s <= 0)
+      throw BadParameter("step", "must be > 0 seconds");
+  }
+  request.start_s = NumberParam(params, "start");
+  request.end_s = NumberParam(params, "end");
+  if (request.start_s && *request.start_s < 0)
+    throw BadParameter("start", "must be >= 0 seconds");
+  if (request.end_s && *request.end_s <= 0)
+    throw BadParameter("end", "must be > 0 seconds");
+  if (request.start_s && request.end_s && *request.end_s <= *request.start_s)
+    throw BadParameter("end", "must be after start");
+  request.Validate();
+  return request;
+}
+
+std::span<const uint8_t> BytesOf(const Upload& upload) {
+  return {reinterpret_cast<const uint8_t*>(upload.bytes.data()),
+          upload.bytes.size()};
+}
+
+json Citations() {
+  return json::array(
+      {{{"short", "WeSpeaker"},
+        {"text",
+         "Hongji Wang, Chengdong Liang, Shuai Wang, Zhengyang Chen, Binbin "
+         "Zhang, Xu Xiang, Yanlei Deng, Yanmin Qian. \"Wespeaker: A research "
+         "and production oriented speaker embedding learning toolkit\". "
+         "ICASSP 2023."}},
+       {{"short", "pyannote.audio (powerset)"},
+        {"text",
+         "Alexis Plaquet, Herv\u00e9 Bredin. \"Powerset multi-class cross "
+         "entropy loss for neural speaker diarization\". INTERSPEECH 2023."}},
+       {{"short", "pyannote.audio 2.1"},
+        {"text",
+         "Herv\u00e9 Bredin. \"pyannote.audio 2.1 speaker diarization "
+         "pipeline: principle, benchmark, and recipe\". INTERSPEECH 2023."}}});
+}
+
+}  // namespace
+
+ApiResponse ErrorResponse(int status, const std::string& code,
+                          const std::string& detail) {
+  ApiResponse response;
+  response.status = status;
+  response.body = {{"error", code}, {"detail", detail}};
+  return response;
+}
+
+int HttpStatusFor(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kInvalidArgument:
+      return 422;
+    case ErrorCode::kUnsupportedInput:
+    case ErrorCode::kCorruptInput:
+      return 400;
+    case ErrorCode::kResourceLimit:
+      return 413;
+    case ErrorCode::kBackendUnavailable:
+      return 503;
+    case ErrorCode::kModelError:
+    case ErrorCode::kIoError:
+    case ErrorCode::kInternal:
+      return 500;
+  }
+  return 500;
+}
+
+Routes::Routes(const RouteLimits& limits)
+    : limits_(limits), pool_(limits.workers, limits.queue) {}
+
+Routes::~Routes() = default;
+
+void Routes::SetExtractor(std::shared_ptr<const Extractor> extractor) {
+  json model = apps::ModelInfoToJson(*extractor);
+  // The server's directory layout is none of the client's business.
+  model["file"]["path"] =
+      std::filesystem::path(model["file"]["path"].get<std::string>())
+          .filename()
+          .string();
+  model["license"] = "CC-BY-4.0";
+  model["source"] =
+      "pyannote/wespeaker-voxceleb-resnet34-LM (WeSpeaker "
+      "voxceleb_resnet34_LM)";
+  model["citations"] = Citations();
+  model["server"] = {{"workers", limits_.workers},
+                     {"queue", limits_.queue},
+                     {"max_upload_bytes", limits_.max_upload_bytes},
+                     {"max_audio_seconds", limits_.max_audio_seconds},
+                     {"auth_required", limits_.auth_required}};
+  std::lock_guard<std::mutex> lock(mutex_);
+  model_json_ = std::move(model);
+  extractor_ = std::move(extractor);
+}
+
+bool Routes::Ready() const { return CurrentExtractor() != nullptr; }
+
+std::shared_ptr<const Extractor> Routes::CurrentExtractor() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return extractor_;
+}
+
+std::string Routes::RetryAfterSeconds() const {
+  // Roughly when one queue slot frees up; whole seconds, at least one.
+  const double s = recent_job_s_.load() * std::max(1, limits_.queue) /
+                   std::max(1, limits_.workers);
+  return std::to_string(static_cast<int>(std::clamp(std::ceil(s), 1.0, 60.0)));
+}
+
+ApiResponse Routes::RunOnPool(Work work) {
+  std::shared_ptr<const Extractor> extractor = CurrentExtractor();
+  if (!extractor) {
+    ApiResponse response =
+        ErrorResponse(503, "loading", "the model is still loading");
+    response.headers.emplace_back("Retry-After", "1");
+    return response;
+  }
+  // Shared with the job, which may outlive this call after a timeout.
+  auto promise = std::make_shared<std::promise<ApiResponse>>();
+  std::future<ApiResponse> future = promise->get_future();
+  const bool accepted = pool_.TrySubmit(
+      [this, promise, extractor, work = std::move(work)] {
+        const Clock::time_point start = Clock::now();
+        promise->set_value(Guarded([&] { return work(*extractor); }));
+        recent_job_s_.store(0.7 * recent_job_s_.load() +
+                            0.3 * SecondsSince(start));
+      });
+  if (!accepted) {
+    ApiResponse response = ErrorResponse(
+        503, "busy",
+        "all " + std::to_string(limits_.workers) + " workers are busy and " +
+            std::to_string(limits_.queue) +
+            " requests are waiting; retry later");
+    response.headers.emplace_back("Retry-After", RetryAfterSeconds());
+    return response;
+  }
+  if (future.wait_for(std::chrono::duration<double>(
+          limits_.request_timeout_s)) != std::future_status::ready) {
+    return ErrorResponse(504, "timeout",
+                         "the request took longer than " +
+                             std::to_string(static_cast<int>(
+                                 limits_.request_timeout_s)) +
+                             " s");
+  }
+  return future.get();
+}
+
+ApiResponse Routes::Embed(ApiRequest request) {
+  return Guarded([&] {
+    const EmbedRequest embed = ParseEmbedRequest(request.params);
+    auto files = std::make_shared<std::vector<Upload>>();
+    for (Upload& upload : request.uploads) {
+      if (upload.field != "file" && upload.field != "body")
+        throw Error(ErrorCode::kInvalidArgument,
+                    "unexpected file field '" + upload.field.substr(0, 40) +
+                        "': send audio as field 'file'");
+      files->push_back(std::move(upload));
+    }
+    if (files->empty())
+      return ErrorResponse(400, "missing_file",
+                           "no audio: send multipart field(s) 'file' or an "
+                           "audio/* body");
+    if (files->size() > kMaxFilesPerRequest)
+      return ErrorResponse(
+          413, "too_many_files",
+          std::to_string(files->size()) + " files in one request; at most " +
+              std::to_string(kMaxFilesPerRequest));
+    return RunOnPool([files, embed](const Extractor& extractor) {
+      const Clock::time_point start = Clock::now();
+      json results = json::array();
+      for (Upload& upload : *files) {
+        const EmbeddingResult result =
+            extractor.EmbedBytes(BytesOf(upload), upload.filename, embed);
+        std::string().swap(upload.bytes);  // memory back as soon as possible
+        json item = apps::EmbeddingResultToJson(result);
+        item["processing_s"] = result.processing_s;
+        results.push_back(std::move(item));
+      }
+      ApiResponse response;
+      response.body = {{"results", std::move(results)},
+                       {"device", extractor.Device().name},
+                       {"processing_s", SecondsSince(start)}};
+      return response;
+    });
+  });
+}
+
+ApiResponse Routes::Compare(ApiRequest request) {
+  return Guarded([&] {
+    const double threshold = NumberParam(request.params, "threshold")
+                                 .value_or(kDefaultSameSpeakerThreshold);
+    if (threshold < -1.0 || threshold > 1.0)
+      throw BadParameter("threshold", "must be within [-1, 1]");
+    auto a = std::make_shared<Upload>();
+    auto b = std::make_shared<Upload>();
+    int count_a = 0, count_b = 0;
+    for (Upload& upload : request.uploads) {
+      if (upload.field == "a") {
+        *a = std::move(upload);
+        ++count_a;
+      } else if (upload.field == "b") {
+        *b = std::move(upload);
+        ++count_b;
+      } else {
+        throw Error(ErrorCode::kInvalidArgument,
+                    "unexpected file field '" + upload.field.substr(0, 40) +
+                        "': send fields 'a' and 'b'");
+      }
+    }
+    if (count_a != 1 || count_b != 1)
+      return ErrorResponse(400, "missing_file",
+                           "send exactly one file as multipart field 'a' and "
+                           "one as field 'b'");
+    return RunOnPool([a, b, threshold](const Extractor& extractor) {
+      const Clock::time_point start = Clock::now();
+      const EmbeddingResult result_a =
+          extractor.EmbedBytes(BytesOf(*a), a->filename);
+      const EmbeddingResult result_b =
+          extractor.EmbedBytes(BytesOf(*b), b->filename);
+      const double similarity =
+          CosineSimilarity(result_a.embedding, result_b.embedding);
+      ApiResponse response;
+      response.body = apps::ComparisonToJson(similarity, threshold);
+      response.body["a"] = result_a.source;
+      response.body["b"] = result_b.source;
+      response.body["duration_a_s"] = result_a.duration_s;
+      response.body["duration_b_s"] = result_b.duration_s;
+      response.body["device"] = extractor.Device().name;
+      response.body["processing_s"] = SecondsSince(start);
+      return response;
+    });
+  });
+}
+
+ApiResponse Routes::Model() const {
+  return Guarded([&] {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!extractor_) {
+      ApiResponse response =
+          ErrorResponse(503, "loading", "the model is still loading");
+      response.headers.emplace_back("Retry-After", "1");
+      return response;
+    }
+    ApiResponse response;
+    response.body = model_json_;
+    return response;
+  });
+}
+
+ApiResponse Routes::Health() const {
+  return Guarded([&] {
+    ApiResponse response;
+    if (Ready()) {
+      response.body = {{"status", "ok"}};
+    } else {
+      response.status = 503;
+      response.body = {{"status", "loading"}};
+      response.headers.emplace_back("Retry-After", "1");
+    }
+    return response;
+  });
+}
+
+ApiResponse Routes::OpenApi() const {
+  return Guarded([&] {
+    ApiResponse response;
+    response.body = OpenApiDocument();
+    return response;
+  });
+}
+
+}  // namespace voxprint::server

@@ -1,0 +1,413 @@
+#!/usr/bin/python3
+"""voxprint against its peers, in one run: build, measure, tabulate.
+
+  /usr/bin/python3 bench/run.py [--quick] [--threads 1,2] [--skip-build]
+                                [--systems voxprint,pytorch,onnxruntime]
+
+1. builds voxprint-cli, voxprint-bench and voxprint-stages-bench in a Release
+   tree (default build-bench/), and installs bench/node_modules from
+   package-lock.json (npm ci --ignore-scripts) when missing;
+2. makes the inputs from the reference kit (bench/make_audio.py): 3s.wav and
+   10min.wav, in bench/out/audio/;
+3. runs each system's benchmark one after the other, never two at once:
+   voxprint-bench (Extractor, end to end from the file), the PyTorch peer
+   (pyannote's pipeline in torch, end to end from the file) and the ONNX
+   Runtime peer (the network alone, on the kit's fbank); each checks itself
+   against the kit first;
+4. times, as whole processes, start to first embedding of 3s.wav and the
+   peak RSS of embedding the 30 s and the 10 min file (ru_maxrss of the
+   child);
+5. prints a markdown table with the ratio voxprint / peer per row and writes
+   it, with the machine's details and the per-stage Google Benchmark numbers,
+   to bench/RESULTS.md (raw JSON in bench/out/results.json).
+
+Use /usr/bin/python3 (Debian's torch 1.13 + torchaudio 0.13 for the peer).
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+DEFAULT_KIT = os.path.join(os.path.dirname(REPO), "shared", "reference")
+SYSTEMS = ["voxprint", "pytorch", "onnxruntime"]
+PEERS = ["pytorch", "onnxruntime"]
+ISA_FLAGS = ["avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+             "avx512_bf16", "amx_tile", "amx_bf16"]
+
+
+def log(message):
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def run_json(cmd, cwd=None):
+    """Runs cmd, returns its stdout parsed as JSON (stderr passes through)."""
+    log(" ".join(cmd))
+    out = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, check=True)
+    return json.loads(out.stdout)
+
+
+def run_process(cmd):
+    """Runs cmd once; returns (wall seconds, peak RSS MiB of the child)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall_s = time.perf_counter() - t0
+    stderr = proc.stderr.read().decode(errors="replace")
+    proc.stderr.close()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}: "
+                           f"{stderr.strip()[-500:]}")
+    return wall_s, usage.ru_maxrss / 1024.0
+
+
+# ------------------------------------------------------------------ build --
+def build(args):
+    if not os.path.exists(os.path.join(args.build_dir, "CMakeCache.txt")):
+        subprocess.run(["cmake", "-S", REPO, "-B", args.build_dir,
+                        "-DCMAKE_BUILD_TYPE=Release",
+                        "-DVOXPRINT_BUILD_BENCHMARKS=ON",
+                        "-DVOXPRINT_BUILD_TESTS=OFF",
+                        "-DVOXPRINT_BUILD_SERVER=OFF"], check=True)
+    subprocess.run(["cmake", "--build", args.build_dir, "-j",
+                    str(os.cpu_count() or 2), "--target", "voxprint-cli",
+                    "voxprint-bench", "voxprint-stages-bench"], check=True)
+
+
+def ensure_node_modules():
+    if os.path.isdir(os.path.join(HERE, "node_modules", "onnxruntime-node")):
+        return
+    # The package's install script downloads GPU libraries; the CPU binding
+    # ships in the package itself, so skip the script.
+    subprocess.run(["npm", "ci", "--ignore-scripts", "--no-audit",
+                    "--no-fund"], cwd=HERE, check=True)
+
+
+# ---------------------------------------------------------------- measure --
+def commands(args, audio):
+    """Per system: benchmark command, and process commands for the
+    first-embedding and peak-RSS measurements (file -> argv)."""
+    kit = args.kit
+    model_bin = os.path.join(kit, "models", "pytorch_model.bin")
+    threads = ",".join(str(t) for t in args.threads)
+    quick = ["--quick"] if args.quick else []
+    cli = os.path.join(args.build_dir, "apps", "cli", "voxprint")
+    vox_bench = os.path.join(args.build_dir, "bench", "voxprint-bench")
+    torch_peer = [sys.executable, os.path.join(HERE, "peers",
+                                               "pytorch_reference.py")]
+    ort_peer = ["node", os.path.join(HERE, "peers", "onnxruntime_peer.mjs")]
+    # Process runs use every core, as each system does by default here.
+    cores = str(os.cpu_count() or 1)
+    frames = {audio["3s"]: 298, audio["30s"]: 2998, audio["10min"]: 59998}
+    return {
+        "voxprint": {
+            "bench": [vox_bench, "--kit", kit, "--model", model_bin,
+                      "--long", audio["10min"], "--threads", threads] + quick,
+            "process": lambda f: [cli, "embed", f, "--model", model_bin],
+        },
+        "pytorch": {
+            "bench": torch_peer + ["bench", "--kit", kit, "--long",
+                                   audio["10min"], "--threads", threads] + quick,
+            "process": lambda f: torch_peer + ["embed", f, "--kit", kit,
+                                               "--threads", cores],
+        },
+        "onnxruntime": {
+            "bench": ort_peer + ["bench", "--kit", kit, "--threads",
+                                 threads] + quick,
+            "process": lambda f: ort_peer + ["embed", "--kit", kit,
+                                             "--frames", str(frames[f]),
+                                             "--threads", cores],
+        },
+    }
+
+
+def measure_processes(cmd_of, audio, runs):
+    first = []
+    for _ in range(runs):
+        wall_s, _ = run_process(cmd_of(audio["3s"]))
+        first.append(wall_s)
+    _, rss_30s = run_process(cmd_of(audio["30s"]))
+    _, rss_10min = run_process(cmd_of(audio["10min"]))
+    return {"first_embedding_3s": {"median_s": statistics.median(first),
+                                   "min_s": min(first), "reps": runs},
+            "peak_rss_30s_mib": rss_30s, "peak_rss_10min_mib": rss_10min}
+
+
+def stage_benchmarks(args):
+    exe = os.path.join(args.build_dir, "bench", "voxprint-stages-bench")
+    cmd = [exe, "--benchmark_format=json"]
+    if args.quick:
+        cmd.append("--benchmark_min_time=0.1")
+    env = dict(os.environ, VOXPRINT_REFERENCE_DIR=args.kit)
+    log(" ".join(cmd))
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, env=env, check=True)
+    return json.loads(out.stdout)["benchmarks"]
+
+
+# ------------------------------------------------------------------ table --
+def get(result, *keys):
+    for key in keys:
+        if not isinstance(result, dict) or key not in result:
+            return None
+        result = result[key]
+    return result
+
+
+def rows(results, threads):
+    """(label, better, {system: value}) for the table; better is 'lower' or
+    'higher'."""
+    out = []
+
+    def add(label, better, fn, fmt):
+        values = {}
+        for system in SYSTEMS:
+            try:
+                values[system] = fn(results.get(system) or {})
+            except (TypeError, KeyError, ZeroDivisionError):
+                values[system] = None
+        out.append((label, better, values, fmt))
+
+    def rtf(case, t):
+        return lambda r: (r["threads"][str(t)][case]["median_s"]
+                          / r["threads"][str(t)][case]["audio_s"])
+
+    def wps(t):
+        return lambda r: (r["threads"][str(t)]["sliding_3s_1s"]["windows"]
+                          / r["threads"][str(t)]["sliding_3s_1s"]["median_s"])
+
+    add("accuracy: whole sample.wav, rel L2 vs kit", "lower",
+        lambda r: r["accuracy"]["whole_rel_l2"], "{:.2e}")
+    add("accuracy: sliding 3 s/1 s, rel L2 vs kit", "lower",
+        lambda r: r["accuracy"]["sliding_3_1_rel_l2"], "{:.2e}")
+    for t in threads:
+        add(f"RTF whole 30 s, {t} thread{'s' * (t > 1)}", "lower",
+            rtf("whole_30s", t), "{:.4f}")
+    for t in threads:
+        add(f"RTF whole 10 min, {t} thread{'s' * (t > 1)}", "lower",
+            rtf("whole_10min", t), "{:.4f}")
+    for t in threads:
+        add(f"sliding 3 s/1 s windows/s, {t} thread{'s' * (t > 1)}", "higher",
+            wps(t), "{:.1f}")
+    add("model load (s)", "lower", lambda r: r["model_load_s"], "{:.3f}")
+    add("process start to first embedding, 3 s file (s)", "lower",
+        lambda r: r["process"]["first_embedding_3s"]["median_s"], "{:.3f}")
+    add("peak RSS, whole 30 s, one process (MiB)", "lower",
+        lambda r: r["process"]["peak_rss_30s_mib"], "{:.0f}")
+    add("peak RSS, whole 10 min, one process (MiB)", "lower",
+        lambda r: r["process"]["peak_rss_10min_mib"], "{:.0f}")
+    return out
+
+
+def markdown_table(results, threads):
+    header = ("| metric | voxprint | PyTorch (pyannote pipeline) | "
+              "voxprint / PyTorch | ONNX Runtime (network only) | "
+              "voxprint / ONNX Runtime |")
+    lines = [header, "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for label, better, values, fmt in rows(results, threads):
+        cells = [label + (" ↑" if better == "higher" else "")]
+        mine = values["voxprint"]
+        cells.append(fmt.format(mine) if mine is not None else "n/a")
+        for peer in PEERS:
+            theirs = values[peer]
+            cells.append(fmt.format(theirs) if theirs is not None else "n/a")
+            if (mine is not None and theirs and not label.startswith(
+                    "accuracy")):
+                cells.append(f"{mine / theirs:.2f}")
+            else:
+                cells.append("")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def stages_table(stages):
+    lines = ["| stage | real time (ms) | rate |", "| --- | ---: | ---: |"]
+    for b in stages:
+        if b.get("run_type") == "aggregate":
+            continue
+        rate = ""
+        if "audio_s_per_s" in b:
+            rate = f"{b['audio_s_per_s']:.1f} s audio / s (RTF {1 / b['audio_s_per_s']:.4f})"
+        elif "windows_per_s" in b:
+            rate = f"{b['windows_per_s']:.1f} windows / s"
+        lines.append(f"| {b['name']} | {b['real_time']:.2f} | {rate} |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- machine --
+def machine_details():
+    details = {"date": datetime.datetime.now(datetime.timezone.utc)
+               .strftime("%Y-%m-%d %H:%M UTC"),
+               "kernel": platform.release(), "cores": os.cpu_count()}
+    try:
+        lscpu = subprocess.run(["lscpu"], stdout=subprocess.PIPE, text=True,
+                               check=True).stdout
+        for key in ["Model name", "Vendor ID", "Thread(s) per core",
+                    "L2 cache", "L3 cache", "Hypervisor vendor"]:
+            m = re.search(rf"^{re.escape(key)}:\s*(.+)$", lscpu, re.M)
+            if m:
+                details[key] = m.group(1).strip()
+        m = re.search(r"^Flags:\s*(.+)$", lscpu, re.M)
+        flags = set(m.group(1).split()) if m else set()
+        details["isa"] = " ".join(f for f in ISA_FLAGS if f in flags)
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    with open("/proc/meminfo") as meminfo:
+        kib = int(re.search(r"MemTotal:\s+(\d+)", meminfo.read()).group(1))
+    details["memory_gib"] = round(kib / 2**20, 1)
+    details["load_average"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return details
+
+
+def write_results(path, machine, results, table, stages, args):
+    versions = {s: get(results, s, "version") for s in PEERS}
+    errors = {s: results[s]["error"] for s in SYSTEMS
+              if results.get(s, {}).get("error")}
+    lines = [
+        "# voxprint benchmark results",
+        "",
+        f"Measured by `bench/run.py{' --quick' if args.quick else ''}` on "
+        f"{machine['date']}.",
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {machine.get('Model name', '?')} ({machine.get('Vendor ID', '?')}), "
+        f"{machine['cores']} cores, {machine.get('Thread(s) per core', '?')} "
+        f"thread(s) per core, L2 {machine.get('L2 cache', '?')}, "
+        f"L3 {machine.get('L3 cache', '?')}"
+        + (f", virtualised ({machine['Hypervisor vendor']})"
+           if machine.get("Hypervisor vendor") else ""),
+        f"- ISA: {machine.get('isa', '?')}",
+        f"- memory: {machine['memory_gib']} GiB; kernel {machine['kernel']}",
+        f"- load average at start: {machine['load_average']}; at end: "
+        f"{machine['load_average_end']}",
+        f"- peers: {versions['pytorch'] or 'n/a'}; "
+        f"{versions['onnxruntime'] or 'n/a'}",
+        f"- voxprint device: {get(results, 'voxprint', 'device') or 'n/a'}",
+        "",
+        "## Results",
+        "",
+        table,
+        "",
+        "How to read it:",
+        "",
+        "- RTF = seconds of compute per second of audio (lower is better); "
+        "windows/s (↑) is higher-is-better. Ratio = voxprint / peer, so "
+        "< 1 favours voxprint everywhere except on ↑ rows.",
+        "- Timings are medians of repeated runs in one process after one "
+        "warm-up call (10 min: 2 runs, 1 with --quick); model load and the "
+        "accuracy check are timed apart from them.",
+        "- voxprint and PyTorch run end to end from the file (decode, fbank, "
+        "network, pooling). ONNX Runtime runs the network alone on the kit's "
+        "fbank (10 min: the 30 s fbank tiled), so its rows leave out decode "
+        "and fbank.",
+        "- Sliding: 28 windows of 3 s every 1 s over sample.wav; PyTorch "
+        "batches them by 32 as pyannote does.",
+        "- Process rows time a fresh process (import/start-up included) that "
+        "loads the model and embeds one file, using all cores; peak RSS is "
+        "that process's ru_maxrss.",
+        "- Accuracy: relative L2 against the kit's expected embeddings of "
+        "sample.wav. The ONNX model pools with sqrt(var + 1e-7), which "
+        "accounts for its ~1e-5.",
+    ]
+    if errors:
+        lines += ["", "Failures in this run:", ""]
+        lines += [f"- {s}: {e}" for s, e in errors.items()]
+    if stages:
+        lines += ["", "## voxprint stages (Google Benchmark)", "",
+                  "`build-bench/bench/voxprint-stages-bench`; network rows "
+                  "run Extractor::EmbedFeatures on the kit's fbank.", "",
+                  stages_table(stages)]
+    with open(path, "w") as out:
+        out.write("\n".join(lines) + "\n")
+
+
+# ------------------------------------------------------------------- main --
+def main():
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--kit", default=DEFAULT_KIT)
+    parser.add_argument("--build-dir", default=os.path.join(REPO,
+                                                            "build-bench"))
+    parser.add_argument("--out", default=os.path.join(HERE, "out"))
+    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument("--process-runs", type=int, default=5,
+                        help="runs of the first-embedding process")
+    parser.add_argument("--quick", action="store_true",
+                        help="one repetition per timing (a smoke test)")
+    parser.add_argument("--skip-build", action="store_true")
+    parser.add_argument("--no-stages", action="store_true")
+    parser.add_argument("--results", default=os.path.join(HERE, "RESULTS.md"))
+    args = parser.parse_args()
+    args.kit = os.path.abspath(args.kit)
+    args.build_dir = os.path.abspath(args.build_dir)
+    args.threads = [int(t) for t in args.threads.split(",")]
+    systems = args.systems.split(",")
+    if not os.path.isfile(os.path.join(args.kit, "manifest.json")):
+        sys.exit(f"reference kit not found at {args.kit} (use --kit)")
+
+    machine = machine_details()
+    results = {}
+    if "voxprint" in systems and not args.skip_build:
+        try:
+            build(args)
+        except subprocess.CalledProcessError as error:
+            results["voxprint"] = {"error": f"build failed: {error}"}
+    if "onnxruntime" in systems:
+        ensure_node_modules()
+    audio_dir = os.path.join(args.out, "audio")
+    subprocess.run([sys.executable, os.path.join(HERE, "make_audio.py"),
+                    args.kit, audio_dir], check=True, stdout=subprocess.DEVNULL)
+    audio = {"3s": os.path.join(audio_dir, "3s.wav"),
+             "30s": os.path.join(args.kit, "audio", "sample.wav"),
+             "10min": os.path.join(audio_dir, "10min.wav")}
+
+    cmds = commands(args, audio)
+    runs = 3 if args.quick else args.process_runs
+    for system in systems:
+        if results.get(system, {}).get("error"):
+            continue
+        try:
+            results[system] = run_json(cmds[system]["bench"])
+            log(f"{system}: first embedding and peak RSS (processes)")
+            results[system]["process"] = measure_processes(
+                cmds[system]["process"], audio, runs)
+        except (subprocess.CalledProcessError, RuntimeError, OSError,
+                json.JSONDecodeError) as error:
+            log(f"{system} failed: {error}")
+            results[system] = {"error": str(error)}
+
+    stages = []
+    if "voxprint" in systems and not args.no_stages and not results.get(
+            "voxprint", {}).get("error"):
+        try:
+            stages = stage_benchmarks(args)
+        except (subprocess.CalledProcessError, OSError,
+                json.JSONDecodeError) as error:
+            log(f"stage benchmarks failed: {error}")
+
+    machine["load_average_end"] = " ".join(f"{x:.2f}"
+                                           for x in os.getloadavg())
+    table = markdown_table(results, args.threads)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "results.json"), "w") as out:
+        json.dump({"machine": machine, "results": results, "stages": stages},
+                  out, indent=1)
+    write_results(args.results, machine, results, table, stages, args)
+    print(table)
+    log(f"wrote {args.results} and {os.path.join(args.out, 'results.json')}")
+    return 1 if any(results.get(s, {}).get("error") for s in systems) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

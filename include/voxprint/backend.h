@@ -1,0 +1,72 @@
+// Compute backends: where the ResNet runs.
+//
+// Three levels, "prepare once, run many":
+//   Backend        one per device, made by CreateBackend("cpu" | "cuda[:N]" |
+//                  "auto"). Only "auto" may choose; asking for an unusable
+//                  device throws ErrorCode::kBackendUnavailable with the reason.
+//   PreparedModel  weights already in the device's layout; immutable and
+//                  thread-safe; shared by all sessions.
+//   Session        per worker: scratch memory and a cache of compiled
+//                  primitives keyed by input shape. NOT thread-safe: use one
+//                  per thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace voxprint {
+
+namespace model {
+struct ResNetWeights;
+}
+
+struct BackendOptions {
+  // Threads for the compute library (0: all cores).
+  int num_threads = 0;
+  // Numeric precision: "fp32" (default, reference parity) or "bf16" (opt-in).
+  std::string precision = "fp32";
+};
+
+struct BackendInfo {
+  std::string name;         // "cpu" or "cuda"
+  int device_index = 0;
+  int num_threads = 0;
+  std::string description;  // ISA / GPU name, library versions
+  std::string precision;
+};
+
+class Session {
+ public:
+  virtual ~Session() = default;
+  // features: row-major [batch, frames, bins] (mean already subtracted).
+  // Returns row-major [batch, embedding_dim]. frames >= 1.
+  virtual std::vector<float> Run(std::span<const float> features, int batch,
+                                 int64_t frames) = 0;
+};
+
+class PreparedModel {
+ public:
+  virtual ~PreparedModel() = default;
+  virtual std::unique_ptr<Session> NewSession() const = 0;
+  virtual int EmbeddingDim() const = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual BackendInfo Info() const = 0;
+  // Reorders/copies weights for this device. Throws voxprint::Error.
+  virtual std::shared_ptr<const PreparedModel> Prepare(
+      const model::ResNetWeights& weights) const = 0;
+};
+
+// "cpu", "cuda", "cuda:N" or "auto". `why` (optional) receives one line on
+// what "auto" chose and why.
+std::unique_ptr<Backend> CreateBackend(const std::string& device,
+                                       const BackendOptions& options = {},
+                                       std::string* why = nullptr);
+
+}  // namespace voxprint

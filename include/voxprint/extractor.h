@@ -1,0 +1,107 @@
+// The embedding pipeline: audio -> mono 16 kHz -> fbank (mean subtracted) ->
+// ResNet -> statistics pooling -> embedding. The CLI and the server both use
+// this facade and nothing below it.
+//
+// Thread safety: an Extractor is safe to use from many threads at once; each
+// call borrows one backend Session from an internal pool (bounded by
+// ExtractorOptions::max_parallel_runs), so concurrent calls run in parallel.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "voxprint/audio.h"
+#include "voxprint/backend.h"
+#include "voxprint/features.h"
+#include "voxprint/model.h"
+
+namespace voxprint {
+
+struct ExtractorOptions {
+  std::string model_path;        // any supported model file
+  std::string device = "auto";   // "auto", "cpu", "cuda", "cuda:N"
+  BackendOptions backend;        // threads, precision
+  AudioLimits audio_limits;      // bounds on decoded input
+  int max_parallel_runs = 4;     // backend sessions kept for concurrent calls
+};
+
+enum class WindowMode { kWhole, kSliding };
+
+// What to embed from one input.
+struct EmbedRequest {
+  WindowMode mode = WindowMode::kWhole;
+  double window_duration_s = 3.0;  // sliding only: chunk length
+  double window_step_s = 1.0;      // sliding only: hop
+  // Optional excerpt, in seconds of the input; applied before windowing.
+  std::optional<double> start_s;
+  std::optional<double> end_s;
+  // Throws ErrorCode::kInvalidArgument naming the bad field.
+  void Validate() const;
+};
+
+struct WindowEmbedding {
+  double start_s = 0.0;  // in seconds of the input (excerpt offset included)
+  double end_s = 0.0;    // start + duration (a padded last chunk ends past the input)
+  std::vector<float> embedding;
+};
+
+struct EmbeddingResult {
+  std::string source;                  // path or upload name
+  AudioInfo audio;                     // original rate, channels, ...
+  double duration_s = 0.0;             // of the (excerpted) audio analysed
+  WindowMode mode = WindowMode::kWhole;
+  std::vector<float> embedding;        // whole mode
+  std::vector<WindowEmbedding> windows;  // sliding mode
+  double processing_s = 0.0;           // wall time of this call
+};
+
+class Extractor {
+ public:
+  // Loads the model file and prepares it on the device. Throws Error.
+  explicit Extractor(const ExtractorOptions& options);
+  ~Extractor();
+  Extractor(const Extractor&) = delete;
+  Extractor& operator=(const Extractor&) = delete;
+
+  EmbeddingResult EmbedFile(const std::string& path,
+                            const EmbedRequest& request = {}) const;
+  EmbeddingResult EmbedBytes(std::span<const uint8_t> bytes,
+                             const std::string& name,
+                             const EmbedRequest& request = {}) const;
+  // Already decoded audio (any rate; resampled here).
+  EmbeddingResult EmbedDecoded(const DecodedAudio& audio,
+                               const std::string& name,
+                               const EmbedRequest& request = {}) const;
+  // Raw mono samples at `sample_rate_hz` (library users).
+  EmbeddingResult EmbedSamples(std::span<const float> samples,
+                               int sample_rate_hz,
+                               const EmbedRequest& request = {}) const;
+
+  // The network alone: mean-subtracted features [batch, frames, bins] ->
+  // [batch, embedding_dim].
+  std::vector<float> EmbedFeatures(std::span<const float> features, int batch,
+                                   int64_t frames) const;
+
+  const ModelInfo& Model() const;
+  BackendInfo Device() const;
+  // One line on how the device was chosen (for "auto").
+  const std::string& DeviceChoice() const;
+  int EmbeddingDim() const;
+  const FbankOptions& Fbank() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Cosine similarity of two equal-length vectors, in [-1, 1]; 0 when either
+// is all zeros. Throws kInvalidArgument on a size mismatch.
+double CosineSimilarity(std::span<const float> a, std::span<const float> b);
+
+inline constexpr double kDefaultSameSpeakerThreshold = 0.7;
+
+}  // namespace voxprint

@@ -1,0 +1,567 @@
+// DecodeAudioFile / DecodeAudioBytes on FFmpeg's libavformat + libavcodec.
+//
+// Both read through a custom AVIOContext, so the demuxer is chosen from the
+// bytes alone (a file's name never reaches FFmpeg) and a demuxer can never
+// open another file or URL on its own (playlists, references): every nested
+// open is refused.
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <new>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "audio/ffmpeg-handles.h"
+#include "audio/sample-convert.h"
+#include "voxprint/audio.h"
+#include "voxprint/error.h"
+
+extern "C" {
+#include <libavutil/log.h>
+#include <libavutil/samplefmt.h>
+}
+
+namespace voxprint {
+namespace {
+
+using audio::AvErrorString;
+
+constexpr int kIoBufferBytes = 64 * 1024;
+// Sample rates outside this range are refused: they are not audio anyone
+// records, and a tiny header claiming 1 Hz would make the 16 kHz output
+// thousands of times larger than the file.
+constexpr int kMinSampleRateHz = 1000;
+constexpr int kMaxSampleRateHz = 1536000;
+// Damaged packets are skipped, as the ffmpeg tool does; after this many in a
+// row the rest of the stream is taken to be garbage and decoding stops.
+constexpr int kMaxConsecutiveDecodeErrors = 32;
+// Demuxers whose input is a list of other files or URLs. Opening those is
+// refused anyway (RefuseNestedOpen); naming them gives a clearer error.
+constexpr const char* kRefusedDemuxers[] = {"hls", "dash", "concat"};
+
+void SilenceFfmpegLogging() {
+  static std::once_flag once;
+  std::call_once(once, [] { av_log_set_level(AV_LOG_QUIET); });
+}
+
+// Where the bytes come from. Callbacks run on the decoding thread only.
+class Source {
+ public:
+  virtual ~Source() = default;
+  virtual int Read(uint8_t* buffer, int size) = 0;
+  virtual int64_t Seek(int64_t offset, int whence) = 0;
+  // The errno of a failed read, 0 when none failed.
+  int read_errno() const { return read_errno_; }
+
+  static int ReadCallback(void* opaque, uint8_t* buffer, int size) {
+    return static_cast<Source*>(opaque)->Read(buffer, size);
+  }
+  static int64_t SeekCallback(void* opaque, int64_t offset, int whence) {
+    return static_cast<Source*>(opaque)->Seek(offset, whence);
+  }
+
+ protected:
+  // Resolves a seek request against the current position and total size;
+  // -1 when it falls outside [0, size].
+  static int64_t Target(int64_t offset, int whence, int64_t position,
+                        int64_t size) {
+    int64_t base = 0;
+    switch (whence & ~AVSEEK_FORCE) {
+      case SEEK_SET:
+        base = 0;
+        break;
+      case SEEK_CUR:
+        base = position;
+        break;
+      case SEEK_END:
+        base = size;
+        break;
+      default:
+        return -1;
+    }
+    if ((offset > 0 && base > std::numeric_limits<int64_t>::max() - offset) ||
+        (offset < 0 && base + offset < 0)) {
+      return -1;
+    }
+    const int64_t target = base + offset;
+    return target <= size ? target : -1;
+  }
+
+  int read_errno_ = 0;
+};
+
+class MemorySource final : public Source {
+ public:
+  explicit MemorySource(std::span<const uint8_t> bytes) : bytes_(bytes) {}
+
+  int Read(uint8_t* buffer, int size) override {
+    const int64_t left = static_cast<int64_t>(bytes_.size()) - position_;
+    if (left <= 0 || size <= 0) return AVERROR_EOF;
+    const int64_t count = std::min<int64_t>(left, size);
+    std::memcpy(buffer, bytes_.data() + position_, static_cast<size_t>(count));
+    position_ += count;
+    return static_cast<int>(count);
+  }
+
+  int64_t Seek(int64_t offset, int whence) override {
+    const int64_t size = static_cast<int64_t>(bytes_.size());
+    if (whence & AVSEEK_SIZE) return size;
+    const int64_t target = Target(offset, whence, position_, size);
+    if (target < 0) return AVERROR(EINVAL);
+    position_ = target;
+    return position_;
+  }
+
+ private:
+  std::span<const uint8_t> bytes_;
+  int64_t position_ = 0;
+};
+
+class FileSource final : public Source {
+ public:
+  // Throws kIoError when the file cannot be opened.
+  explicit FileSource(const std::string& path) {
+    struct stat info {};
+    if (::stat(path.c_str(), &info) != 0) {
+      throw Error(ErrorCode::kIoError,
+                  path + ": cannot open (" + std::strerror(errno) + ")");
+    }
+    if (S_ISDIR(info.st_mode)) {
+      throw Error(ErrorCode::kIoError, path + ": cannot open (is a directory)");
+    }
+    file_ = std::fopen(path.c_str(), "rb");
+    if (file_ == nullptr) {
+      throw Error(ErrorCode::kIoError,
+                  path + ": cannot open (" + std::strerror(errno) + ")");
+    }
+    size_ = S_ISREG(info.st_mode) ? static_cast<int64_t>(info.st_size) : -1;
+  }
+  ~FileSource() override { std::fclose(file_); }
+  FileSource(const FileSource&) = delete;
+  FileSource& operator=(const FileSource&) = delete;
+
+  int64_t size() const { return size_; }
+
+  int Read(uint8_t* buffer, int size) override {
+    if (size <= 0) return AVERROR_EOF;
+    const size_t count =
+        std::fread(buffer, 1, static_cast<size_t>(size), file_);
+    if (count == 0) {
+      if (std::ferror(file_)) {
+        read_errno_ = errno != 0 ? errno : EIO;
+        return AVERROR(EIO);
+      }
+      return AVERROR_EOF;
+    }
+    return static_cast<int>(count);
+  }
+
+  int64_t Seek(int64_t offset, int whence) override {
+    if (size_ < 0) return AVERROR(ENOSYS);  // a pipe: not seekable
+    if (whence & AVSEEK_SIZE) return size_;
+    const int64_t position = ::ftello(file_);
+    if (position < 0) return AVERROR(EIO);
+    const int64_t target = Target(offset, whence, position, size_);
+    if (target < 0) return AVERROR(EINVAL);
+    if (::fseeko(file_, static_cast<off_t>(target), SEEK_SET) != 0) {
+      return AVERROR(EIO);
+    }
+    return target;
+  }
+
+ private:
+  std::FILE* file_ = nullptr;
+  int64_t size_ = -1;
+};
+
+// Keeps demuxers from opening anything besides the input we hand them;
+// AVFormatContext::opaque points to a flag that records the attempt.
+int RefuseNestedOpen(AVFormatContext* format, AVIOContext**, const char*, int,
+                     AVDictionary**) {
+  if (format != nullptr && format->opaque != nullptr) {
+    *static_cast<bool*>(format->opaque) = true;
+  }
+  return AVERROR(EPERM);
+}
+
+// A run of decoded audio at one sample rate (a stream may change rate).
+struct Segment {
+  int sample_rate_hz = 0;
+  std::vector<float> samples;
+};
+
+class Decoder {
+ public:
+  Decoder(Source& source, bool seekable, std::string name,
+          const AudioLimits& limits)
+      : source_(source),
+        seekable_(seekable),
+        name_(std::move(name)),
+        limits_(limits) {}
+
+  DecodedAudio Run() {
+    Open();
+    DecodeAll();
+    return Finish();
+  }
+
+ private:
+  [[noreturn]] void Fail(ErrorCode code, const std::string& reason) const {
+    throw Error(code, name_ + ": " + reason);
+  }
+  void FailOnReadError() const {
+    if (source_.read_errno() != 0) {
+      Fail(ErrorCode::kIoError,
+           std::string("read failed (") + std::strerror(source_.read_errno()) +
+               ")");
+    }
+  }
+  void FailOnNestedOpen() const {
+    if (refused_nested_open_) {
+      Fail(ErrorCode::kUnsupportedInput,
+           "a playlist or reference to other files or URLs, which are never "
+           "opened");
+    }
+  }
+  void FailOnOutOfMemory(int code) const {
+    if (code == AVERROR(ENOMEM)) Fail(ErrorCode::kResourceLimit, "out of memory");
+  }
+
+  void Open() {
+    auto* buffer = static_cast<uint8_t*>(av_malloc(kIoBufferBytes));
+    if (buffer == nullptr) Fail(ErrorCode::kResourceLimit, "out of memory");
+    AVIOContext* io = avio_alloc_context(buffer, kIoBufferBytes, 0, &source_,
+                                         &Source::ReadCallback, nullptr,
+                                         seekable_ ? &Source::SeekCallback
+                                                   : nullptr);
+    if (io == nullptr) {
+      av_free(buffer);
+      Fail(ErrorCode::kResourceLimit, "out of memory");
+    }
+    io_.reset(io);
+
+    // Probe first, from the content alone, to name the format in errors.
+    const AVInputFormat* input_format = nullptr;
+    const int probed =
+        av_probe_input_buffer2(io_.get(), &input_format, "", nullptr, 0, 0);
+    FailOnReadError();
+    if (probed < 0 || input_format == nullptr) {
+      if (avio_size(io_.get()) == 0) {
+        Fail(ErrorCode::kCorruptInput, "empty input (0 bytes)");
+      }
+      Fail(ErrorCode::kUnsupportedInput,
+           "not a recognised audio format (" + AvErrorString(probed) + ")");
+    }
+    for (const char* refused : kRefusedDemuxers) {
+      if (std::strcmp(input_format->name, refused) == 0) {
+        Fail(ErrorCode::kUnsupportedInput,
+             std::string("a playlist (") + refused +
+                 "), not audio: files it refers to are never opened");
+      }
+    }
+
+    AVFormatContext* format = avformat_alloc_context();
+    if (format == nullptr) Fail(ErrorCode::kResourceLimit, "out of memory");
+    format->pb = io_.get();
+    format->io_open = &RefuseNestedOpen;
+    format->opaque = &refused_nested_open_;
+    // On failure avformat_open_input frees the context and nulls the pointer.
+    const int opened =
+        avformat_open_input(&format, "", input_format, nullptr);
+    if (opened < 0) {
+      FailOnReadError();
+      FailOnNestedOpen();
+      Fail(ErrorCode::kCorruptInput, std::string("cannot read the ") +
+                                         input_format->name + " header (" +
+                                         AvErrorString(opened) + ")");
+    }
+    format_.reset(format);
+
+    // Failure here leaves some parameters unknown; decoding may still work,
+    // and if it does not, the errors below say so.
+    const int info = avformat_find_stream_info(format_.get(), nullptr);
+    FailOnReadError();
+    if (info < 0) FailOnNestedOpen();
+    FailOnOutOfMemory(info);
+
+    const AVCodec* codec = nullptr;
+    const int index = av_find_best_stream(format_.get(), AVMEDIA_TYPE_AUDIO,
+                                          -1, -1, &codec, 0);
+    if (index == AVERROR_STREAM_NOT_FOUND) {
+      Fail(ErrorCode::kUnsupportedInput, "no audio stream in " +
+                                             std::string(ContainerName()) +
+                                             " input" + OtherStreams());
+    }
+    if (index == AVERROR_DECODER_NOT_FOUND || codec == nullptr) {
+      Fail(ErrorCode::kUnsupportedInput, "no decoder for the audio codec" +
+                                             AudioCodecNameForError());
+    }
+    if (index < 0) {
+      Fail(ErrorCode::kUnsupportedInput,
+           "cannot select an audio stream (" + AvErrorString(index) + ")");
+    }
+    stream_index_ = index;
+    for (unsigned i = 0; i < format_->nb_streams; ++i) {
+      if (static_cast<int>(i) != stream_index_) {
+        format_->streams[i]->discard = AVDISCARD_ALL;
+      }
+    }
+    const AVStream* stream = format_->streams[stream_index_];
+    CheckChannels(stream->codecpar->ch_layout.nb_channels);
+
+    codec_.reset(avcodec_alloc_context3(codec));
+    if (!codec_) Fail(ErrorCode::kResourceLimit, "out of memory");
+    int ret = avcodec_parameters_to_context(codec_.get(), stream->codecpar);
+    if (ret < 0) {
+      FailOnOutOfMemory(ret);
+      Fail(ErrorCode::kCorruptInput,
+           "bad codec parameters (" + AvErrorString(ret) + ")");
+    }
+    // The timebase lets the decoder trim priming and padding samples that
+    // the demuxer signals (MP3 gapless, AAC priming, Opus pre-skip).
+    codec_->pkt_timebase = stream->time_base;
+    codec_->thread_count = 1;
+    ret = avcodec_open2(codec_.get(), codec, nullptr);
+    if (ret < 0) {
+      FailOnOutOfMemory(ret);
+      Fail(ErrorCode::kCorruptInput, std::string("cannot open the ") +
+                                         codec->name + " decoder (" +
+                                         AvErrorString(ret) + ")");
+    }
+    packet_.reset(av_packet_alloc());
+    frame_.reset(av_frame_alloc());
+    if (!packet_ || !frame_) Fail(ErrorCode::kResourceLimit, "out of memory");
+
+    info_.container = ContainerName();
+    info_.codec = codec->name;
+    info_.channels = stream->codecpar->ch_layout.nb_channels;
+    info_.sample_rate_hz = stream->codecpar->sample_rate;
+  }
+
+  const char* ContainerName() const {
+    return format_ && format_->iformat ? format_->iformat->name : "unknown";
+  }
+
+  std::string OtherStreams() const {
+    int video = 0, other = 0;
+    for (unsigned i = 0; i < format_->nb_streams; ++i) {
+      if (format_->streams[i]->codecpar->codec_type == AVMEDIA_TYPE_VIDEO) {
+        ++video;
+      } else {
+        ++other;
+      }
+    }
+    if (video + other == 0) return " (it has no streams)";
+    return " (it has " + std::to_string(video) + " video and " +
+           std::to_string(other) + " other streams)";
+  }
+
+  std::string AudioCodecNameForError() const {
+    for (unsigned i = 0; i < format_->nb_streams; ++i) {
+      const AVCodecParameters* par = format_->streams[i]->codecpar;
+      if (par->codec_type == AVMEDIA_TYPE_AUDIO) {
+        return std::string(" ") + avcodec_get_name(par->codec_id);
+      }
+    }
+    return "";
+  }
+
+  void CheckChannels(int channels) const {
+    if (limits_.max_channels > 0 && channels > limits_.max_channels) {
+      Fail(ErrorCode::kResourceLimit,
+           std::to_string(channels) + " channels exceed the limit of " +
+               std::to_string(limits_.max_channels));
+    }
+  }
+
+  void DecodeAll() {
+    while (!stop_) {
+      const int read = av_read_frame(format_.get(), packet_.get());
+      if (read < 0) {
+        // End of data, or a demuxer that cannot make sense of the rest:
+        // either way what was decoded so far is kept.
+        FailOnOutOfMemory(read);
+        if (read != AVERROR_EOF) last_error_ = read;
+        break;
+      }
+      if (packet_->stream_index != stream_index_) {
+        av_packet_unref(packet_.get());
+        continue;
+      }
+      const int sent = avcodec_send_packet(codec_.get(), packet_.get());
+      av_packet_unref(packet_.get());
+      if (sent < 0 && sent != AVERROR(EAGAIN)) {
+        OnDecodeError(sent);
+        continue;
+      }
+      ReceiveFrames();
+    }
+    FailOnReadError();
+    // Drain the frames the decoder still holds (delay, end padding).
+    if (avcodec_send_packet(codec_.get(), nullptr) >= 0) {
+      stop_ = false;
+      ReceiveFrames();
+    }
+  }
+
+  void ReceiveFrames() {
+    while (!stop_) {
+      const int ret = avcodec_receive_frame(codec_.get(), frame_.get());
+      if (ret == AVERROR(EAGAIN) || ret == AVERROR_EOF) return;
+      if (ret < 0) {
+        OnDecodeError(ret);
+        if (stop_) return;
+        continue;
+      }
+      consecutive_errors_ = 0;
+      AppendFrame(*frame_);
+      av_frame_unref(frame_.get());
+    }
+  }
+
+  void OnDecodeError(int code) {
+    FailOnOutOfMemory(code);
+    last_error_ = code;
+    if (code != AVERROR_INVALIDDATA ||
+        ++consecutive_errors_ > kMaxConsecutiveDecodeErrors) {
+      stop_ = true;
+    }
+  }
+
+  void AppendFrame(const AVFrame& frame) {
+    const int channels = frame.ch_layout.nb_channels;
+    if (channels <= 0) Fail(ErrorCode::kCorruptInput, "decoded frame has no channels");
+    CheckChannels(channels);
+    // The decoder context holds the rate of the frame just decoded: the MPEG
+    // audio decoders stamp each frame with the rate of the frame before it
+    // (they allocate it before parsing its header), which is wrong for one
+    // frame after every rate change and for the first one when the stream
+    // parameters came from a later frame.
+    const int rate =
+        codec_->sample_rate > 0 ? codec_->sample_rate : frame.sample_rate;
+    if (rate < kMinSampleRateHz || rate > kMaxSampleRateHz) {
+      Fail(ErrorCode::kUnsupportedInput,
+           "unsupported sample rate " + std::to_string(rate) + " Hz (accepted: " +
+               std::to_string(kMinSampleRateHz) + " to " +
+               std::to_string(kMaxSampleRateHz) + ")");
+    }
+    if (frame.nb_samples <= 0) return;
+    if (segments_.empty()) {
+      info_.channels = channels;
+      info_.sample_rate_hz = rate;
+    }
+    if (segments_.empty() || segments_.back().sample_rate_hz != rate) {
+      segments_.push_back(Segment{rate, {}});
+    }
+    std::vector<float>& samples = segments_.back().samples;
+    const size_t before = samples.size();
+    if (!audio::AppendAsMono(frame.format, frame.extended_data, channels,
+                             frame.nb_samples, &samples)) {
+      const char* format_name =
+          av_get_sample_fmt_name(static_cast<AVSampleFormat>(frame.format));
+      Fail(ErrorCode::kUnsupportedInput,
+           std::string("unsupported sample format ") +
+               (format_name ? format_name : "unknown"));
+    }
+    for (size_t i = before; i < samples.size(); ++i) {
+      if (!std::isfinite(samples[i])) {
+        Fail(ErrorCode::kCorruptInput,
+             "non-finite sample value at " +
+                 std::to_string(decoded_s_ + static_cast<double>(i - before) /
+                                                 rate) +
+                 " s");
+      }
+    }
+    decoded_s_ += static_cast<double>(frame.nb_samples) / rate;
+    if (limits_.max_duration_s > 0 && decoded_s_ > limits_.max_duration_s) {
+      Fail(ErrorCode::kResourceLimit,
+           "audio longer than the limit of " +
+               std::to_string(limits_.max_duration_s) + " s");
+    }
+  }
+
+  DecodedAudio Finish() {
+    DecodedAudio result;
+    if (segments_.empty()) {
+      std::string reason = "no audio samples could be decoded";
+      if (last_error_ != 0) reason += " (" + AvErrorString(last_error_) + ")";
+      Fail(ErrorCode::kCorruptInput, reason);
+    }
+    const int rate = segments_.front().sample_rate_hz;
+    result.mono.sample_rate_hz = rate;
+    if (segments_.size() == 1) {
+      result.mono.samples = std::move(segments_.front().samples);
+    } else {
+      // A stream that changes rate midway is brought to its first rate piece
+      // by piece, so every sample keeps its place in time.
+      for (Segment& segment : segments_) {
+        std::vector<float> piece =
+            segment.sample_rate_hz == rate
+                ? std::move(segment.samples)
+                : Resample(segment.samples, segment.sample_rate_hz, rate);
+        result.mono.samples.insert(result.mono.samples.end(), piece.begin(),
+                                   piece.end());
+      }
+    }
+    result.info = info_;
+    result.info.frames = static_cast<int64_t>(result.mono.samples.size());
+    return result;
+  }
+
+  Source& source_;
+  bool seekable_;
+  std::string name_;
+  AudioLimits limits_;
+  // Declared in this order so the format context, which reads through io_,
+  // is closed first.
+  audio::AvioPtr io_;
+  audio::FormatContextPtr format_;
+  audio::CodecContextPtr codec_;
+  audio::PacketPtr packet_;
+  audio::FramePtr frame_;
+  bool refused_nested_open_ = false;
+  int stream_index_ = -1;
+  AudioInfo info_;
+  std::vector<Segment> segments_;
+  double decoded_s_ = 0.0;
+  int consecutive_errors_ = 0;
+  int last_error_ = 0;
+  bool stop_ = false;
+};
+
+DecodedAudio DecodeFrom(Source& source, bool seekable, const std::string& name,
+                        const AudioLimits& limits) {
+  SilenceFfmpegLogging();
+  try {
+    return Decoder(source, seekable, name, limits).Run();
+  } catch (const std::bad_alloc&) {
+    throw Error(ErrorCode::kResourceLimit, name + ": out of memory");
+  } catch (const std::length_error&) {
+    throw Error(ErrorCode::kResourceLimit, name + ": out of memory");
+  }
+}
+
+}  // namespace
+
+DecodedAudio DecodeAudioFile(const std::string& path,
+                             const AudioLimits& limits) {
+  FileSource source(path);
+  return DecodeFrom(source, source.size() >= 0, path, limits);
+}
+
+DecodedAudio DecodeAudioBytes(std::span<const uint8_t> bytes,
+                              const std::string& name,
+                              const AudioLimits& limits) {
+  MemorySource source(bytes);
+  return DecodeFrom(source, true, name, limits);
+}
+
+}  // namespace voxprint

@@ -1,0 +1,49 @@
+// The oneDNN CPU backend (internal; the public entry is CreateBackend("cpu")).
+//
+// Exposed to tests and benchmarks for the knobs that the public options do
+// not carry: the convolution algorithm and the time tiling.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "voxprint/backend.h"
+
+namespace voxprint::backends::cpu {
+
+enum class ConvAlgorithm {
+  kAuto,      // the validated per-layer rule (see cpu-backend.cc)
+  kDirect,    // oneDNN direct convolution everywhere
+  kWinograd,  // Winograd for every 3x3 stride-1 conv that supports it
+};
+
+enum class ActivationLayout {
+  kAuto,       // nChw16c when some layer runs Winograd, else oneDNN's choice
+  kAny,        // each primitive picks (format_tag::any)
+  kBlocked16,  // nChw16c everywhere
+};
+
+struct CpuTuning {
+  ConvAlgorithm algorithm = ConvAlgorithm::kAuto;
+  ActivationLayout layout = ActivationLayout::kAuto;
+  // Inputs longer than this run as overlapping time tiles of tile_frames
+  // input frames (same result: the halo covers the receptive field).
+  int64_t max_untiled_frames = 6000;
+  int64_t tile_frames = 4096;
+  // Batches are split so that batch * frames per run stays below this
+  // (bounds the activation memory of a session).
+  int64_t max_batch_frames = 16384;
+  // Compiled shapes each session keeps (least recently used dropped).
+  int max_cached_shapes = 16;
+};
+
+std::unique_ptr<Backend> CreateCpuBackend(const BackendOptions& options,
+                                          const CpuTuning& tuning = {});
+
+// Per convolution of a prepared CPU model: "<layer>: <algorithm>" as used by
+// the last shape a session compiled; for reports. Empty for other backends.
+std::vector<std::string> LastLayerAlgorithms(const Session& session);
+
+}  // namespace voxprint::backends::cpu

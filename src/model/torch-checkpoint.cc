@@ -1,0 +1,356 @@
+#include "model/torch-checkpoint.h"
+
+#include <zip.h>
+
+#include <bit>
+#include <cstring>
+#include <string_view>
+#include <utility>
+
+#include "voxprint/error.h"
+
+namespace voxprint::model {
+namespace {
+
+using pickle::Kind;
+using pickle::ScalarType;
+using pickle::TensorRef;
+using pickle::Value;
+
+// Sane upper bounds: the largest WeSpeaker model (ResNet293) has ~28 M
+// parameters, so 1 GiB per storage and 2^31 elements per tensor leave ample
+// room while refusing absurd claims before anything is allocated.
+constexpr uint64_t kMaxStorageBytes = uint64_t{1} << 30;
+constexpr int64_t kMaxTensorElements = int64_t{1} << 31;
+constexpr size_t kMaxTensorRank = 8;
+constexpr uint64_t kMaxPickleBytes = uint64_t{64} << 20;
+
+[[noreturn]] void Fail(const std::string& where, const std::string& what) {
+  throw Error(ErrorCode::kModelError, where + ": " + what);
+}
+
+float HalfToFloat(uint16_t half) {
+  const uint32_t sign = static_cast<uint32_t>(half & 0x8000) << 16;
+  uint32_t exponent = (half >> 10) & 0x1f;
+  uint32_t mantissa = half & 0x3ff;
+  uint32_t bits;
+  if (exponent == 0x1f) {
+    bits = sign | 0x7f800000u | (mantissa << 13);  // inf / nan
+  } else if (exponent != 0) {
+    bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
+  } else if (mantissa == 0) {
+    bits = sign;
+  } else {  // subnormal: normalise
+    exponent = 113;
+    while (!(mantissa & 0x400)) {
+      mantissa <<= 1;
+      --exponent;
+    }
+    bits = sign | (exponent << 23) | ((mantissa & 0x3ff) << 13);
+  }
+  return std::bit_cast<float>(bits);
+}
+
+float ElementToFloat(const uint8_t* p, ScalarType type) {
+  switch (type) {
+    case ScalarType::kFloat32: {
+      float v;
+      std::memcpy(&v, p, 4);
+      return v;
+    }
+    case ScalarType::kFloat64: {
+      double v;
+      std::memcpy(&v, p, 8);
+      return static_cast<float>(v);
+    }
+    case ScalarType::kFloat16: {
+      uint16_t v;
+      std::memcpy(&v, p, 2);
+      return HalfToFloat(v);
+    }
+    case ScalarType::kBFloat16: {
+      uint16_t v;
+      std::memcpy(&v, p, 2);
+      return std::bit_cast<float>(static_cast<uint32_t>(v) << 16);
+    }
+    default:
+      return 0;  // refused before
+  }
+}
+
+}  // namespace
+
+std::vector<float> MaterializeTensor(const TensorRef& ref,
+                                     std::span<const uint8_t> storage,
+                                     const std::string& what) {
+  const ScalarType dtype = ref.dtype;
+  if (dtype != ScalarType::kFloat32 && dtype != ScalarType::kFloat64 &&
+      dtype != ScalarType::kFloat16 && dtype != ScalarType::kBFloat16)
+    Fail(what, std::string("has dtype ") + pickle::ScalarName(dtype) +
+                   ", expected a floating-point tensor");
+  const uint64_t element_size = static_cast<uint64_t>(pickle::ScalarSize(dtype));
+  if (ref.storage_numel < 0 ||
+      static_cast<uint64_t>(ref.storage_numel) > kMaxStorageBytes / element_size)
+    Fail(what, "storage claims " + std::to_string(ref.storage_numel) +
+                   " elements (more than the limit)");
+  const uint64_t storage_bytes =
+      static_cast<uint64_t>(ref.storage_numel) * element_size;
+  if (storage.size() != storage_bytes)
+    Fail(what, "storage " + ref.storage_key + " holds " +
+                   std::to_string(storage.size()) + " bytes, its header says " +
+                   std::to_string(ref.storage_numel) + " x " +
+                   std::to_string(element_size));
+
+  if (ref.sizes.size() != ref.strides.size() ||
+      ref.sizes.size() > kMaxTensorRank)
+    Fail(what, "has " + std::to_string(ref.sizes.size()) + " sizes and " +
+                   std::to_string(ref.strides.size()) + " strides");
+  int64_t numel = 1;
+  int64_t last = ref.storage_offset;  // highest element index the view reads
+  if (ref.storage_offset < 0) Fail(what, "has a negative storage offset");
+  for (size_t d = 0; d < ref.sizes.size(); ++d) {
+    const int64_t size = ref.sizes[d];
+    const int64_t stride = ref.strides[d];
+    if (size < 0 || stride < 0)
+      Fail(what, "has a negative size or stride");
+    if (size > 0 && numel > kMaxTensorElements / size)
+      Fail(what, "has more than " + std::to_string(kMaxTensorElements) +
+                     " elements");
+    numel *= size;
+    if (size > 0) {
+      int64_t reach = 0;
+      if (__builtin_mul_overflow(size - 1, stride, &reach) ||
+          __builtin_add_overflow(last, reach, &last))
+        Fail(what, "has strides that overflow");
+    }
+  }
+  if (numel > 0 && last >= ref.storage_numel)
+    Fail(what, "reads element " + std::to_string(last) + " of a storage of " +
+                   std::to_string(ref.storage_numel));
+
+  std::vector<float> values(static_cast<size_t>(numel));
+  if (numel == 0) return values;
+  // Row-major strides: one contiguous run.
+  bool contiguous = true;
+  int64_t expected = 1;
+  for (size_t d = ref.sizes.size(); d > 0; --d) {
+    if (ref.sizes[d - 1] != 1 && ref.strides[d - 1] != expected)
+      contiguous = false;
+    expected *= ref.sizes[d - 1];
+  }
+  const uint8_t* base = storage.data() + ref.storage_offset * element_size;
+  if (contiguous && dtype == ScalarType::kFloat32) {
+    std::memcpy(values.data(), base, values.size() * sizeof(float));
+    return values;
+  }
+  if (contiguous) {
+    for (size_t i = 0; i < values.size(); ++i)
+      values[i] = ElementToFloat(base + i * element_size, dtype);
+    return values;
+  }
+  // Gather a strided view with an odometer over the dimensions.
+  const size_t rank = ref.sizes.size();
+  std::vector<int64_t> index(rank, 0);
+  int64_t offset = 0;
+  for (size_t i = 0; i < values.size(); ++i) {
+    values[i] = ElementToFloat(base + offset * element_size, dtype);
+    for (size_t d = rank; d > 0; --d) {
+      if (++index[d - 1] < ref.sizes[d - 1]) {
+        offset += ref.strides[d - 1];
+        break;
+      }
+      offset -= (index[d - 1] - 1) * ref.strides[d - 1];
+      index[d - 1] = 0;
+    }
+  }
+  return values;
+}
+
+struct TorchCheckpoint::Zip {
+  zip_t* archive = nullptr;
+  ~Zip() {
+    if (archive) zip_discard(archive);
+  }
+};
+
+TorchCheckpoint::~TorchCheckpoint() = default;
+
+std::vector<uint8_t> TorchCheckpoint::ReadEntry(const std::string& name,
+                                                uint64_t expected_size) const {
+  const std::string where = source_ + ": " + name;
+  const zip_int64_t index = zip_name_locate(zip_->archive, name.c_str(), 0);
+  if (index < 0) Fail(source_, "archive lacks " + name);
+  zip_stat_t stat;
+  zip_stat_init(&stat);
+  if (zip_stat_index(zip_->archive, static_cast<zip_uint64_t>(index), 0,
+                     &stat) != 0 ||
+      !(stat.valid & ZIP_STAT_SIZE))
+    Fail(where, std::string("cannot stat: ") +
+                    zip_strerror(zip_->archive));
+  if (stat.size != expected_size)
+    Fail(where, "holds " + std::to_string(stat.size) + " bytes, expected " +
+                    std::to_string(expected_size));
+  std::vector<uint8_t> bytes(static_cast<size_t>(stat.size));
+  zip_file_t* file =
+      zip_fopen_index(zip_->archive, static_cast<zip_uint64_t>(index), 0);
+  if (!file)
+    Fail(where, std::string("cannot open: ") + zip_strerror(zip_->archive));
+  uint64_t done = 0;
+  while (done < bytes.size()) {
+    const zip_int64_t got =
+        zip_fread(file, bytes.data() + done, bytes.size() - done);
+    if (got <= 0) {
+      const std::string reason =
+          got < 0 ? zip_file_strerror(file) : "unexpected end of data";
+      zip_fclose(file);
+      Fail(where, "cannot read: " + reason);
+    }
+    done += static_cast<uint64_t>(got);
+  }
+  // Reading to the end lets libzip verify the CRC.
+  uint8_t extra;
+  const zip_int64_t tail = zip_fread(file, &extra, 1);
+  const std::string tail_error = tail < 0 ? zip_file_strerror(file) : "";
+  const int close_status = zip_fclose(file);
+  if (tail != 0 || close_status != 0)
+    Fail(where, "is corrupt" + (tail_error.empty() ? "" : ": " + tail_error));
+  return bytes;
+}
+
+std::unique_ptr<TorchCheckpoint> TorchCheckpoint::Open(
+    std::span<const uint8_t> bytes, const std::string& source) {
+  std::unique_ptr<TorchCheckpoint> checkpoint(new TorchCheckpoint());
+  checkpoint->source_ = source;
+  checkpoint->zip_ = std::make_unique<Zip>();
+
+  zip_error_t error;
+  zip_error_init(&error);
+  zip_source_t* zip_source =
+      zip_source_buffer_create(bytes.data(), bytes.size(), 0, &error);
+  if (zip_source) {
+    checkpoint->zip_->archive =
+        zip_open_from_source(zip_source, ZIP_RDONLY | ZIP_CHECKCONS, &error);
+    if (!checkpoint->zip_->archive) zip_source_free(zip_source);
+  }
+  if (!checkpoint->zip_->archive) {
+    const std::string reason = zip_error_strerror(&error);
+    zip_error_fini(&error);
+    Fail(source, "not a readable torch.save zip (" + reason + ")");
+  }
+  zip_error_fini(&error);
+  zip_t* archive = checkpoint->zip_->archive;
+
+  // The prefix is the archive's top folder ("archive/", "pytorch_model/").
+  const zip_int64_t entries = zip_get_num_entries(archive, 0);
+  std::string pickle_name;
+  for (zip_int64_t i = 0; i < entries; ++i) {
+    const char* name =
+        zip_get_name(archive, static_cast<zip_uint64_t>(i), ZIP_FL_ENC_RAW);
+    if (!name) continue;
+    const std::string_view entry(name);
+    const size_t slash = entry.find('/');
+    if (slash == std::string_view::npos ||
+        entry.substr(slash + 1) != "data.pkl")
+      continue;
+    if (!pickle_name.empty())
+      Fail(source, "archive holds several data.pkl entries");
+    pickle_name = entry;
+    checkpoint->prefix_ = entry.substr(0, slash + 1);
+  }
+  if (pickle_name.empty())
+    Fail(source, "zip archive without a data.pkl (not a torch.save checkpoint)");
+
+  const std::string byteorder_name = checkpoint->prefix_ + "byteorder";
+  const zip_int64_t byteorder =
+      zip_name_locate(archive, byteorder_name.c_str(), 0);
+  if (byteorder >= 0) {
+    zip_stat_t stat;
+    zip_stat_init(&stat);
+    if (zip_stat_index(archive, static_cast<zip_uint64_t>(byteorder), 0,
+                       &stat) != 0 ||
+        !(stat.valid & ZIP_STAT_SIZE) || stat.size > 16)
+      Fail(source, "unreadable " + byteorder_name);
+    const std::vector<uint8_t> order =
+        checkpoint->ReadEntry(byteorder_name, stat.size);
+    if (std::string(order.begin(), order.end()) != "little")
+      Fail(source, "checkpoint was saved big-endian (" + byteorder_name +
+                       "), which is not supported");
+  }
+  // Older torch writes no byteorder entry: it only ever saved little-endian.
+
+  {
+    const zip_int64_t index = zip_name_locate(archive, pickle_name.c_str(), 0);
+    zip_stat_t stat;
+    zip_stat_init(&stat);
+    if (index < 0 ||
+        zip_stat_index(archive, static_cast<zip_uint64_t>(index), 0, &stat) !=
+            0 ||
+        !(stat.valid & ZIP_STAT_SIZE))
+      Fail(source, "cannot stat " + pickle_name);
+    if (stat.size > kMaxPickleBytes)
+      Fail(source, pickle_name + " claims " + std::to_string(stat.size) +
+                       " bytes (more than the limit)");
+    const std::vector<uint8_t> pickle_bytes =
+        checkpoint->ReadEntry(pickle_name, stat.size);
+    checkpoint->pickle_ =
+        pickle::Unpickle(pickle_bytes, source + ": " + pickle_name);
+  }
+
+  // Which dict holds the weights.
+  const Value* root = checkpoint->pickle_.root;
+  if (root->kind != Kind::kDict)
+    Fail(source, "checkpoint is not a dict (not a state dict or pyannote "
+                 "checkpoint)");
+  const Value* state_dict = root;
+  if (const Value* nested = root->Find("state_dict")) {
+    if (nested->kind != Kind::kDict)
+      Fail(source, "checkpoint's state_dict is not a dict");
+    state_dict = nested;
+    checkpoint->format_ = ModelFormat::kPyannoteCheckpoint;
+  } else if (root->Find("pyannote.audio")) {
+    Fail(source, "pyannote checkpoint without a state_dict");
+  } else {
+    checkpoint->format_ = ModelFormat::kWespeakerCheckpoint;
+  }
+  for (size_t i = 0; i + 1 < state_dict->items.size(); i += 2) {
+    const Value* key = state_dict->items[i];
+    const Value* value = state_dict->items[i + 1];
+    if (key->kind != Kind::kString || value->kind != Kind::kTensor) continue;
+    checkpoint->tensors_[key->text] = value->tensor.get();
+  }
+  if (checkpoint->tensors_.empty())
+    Fail(source, "checkpoint holds no tensors");
+  return checkpoint;
+}
+
+std::vector<std::string> TorchCheckpoint::Keys() const {
+  std::vector<std::string> keys;
+  for (const auto& [key, ref] : tensors_) keys.push_back(key);
+  return keys;
+}
+
+std::optional<std::vector<int64_t>> TorchCheckpoint::Shape(
+    const std::string& key) const {
+  auto it = tensors_.find(key);
+  if (it == tensors_.end()) return std::nullopt;
+  return it->second->sizes;
+}
+
+std::vector<float> TorchCheckpoint::Values(const std::string& key) const {
+  auto it = tensors_.find(key);
+  if (it == tensors_.end()) Fail(source_, "no tensor " + key);
+  const TensorRef& ref = *it->second;
+  const std::string what = source_ + ": tensor " + key;
+  const uint64_t element_size =
+      static_cast<uint64_t>(pickle::ScalarSize(ref.dtype));
+  if (ref.storage_numel < 0 ||
+      static_cast<uint64_t>(ref.storage_numel) > kMaxStorageBytes / element_size)
+    Fail(what, "storage claims " + std::to_string(ref.storage_numel) +
+                   " elements (more than the limit)");
+  const std::vector<uint8_t> storage =
+      ReadEntry(prefix_ + "data/" + ref.storage_key,
+                static_cast<uint64_t>(ref.storage_numel) * element_size);
+  return MaterializeTensor(ref, storage, what);
+}
+
+}  // namespace voxprint::model

@@ -1,0 +1,63 @@
+// torch.save archives: a zip with <prefix>/data.pkl (the pickled object),
+// <prefix>/data/<key> (raw little-endian storages), <prefix>/version and,
+// in newer torch, <prefix>/byteorder.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "model/pickle.h"
+#include "model/state-dict.h"
+#include "voxprint/model.h"
+
+namespace voxprint::model {
+
+// Converts the tensor `ref` views in `storage` (the raw bytes of its
+// storage) to row-major float32: checks the storage size against the
+// claimed element count, that the view (offset, sizes, strides) fits,
+// gathers non-contiguous views, and converts float16/bfloat16/float64.
+// Integer dtypes are refused. Throws Error(kModelError) naming `what`.
+std::vector<float> MaterializeTensor(const pickle::TensorRef& ref,
+                                     std::span<const uint8_t> storage,
+                                     const std::string& what);
+
+// An opened checkpoint. It reads from `bytes`, which must outlive it.
+// Not thread-safe (libzip handles are stateful).
+class TorchCheckpoint : public StateDictSource {
+ public:
+  // Opens the zip, finds data.pkl, checks the byte order and interprets the
+  // pickle (restricted: nothing is executed). Picks the state dict: the
+  // `state_dict` entry of a pyannote/Lightning checkpoint, or the top-level
+  // dict of a bare WeSpeaker state dict. Throws Error(kModelError) naming
+  // `source`.
+  static std::unique_ptr<TorchCheckpoint> Open(std::span<const uint8_t> bytes,
+                                               const std::string& source);
+  ~TorchCheckpoint() override;
+
+  ModelFormat format() const { return format_; }
+
+  std::vector<std::string> Keys() const override;
+  std::optional<std::vector<int64_t>> Shape(
+      const std::string& key) const override;
+  std::vector<float> Values(const std::string& key) const override;
+
+ private:
+  struct Zip;
+  TorchCheckpoint() = default;
+  std::vector<uint8_t> ReadEntry(const std::string& name,
+                                 uint64_t expected_size) const;
+
+  std::string source_;
+  std::unique_ptr<Zip> zip_;
+  std::string prefix_;  // "archive/" (with the slash)
+  pickle::PickleResult pickle_;
+  std::map<std::string, const pickle::TensorRef*> tensors_;
+  ModelFormat format_ = ModelFormat::kWespeakerCheckpoint;
+};
+
+}  // namespace voxprint::model

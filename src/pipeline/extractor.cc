@@ -1,0 +1,292 @@
+#include "voxprint/extractor.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <string>
+
+#include "model/model-file.h"
+#include "pipeline/session-pool.h"
+#include "scoring/windows.h"
+#include "voxprint/error.h"
+
+namespace voxprint {
+
+namespace {
+
+// Sliding windows are run in batches of equal shape; this bounds a batch's
+// frames so layer-1 activations stay in the tens of megabytes.
+constexpr int64_t kMaxBatchFrames = 6000;
+constexpr int kMaxBatchWindows = 32;
+
+std::string Seconds(double s) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%g s", s);
+  return text;
+}
+
+// Prefixes errors raised below the pipeline (which do not know the input's
+// name) with it, keeping the code.
+template <typename Function>
+auto NamingErrors(const std::string& name, Function&& function) {
+  try {
+    return function();
+  } catch (const Error& error) {
+    const std::string message = error.what();
+    if (message.rfind(name, 0) == 0) throw;
+    throw Error(error.code(), name + ": " + message);
+  }
+}
+
+}  // namespace
+
+void EmbedRequest::Validate() const {
+  if (mode == WindowMode::kSliding) {
+    if (!std::isfinite(window_duration_s) || window_duration_s <= 0)
+      throw Error(ErrorCode::kInvalidArgument,
+                  "window duration must be a positive number of seconds");
+    if (!std::isfinite(window_step_s) || window_step_s <= 0)
+      throw Error(ErrorCode::kInvalidArgument,
+                  "window step must be a positive number of seconds");
+  }
+  if (start_s && (!std::isfinite(*start_s) || *start_s < 0))
+    throw Error(ErrorCode::kInvalidArgument,
+                "start must be a non-negative number of seconds");
+  if (end_s && (!std::isfinite(*end_s) || *end_s <= 0))
+    throw Error(ErrorCode::kInvalidArgument,
+                "end must be a positive number of seconds");
+  if (start_s && end_s && *end_s <= *start_s)
+    throw Error(ErrorCode::kInvalidArgument,
+                "end (" + Seconds(*end_s) + ") must be after start (" +
+                    Seconds(*start_s) + ")");
+}
+
+struct Extractor::Impl {
+  ExtractorOptions options;
+  ModelInfo model_info;
+  FbankOptions fbank;
+  std::unique_ptr<Backend> backend;
+  std::string device_choice;
+  std::shared_ptr<const PreparedModel> prepared;
+  std::unique_ptr<pipeline::SessionPool> sessions;
+  int embedding_dim = 0;
+
+  // The network needs at least two time steps after its three stride-2
+  // stages for an unbiased standard deviation: 9 frames.
+  static constexpr int64_t kMinFrames = 9;
+
+  Features FeaturesOf(std::span<const float> samples_16k,
+                      const std::string& name) const {
+    Features features = NamingErrors(name, [&] {
+      return ComputeFbank(samples_16k, fbank);
+    });
+    if (features.num_frames < kMinFrames)
+      throw Error(ErrorCode::kCorruptInput,
+                  name + ": too short to embed: " +
+                      std::to_string(samples_16k.size()) +
+                      " samples at 16 kHz give " +
+                      std::to_string(features.num_frames) +
+                      " frames, the model needs at least " +
+                      std::to_string(kMinFrames) + " (0.105 s)");
+    SubtractMeanOverTime(features);
+    return features;
+  }
+
+  std::vector<float> Run(std::span<const float> features, int batch,
+                         int64_t frames) const {
+    auto session = sessions->Borrow();
+    return session->Run(features, batch, frames);
+  }
+
+  std::vector<float> EmbedWhole(std::span<const float> samples_16k,
+                                const std::string& name) const {
+    const Features features = FeaturesOf(samples_16k, name);
+    return Run(features.values, 1, features.num_frames);
+  }
+
+  std::vector<WindowEmbedding> EmbedSliding(std::span<const float> samples_16k,
+                                            const EmbedRequest& request,
+                                            double offset_s,
+                                            const std::string& name) const {
+    const scoring::ChunkPlan plan =
+        scoring::PlanChunks(static_cast<int64_t>(samples_16k.size()),
+                            request.window_duration_s, request.window_step_s,
+                            kModelSampleRateHz);
+    const int64_t frames = fbank.NumFrames(plan.chunk_samples);
+    if (frames < kMinFrames)
+      throw Error(ErrorCode::kInvalidArgument,
+                  "window duration " + Seconds(request.window_duration_s) +
+                      " is too short: the model needs at least 0.105 s");
+    const int bins = fbank.num_mel_bins;
+    const int64_t per_batch = std::clamp<int64_t>(kMaxBatchFrames / frames, 1,
+                                                  kMaxBatchWindows);
+    std::vector<WindowEmbedding> windows;
+    windows.reserve(plan.starts.size());
+    std::vector<float> chunk(plan.chunk_samples);
+    std::vector<float> batch_features;
+    for (size_t first = 0; first < plan.starts.size(); first += per_batch) {
+      const size_t count =
+          std::min<size_t>(per_batch, plan.starts.size() - first);
+      batch_features.resize(count * frames * bins);
+      for (size_t i = 0; i < count; ++i) {
+        // Each chunk is zero-padded to full length before its own fbank and
+        // mean subtraction, exactly as pyannote batches them.
+        const int64_t start = plan.starts[first + i];
+        const int64_t available = std::clamp<int64_t>(
+            static_cast<int64_t>(samples_16k.size()) - start, 0,
+            plan.chunk_samples);
+        std::fill(chunk.begin(), chunk.end(), 0.0f);
+        std::copy_n(samples_16k.begin() + start, available, chunk.begin());
+        const Features features = FeaturesOf(chunk, name);
+        std::copy(features.values.begin(), features.values.end(),
+                  batch_features.begin() + i * frames * bins);
+      }
+      const std::vector<float> embeddings =
+          Run(batch_features, static_cast<int>(count), frames);
+      for (size_t i = 0; i < count; ++i) {
+        WindowEmbedding window;
+        window.start_s = offset_s + static_cast<double>(plan.starts[first + i]) /
+                                        kModelSampleRateHz;
+        window.end_s = window.start_s + static_cast<double>(plan.chunk_samples) /
+                                            kModelSampleRateHz;
+        window.embedding.assign(embeddings.begin() + i * embedding_dim,
+                                embeddings.begin() + (i + 1) * embedding_dim);
+        windows.push_back(std::move(window));
+      }
+    }
+    return windows;
+  }
+
+  EmbeddingResult Embed(const DecodedAudio& decoded, const std::string& name,
+                        const EmbedRequest& request) const {
+    const auto started = std::chrono::steady_clock::now();
+    request.Validate();
+    EmbeddingResult result;
+    result.source = name;
+    result.audio = decoded.info;
+    result.mode = request.mode;
+
+    // An excerpt is cut at the original rate and then resampled, as
+    // pyannote's Audio.crop does.
+    const MonoAudio& mono = decoded.mono;
+    const int rate = mono.sample_rate_hz;
+    const int64_t total = static_cast<int64_t>(mono.samples.size());
+    int64_t first = 0, last = total;
+    double offset_s = 0.0;
+    if (request.start_s) {
+      first = scoring::SampleAtTime(*request.start_s, rate);
+      offset_s = *request.start_s;
+      if (first >= total)
+        throw Error(ErrorCode::kInvalidArgument,
+                    name + ": start " + Seconds(*request.start_s) +
+                        " is past the end of the audio (" +
+                        Seconds(static_cast<double>(total) / rate) + ")");
+    }
+    if (request.end_s) {
+      last = scoring::SampleAtTime(*request.end_s, rate);
+      if (last > total) {
+        // Allow end == duration up to rounding; beyond that is an error.
+        if (last - total > rate / 100)
+          throw Error(ErrorCode::kInvalidArgument,
+                      name + ": end " + Seconds(*request.end_s) +
+                          " is past the end of the audio (" +
+                          Seconds(static_cast<double>(total) / rate) + ")");
+        last = total;
+      }
+    }
+    const std::span<const float> excerpt(mono.samples.data() + first,
+                                         static_cast<size_t>(last - first));
+    const std::vector<float> samples_16k =
+        Resample(excerpt, rate, kModelSampleRateHz);
+    result.duration_s =
+        static_cast<double>(samples_16k.size()) / kModelSampleRateHz;
+
+    if (request.mode == WindowMode::kWhole)
+      result.embedding = EmbedWhole(samples_16k, name);
+    else
+      result.windows = EmbedSliding(samples_16k, request, offset_s, name);
+    result.processing_s = std::chrono::duration<double>(
+                              std::chrono::steady_clock::now() - started)
+                              .count();
+    return result;
+  }
+};
+
+Extractor::Extractor(const ExtractorOptions& options)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->options = options;
+  model::LoadedModel loaded = model::LoadModelFile(options.model_path);
+  impl_->model_info = loaded.info;
+  impl_->backend =
+      CreateBackend(options.device, options.backend, &impl_->device_choice);
+  impl_->prepared = impl_->backend->Prepare(loaded.weights);
+  impl_->embedding_dim = impl_->prepared->EmbeddingDim();
+  impl_->sessions = std::make_unique<pipeline::SessionPool>(
+      impl_->prepared, options.max_parallel_runs);
+}
+
+Extractor::~Extractor() = default;
+
+EmbeddingResult Extractor::EmbedFile(const std::string& path,
+                                     const EmbedRequest& request) const {
+  request.Validate();
+  return impl_->Embed(DecodeAudioFile(path, impl_->options.audio_limits), path,
+                      request);
+}
+
+EmbeddingResult Extractor::EmbedBytes(std::span<const uint8_t> bytes,
+                                      const std::string& name,
+                                      const EmbedRequest& request) const {
+  request.Validate();
+  return impl_->Embed(
+      DecodeAudioBytes(bytes, name, impl_->options.audio_limits), name,
+      request);
+}
+
+EmbeddingResult Extractor::EmbedDecoded(const DecodedAudio& audio,
+                                        const std::string& name,
+                                        const EmbedRequest& request) const {
+  return impl_->Embed(audio, name, request);
+}
+
+EmbeddingResult Extractor::EmbedSamples(std::span<const float> samples,
+                                        int sample_rate_hz,
+                                        const EmbedRequest& request) const {
+  if (sample_rate_hz <= 0)
+    throw Error(ErrorCode::kInvalidArgument,
+                "sample rate must be positive, got " +
+                    std::to_string(sample_rate_hz));
+  DecodedAudio audio;
+  audio.mono.samples.assign(samples.begin(), samples.end());
+  audio.mono.sample_rate_hz = sample_rate_hz;
+  audio.info.sample_rate_hz = sample_rate_hz;
+  audio.info.channels = 1;
+  audio.info.frames = static_cast<int64_t>(samples.size());
+  audio.info.codec = "samples";
+  return impl_->Embed(audio, "samples", request);
+}
+
+std::vector<float> Extractor::EmbedFeatures(std::span<const float> features,
+                                            int batch, int64_t frames) const {
+  const int64_t expected = static_cast<int64_t>(batch) * frames *
+                           impl_->fbank.num_mel_bins;
+  if (batch <= 0 || frames < Impl::kMinFrames ||
+      static_cast<int64_t>(features.size()) != expected)
+    throw Error(ErrorCode::kInvalidArgument,
+                "features must be [batch, frames >= 9, " +
+                    std::to_string(impl_->fbank.num_mel_bins) + "], got " +
+                    std::to_string(features.size()) + " values for batch " +
+                    std::to_string(batch) + " and " + std::to_string(frames) +
+                    " frames");
+  return impl_->Run(features, batch, frames);
+}
+
+const ModelInfo& Extractor::Model() const { return impl_->model_info; }
+BackendInfo Extractor::Device() const { return impl_->backend->Info(); }
+const std::string& Extractor::DeviceChoice() const {
+  return impl_->device_choice;
+}
+int Extractor::EmbeddingDim() const { return impl_->embedding_dim; }
+const FbankOptions& Extractor::Fbank() const { return impl_->fbank; }
+
+}  // namespace voxprint

@@ -1,0 +1,552 @@
+// Backend conformance: every backend against a naive double-precision
+// forward pass written here, on small random ResNets (basic and bottleneck).
+// One TEST_P body per backend name; CPU-only knobs (tiling, algorithms,
+// batch splitting) are tested through the CPU backend's internal factory.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "backends/cpu/cpu-backend.h"
+#include "model/resnet-weights.h"
+#include "support/reference-kit.h"
+#include "voxprint/backend.h"
+#include "voxprint/error.h"
+
+namespace voxprint {
+namespace {
+
+using model::FoldedConv;
+using model::ResidualBlock;
+using model::ResNetWeights;
+using testing::CloseInRelativeL2;
+
+// ---------------------------------------------------------------------------
+// Random weights shaped like WeSpeaker's ResNet.
+
+FoldedConv RandomConv(int in, int out, int kernel, int stride,
+                      std::mt19937& rng) {
+  FoldedConv conv;
+  conv.in_channels = in;
+  conv.out_channels = out;
+  conv.kernel = kernel;
+  conv.stride = stride;
+  conv.padding = kernel / 2;
+  // He scaling keeps activations of order one through the layers, as the
+  // BatchNorm-calibrated reference weights do.
+  std::normal_distribution<float> weight(
+      0.0f, std::sqrt(2.0f / static_cast<float>(in * kernel * kernel)));
+  std::normal_distribution<float> bias(0.0f, 0.1f);
+  conv.weight.resize(static_cast<size_t>(out) * in * kernel * kernel);
+  for (float& w : conv.weight) w = weight(rng);
+  conv.bias.resize(out);
+  for (float& b : conv.bias) b = bias(rng);
+  return conv;
+}
+
+int OutputRows(int rows) {
+  for (int stage = 1; stage < 4; ++stage) rows = (rows - 1) / 2 + 1;
+  return rows;
+}
+
+ResNetWeights RandomWeights(const ResNetArchitecture& arch, uint32_t seed) {
+  std::mt19937 rng(seed);
+  ResNetWeights w;
+  w.architecture = arch;
+  const int base = arch.base_channels;
+  const int expansion = arch.Expansion();
+  w.stem = RandomConv(1, base, 3, 1, rng);
+  int in_planes = base;
+  w.stages.resize(4);
+  for (int s = 0; s < 4; ++s) {
+    const int planes = base << s;
+    for (int b = 0; b < arch.blocks_per_stage[s]; ++b) {
+      const int stride = (s > 0 && b == 0) ? 2 : 1;
+      ResidualBlock block;
+      if (arch.block == ResidualBlockKind::kBasic) {
+        block.convs.push_back(RandomConv(in_planes, planes, 3, stride, rng));
+        block.convs.push_back(RandomConv(planes, planes, 3, 1, rng));
+      } else {
+        block.convs.push_back(RandomConv(in_planes, planes, 1, 1, rng));
+        block.convs.push_back(RandomConv(planes, planes, 3, stride, rng));
+        block.convs.push_back(
+            RandomConv(planes, planes * expansion, 1, 1, rng));
+      }
+      if (stride != 1 || in_planes != planes * expansion)
+        block.shortcut =
+            RandomConv(in_planes, planes * expansion, 1, stride, rng);
+      in_planes = planes * expansion;
+      w.stages[s].push_back(std::move(block));
+    }
+  }
+  const int pooled = 2 * in_planes * OutputRows(arch.feature_dim);
+  std::normal_distribution<float> dist(0.0f, 1.0f / std::sqrt(pooled * 1.0f));
+  w.embedding_weight.resize(static_cast<size_t>(arch.embedding_dim) * pooled);
+  for (float& x : w.embedding_weight) x = dist(rng);
+  w.embedding_bias.resize(arch.embedding_dim);
+  for (float& x : w.embedding_bias) x = dist(rng);
+  return w;
+}
+
+ResNetArchitecture SmallBasic() {
+  ResNetArchitecture arch;
+  arch.name = "test-basic";
+  arch.blocks_per_stage = {2, 1, 1, 1};
+  arch.base_channels = 4;
+  arch.feature_dim = 16;
+  arch.embedding_dim = 8;
+  return arch;
+}
+
+ResNetArchitecture SmallBottleneck() {
+  ResNetArchitecture arch;
+  arch.name = "test-bottleneck";
+  arch.block = ResidualBlockKind::kBottleneck;
+  arch.blocks_per_stage = {1, 2, 1, 1};
+  arch.base_channels = 4;
+  arch.feature_dim = 16;
+  arch.embedding_dim = 8;
+  return arch;
+}
+
+// Wide enough for oneDNN's Winograd kernels (>= 64 channels in stages 3-4),
+// with the real 80 bins.
+ResNetArchitecture WideBasic() {
+  ResNetArchitecture arch;
+  arch.name = "test-wide";
+  arch.blocks_per_stage = {1, 1, 2, 2};
+  arch.base_channels = 16;
+  arch.feature_dim = 80;
+  arch.embedding_dim = 16;
+  return arch;
+}
+
+std::vector<float> RandomFeatures(size_t count, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> v(count);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+// ---------------------------------------------------------------------------
+// Naive reference forward: plain loops, double accumulation, one item.
+
+struct Image {
+  int channels = 0, height = 0, width = 0;
+  std::vector<double> v;
+  double& at(int c, int y, int x) {
+    return v[(static_cast<size_t>(c) * height + y) * width + x];
+  }
+  double at(int c, int y, int x) const {
+    return v[(static_cast<size_t>(c) * height + y) * width + x];
+  }
+};
+
+Image Conv(const Image& in, const FoldedConv& conv, bool relu) {
+  const int k = conv.kernel, s = conv.stride, p = conv.padding;
+  Image out;
+  out.channels = conv.out_channels;
+  out.height = (in.height + 2 * p - k) / s + 1;
+  out.width = (in.width + 2 * p - k) / s + 1;
+  out.v.assign(static_cast<size_t>(out.channels) * out.height * out.width, 0);
+  for (int o = 0; o < out.channels; ++o)
+    for (int y = 0; y < out.height; ++y)
+      for (int x = 0; x < out.width; ++x) {
+        double acc = conv.bias[o];
+        for (int i = 0; i < in.channels; ++i)
+          for (int ky = 0; ky < k; ++ky) {
+            const int iy = y * s - p + ky;
+            if (iy < 0 || iy >= in.height) continue;
+            for (int kx = 0; kx < k; ++kx) {
+              const int ix = x * s - p + kx;
+              if (ix < 0 || ix >= in.width) continue;
+              acc += conv.weight[((static_cast<size_t>(o) * in.channels + i) *
+                                      k + ky) * k + kx] *
+                     in.at(i, iy, ix);
+            }
+          }
+        out.at(o, y, x) = relu ? std::max(acc, 0.0) : acc;
+      }
+  return out;
+}
+
+std::vector<float> ReferenceEmbedding(const ResNetWeights& w,
+                                      const float* features, int64_t frames) {
+  const int bins = w.architecture.feature_dim;
+  Image x;
+  x.channels = 1;
+  x.height = bins;
+  x.width = static_cast<int>(frames);
+  x.v.resize(static_cast<size_t>(bins) * frames);
+  for (int64_t t = 0; t < frames; ++t)
+    for (int f = 0; f < bins; ++f) x.at(0, f, t) = features[t * bins + f];
+  x = Conv(x, w.stem, true);
+  for (const auto& stage : w.stages)
+    for (const ResidualBlock& block : stage) {
+      Image residual = block.shortcut ? Conv(x, *block.shortcut, false) : x;
+      Image y = x;
+      for (size_t c = 0; c < block.convs.size(); ++c)
+        y = Conv(y, block.convs[c], c + 1 < block.convs.size());
+      for (size_t i = 0; i < y.v.size(); ++i)
+        y.v[i] = std::max(y.v[i] + residual.v[i], 0.0);
+      x = std::move(y);
+    }
+  const size_t rows = static_cast<size_t>(x.channels) * x.height;
+  const int n = x.width;
+  std::vector<double> stats(2 * rows);
+  for (size_t r = 0; r < rows; ++r) {
+    const double* row = x.v.data() + r * n;
+    double mean = 0;
+    for (int j = 0; j < n; ++j) mean += row[j];
+    mean /= n;
+    double m2 = 0;
+    for (int j = 0; j < n; ++j) m2 += (row[j] - mean) * (row[j] - mean);
+    stats[r] = mean;
+    stats[rows + r] = std::sqrt(m2 / (n - 1));  // NaN for n == 1, as torch
+  }
+  const int dim = w.architecture.embedding_dim;
+  std::vector<float> out(dim);
+  for (int e = 0; e < dim; ++e) {
+    double acc = w.embedding_bias[e];
+    for (size_t k = 0; k < stats.size(); ++k)
+      acc += w.embedding_weight[e * stats.size() + k] * stats[k];
+    out[e] = static_cast<float>(acc);
+  }
+  return out;
+}
+
+std::vector<float> ReferenceBatch(const ResNetWeights& w,
+                                  const std::vector<float>& features,
+                                  int batch, int64_t frames) {
+  std::vector<float> out;
+  const size_t item = static_cast<size_t>(frames) * w.architecture.feature_dim;
+  for (int b = 0; b < batch; ++b) {
+    const std::vector<float> e =
+        ReferenceEmbedding(w, features.data() + b * item, frames);
+    out.insert(out.end(), e.begin(), e.end());
+  }
+  return out;
+}
+
+constexpr double kTolerance = 1e-5;
+
+// ---------------------------------------------------------------------------
+// Conformance, per backend name.
+
+class BackendConformance : public ::testing::TestWithParam<std::string> {
+ protected:
+  std::shared_ptr<const PreparedModel> Prepare(const ResNetWeights& w,
+                                               int threads = 2) {
+    BackendOptions options;
+    options.num_threads = threads;
+    return CreateBackend(GetParam(), options)->Prepare(w);
+  }
+};
+
+TEST_P(BackendConformance, MatchesReferenceOnManyShapes) {
+  const ResNetWeights w = RandomWeights(SmallBasic(), 1);
+  auto model = Prepare(w);
+  EXPECT_EQ(model->EmbeddingDim(), 8);
+  auto session = model->NewSession();
+  const std::vector<std::pair<int, int64_t>> shapes = {
+      {1, 9}, {1, 13}, {1, 16}, {1, 20}, {2, 17}, {3, 64}, {1, 203}, {2, 301}};
+  for (const auto& [batch, frames] : shapes) {
+    SCOPED_TRACE("batch " + std::to_string(batch) + " frames " +
+                 std::to_string(frames));
+    const auto features = RandomFeatures(batch * frames * 16, frames);
+    const auto actual = session->Run(features, batch, frames);
+    const auto expected = ReferenceBatch(w, features, batch, frames);
+    EXPECT_TRUE(CloseInRelativeL2(actual, expected, kTolerance));
+  }
+}
+
+TEST_P(BackendConformance, BottleneckMatchesReference) {
+  const ResNetWeights w = RandomWeights(SmallBottleneck(), 2);
+  auto session = Prepare(w)->NewSession();
+  for (const auto& [batch, frames] :
+       std::vector<std::pair<int, int64_t>>{{1, 11}, {2, 40}, {1, 97}}) {
+    SCOPED_TRACE("frames " + std::to_string(frames));
+    const auto features = RandomFeatures(batch * frames * 16, 7 + frames);
+    EXPECT_TRUE(CloseInRelativeL2(session->Run(features, batch, frames),
+                                  ReferenceBatch(w, features, batch, frames),
+                                  kTolerance));
+  }
+}
+
+TEST_P(BackendConformance, RealBinsMatchReference) {
+  ResNetArchitecture arch = SmallBasic();
+  arch.feature_dim = 80;
+  arch.blocks_per_stage = {1, 1, 1, 1};
+  const ResNetWeights w = RandomWeights(arch, 3);
+  auto session = Prepare(w, 1)->NewSession();
+  const int64_t frames = 150;
+  const auto features = RandomFeatures(frames * 80, 5);
+  EXPECT_TRUE(CloseInRelativeL2(session->Run(features, 1, frames),
+                                ReferenceBatch(w, features, 1, frames),
+                                kTolerance));
+}
+
+TEST_P(BackendConformance, SingleOutputFrameGivesNaNLikeTorch) {
+  // 8 frames -> one trunk output frame: the unbiased std is 0/0.
+  const ResNetWeights w = RandomWeights(SmallBasic(), 1);
+  auto session = Prepare(w)->NewSession();
+  const auto features = RandomFeatures(8 * 16, 8);
+  for (float x : session->Run(features, 1, 8)) EXPECT_TRUE(std::isnan(x));
+  const auto shortest = RandomFeatures(16, 1);
+  for (float x : session->Run(shortest, 1, 1)) EXPECT_TRUE(std::isnan(x));
+}
+
+TEST_P(BackendConformance, BatchEqualsSeparateRuns) {
+  const ResNetWeights w = RandomWeights(SmallBasic(), 4);
+  auto session = Prepare(w)->NewSession();
+  const int batch = 5;
+  const int64_t frames = 45;
+  const auto features = RandomFeatures(batch * frames * 16, 9);
+  const auto batched = session->Run(features, batch, frames);
+  ASSERT_EQ(batched.size(), 5u * 8u);
+  for (int b = 0; b < batch; ++b) {
+    const std::span<const float> item(features.data() + b * frames * 16,
+                                      frames * 16);
+    const auto single = session->Run(item, 1, frames);
+    EXPECT_TRUE(CloseInRelativeL2(
+        std::span<const float>(batched).subspan(b * 8, 8), single, 1e-6))
+        << "item " << b;
+  }
+}
+
+TEST_P(BackendConformance, SessionReusedAcrossShapesIsStable) {
+  const ResNetWeights w = RandomWeights(SmallBasic(), 5);
+  auto model = Prepare(w);
+  auto reused = model->NewSession();
+  const std::vector<std::pair<int, int64_t>> shapes = {
+      {1, 50}, {2, 33}, {1, 50}, {1, 400}, {2, 33}, {1, 9}, {1, 50}};
+  for (const auto& [batch, frames] : shapes) {
+    const auto features = RandomFeatures(batch * frames * 16, 100 + frames);
+    const auto fresh = model->NewSession()->Run(features, batch, frames);
+    EXPECT_EQ(reused->Run(features, batch, frames), fresh)
+        << "batch " << batch << " frames " << frames;
+  }
+}
+
+TEST_P(BackendConformance, TwoSessionsInTwoThreads) {
+  const ResNetWeights w = RandomWeights(SmallBasic(), 6);
+  auto model = Prepare(w, 1);
+  const auto a = RandomFeatures(120 * 16, 1);
+  const auto b = RandomFeatures(2 * 77 * 16, 2);
+  const auto expected_a = model->NewSession()->Run(a, 1, 120);
+  const auto expected_b = model->NewSession()->Run(b, 2, 77);
+  std::vector<float> got_a, got_b;
+  bool ok_a = true, ok_b = true;
+  std::thread ta([&] {
+    auto s = model->NewSession();
+    for (int i = 0; i < 5; ++i) {
+      got_a = s->Run(a, 1, 120);
+      ok_a = ok_a && got_a == expected_a;
+    }
+  });
+  std::thread tb([&] {
+    auto s = model->NewSession();
+    for (int i = 0; i < 5; ++i) {
+      got_b = s->Run(b, 2, 77);
+      ok_b = ok_b && got_b == expected_b;
+    }
+  });
+  ta.join();
+  tb.join();
+  EXPECT_TRUE(ok_a);
+  EXPECT_TRUE(ok_b);
+  EXPECT_TRUE(CloseInRelativeL2(got_a, ReferenceBatch(w, a, 1, 120),
+                                kTolerance));
+}
+
+TEST_P(BackendConformance, RejectsMismatchedInput) {
+  const ResNetWeights w = RandomWeights(SmallBasic(), 1);
+  auto session = Prepare(w)->NewSession();
+  const auto features = RandomFeatures(20 * 16, 1);
+  auto code_of = [&](auto&& call) {
+    try {
+      call();
+    } catch (const Error& e) {
+      return e.code();
+    }
+    return ErrorCode::kInternal;
+  };
+  EXPECT_EQ(code_of([&] { session->Run(features, 1, 21); }),
+            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(code_of([&] { session->Run(features, 0, 20); }),
+            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(code_of([&] { session->Run(features, 3, 0); }),
+            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(code_of([&] { session->Run({}, 1, 1); }),
+            ErrorCode::kInvalidArgument);
+}
+
+TEST_P(BackendConformance, RejectsInconsistentWeights) {
+  ResNetWeights w = RandomWeights(SmallBasic(), 1);
+  w.stages[2][0].convs[1].weight.pop_back();
+  try {
+    Prepare(w);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kModelError);
+    EXPECT_NE(std::string(e.what()).find("stage3.block0.conv2"),
+              std::string::npos)
+        << e.what();
+  }
+  ResNetWeights no_shortcut = RandomWeights(SmallBasic(), 1);
+  no_shortcut.stages[1][0].shortcut.reset();
+  EXPECT_THROW(Prepare(no_shortcut), Error);
+  ResNetWeights short_embedding = RandomWeights(SmallBasic(), 1);
+  short_embedding.embedding_weight.resize(10);
+  EXPECT_THROW(Prepare(short_embedding), Error);
+}
+
+TEST_P(BackendConformance, InfoNamesTheDevice) {
+  BackendOptions options;
+  options.num_threads = 1;
+  const BackendInfo info = CreateBackend(GetParam(), options)->Info();
+  EXPECT_EQ(info.name, GetParam());
+  EXPECT_EQ(info.num_threads, 1);
+  EXPECT_EQ(info.precision, "fp32");
+  EXPECT_FALSE(info.description.empty());
+  EXPECT_GT(CreateBackend(GetParam())->Info().num_threads, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cpu, BackendConformance, ::testing::Values("cpu"));
+
+// ---------------------------------------------------------------------------
+// Registry.
+
+ErrorCode CreateError(const std::string& device, const BackendOptions& options,
+                      std::string* message = nullptr) {
+  try {
+    CreateBackend(device, options);
+  } catch (const Error& e) {
+    if (message) *message = e.what();
+    return e.code();
+  }
+  return ErrorCode::kInternal;
+}
+
+TEST(BackendRegistry, CudaIsUnavailableWithReason) {
+  std::string message;
+  EXPECT_EQ(CreateError("cuda", {}, &message), ErrorCode::kBackendUnavailable);
+  EXPECT_NE(message.find("built without CUDA"), std::string::npos) << message;
+  EXPECT_EQ(CreateError("cuda:1", {}), ErrorCode::kBackendUnavailable);
+}
+
+TEST(BackendRegistry, AutoSaysWhatItChose) {
+  std::string why;
+  auto backend = CreateBackend("auto", {}, &why);
+  EXPECT_EQ(backend->Info().name, "cpu");
+  EXPECT_EQ(why, "auto: using cpu (voxprint was built without CUDA)");
+  EXPECT_NE(CreateBackend("auto"), nullptr);  // why is optional
+}
+
+TEST(BackendRegistry, RejectsBadNamesAndOptions) {
+  EXPECT_EQ(CreateError("tpu", {}), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(CreateError("", {}), ErrorCode::kInvalidArgument);
+  BackendOptions bad_threads;
+  bad_threads.num_threads = -2;
+  EXPECT_EQ(CreateError("cpu", bad_threads), ErrorCode::kInvalidArgument);
+  BackendOptions bf16;
+  bf16.precision = "bf16";
+  std::string message;
+  EXPECT_EQ(CreateError("cpu", bf16, &message), ErrorCode::kInvalidArgument);
+  EXPECT_NE(message.find("bf16 not supported yet"), std::string::npos);
+  BackendOptions fp8;
+  fp8.precision = "fp8";
+  EXPECT_EQ(CreateError("cpu", fp8), ErrorCode::kInvalidArgument);
+}
+
+// ---------------------------------------------------------------------------
+// CPU-only knobs.
+
+std::shared_ptr<const PreparedModel> PrepareCpu(
+    const ResNetWeights& w, const backends::cpu::CpuTuning& tuning,
+    int threads = 2) {
+  BackendOptions options;
+  options.num_threads = threads;
+  return backends::cpu::CreateCpuBackend(options, tuning)->Prepare(w);
+}
+
+TEST(CpuBackend, TimeTilesEqualUntiledRun) {
+  const ResNetWeights w = RandomWeights(SmallBasic(), 8);
+  backends::cpu::CpuTuning tiny_tiles;
+  tiny_tiles.max_untiled_frames = 100;
+  tiny_tiles.tile_frames = 160;
+  backends::cpu::CpuTuning untiled;
+  untiled.max_untiled_frames = 1 << 20;
+  auto tiled_session = PrepareCpu(w, tiny_tiles)->NewSession();
+  auto untiled_session = PrepareCpu(w, untiled)->NewSession();
+  // Several lengths so the last tile takes every phase modulo the stride.
+  for (int64_t frames : {101, 160, 161, 333, 1000, 1003, 1007}) {
+    SCOPED_TRACE("frames " + std::to_string(frames));
+    const auto features = RandomFeatures(2 * frames * 16, frames);
+    const auto tiled = tiled_session->Run(features, 2, frames);
+    EXPECT_TRUE(CloseInRelativeL2(
+        tiled, untiled_session->Run(features, 2, frames), 1e-6));
+    EXPECT_TRUE(CloseInRelativeL2(
+        tiled, ReferenceBatch(w, features, 2, frames), kTolerance));
+  }
+}
+
+TEST(CpuBackend, RejectsTilesSmallerThanTheReceptiveField) {
+  backends::cpu::CpuTuning tuning;
+  tuning.tile_frames = 64;
+  EXPECT_THROW(PrepareCpu(RandomWeights(SmallBasic(), 1), tuning), Error);
+  tuning.tile_frames = 1001;  // not a multiple of the stride
+  EXPECT_THROW(PrepareCpu(RandomWeights(SmallBasic(), 1), tuning), Error);
+}
+
+TEST(CpuBackend, SplitBatchesMatchReference) {
+  const ResNetWeights w = RandomWeights(SmallBasic(), 9);
+  backends::cpu::CpuTuning tuning;
+  tuning.max_batch_frames = 50;  // 5 items of 20 frames -> chunks of 2
+  auto session = PrepareCpu(w, tuning)->NewSession();
+  const auto features = RandomFeatures(5 * 20 * 16, 3);
+  EXPECT_TRUE(CloseInRelativeL2(session->Run(features, 5, 20),
+                                ReferenceBatch(w, features, 5, 20),
+                                kTolerance));
+}
+
+class CpuAlgorithm
+    : public ::testing::TestWithParam<backends::cpu::ConvAlgorithm> {};
+
+TEST_P(CpuAlgorithm, WideNetworkMatchesReference) {
+  const ResNetWeights w = RandomWeights(WideBasic(), 10);
+  backends::cpu::CpuTuning tuning;
+  tuning.algorithm = GetParam();
+  auto session = PrepareCpu(w, tuning)->NewSession();
+  for (const auto& [batch, frames] :
+       std::vector<std::pair<int, int64_t>>{{1, 61}, {2, 128}}) {
+    SCOPED_TRACE("frames " + std::to_string(frames));
+    const auto features = RandomFeatures(batch * frames * 80, frames);
+    const auto actual = session->Run(features, batch, frames);
+    EXPECT_TRUE(CloseInRelativeL2(actual,
+                                  ReferenceBatch(w, features, batch, frames),
+                                  kTolerance));
+  }
+  const auto layers = backends::cpu::LastLayerAlgorithms(*session);
+  ASSERT_FALSE(layers.empty());
+  int winograd = 0;
+  for (const std::string& layer : layers)
+    winograd += layer.find("winograd") != std::string::npos;
+  if (GetParam() == backends::cpu::ConvAlgorithm::kDirect) {
+    EXPECT_EQ(winograd, 0);
+  }
+  for (const std::string& layer : layers) std::cout << layer << "\n";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    All, CpuAlgorithm,
+    ::testing::Values(backends::cpu::ConvAlgorithm::kAuto,
+                      backends::cpu::ConvAlgorithm::kDirect,
+                      backends::cpu::ConvAlgorithm::kWinograd));
+
+}  // namespace
+}  // namespace voxprint

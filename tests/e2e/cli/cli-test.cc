@@ -1,0 +1,259 @@
+// `voxprint` run as a process: outputs, formats, exit codes, messages.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+#include "support/reference-kit.h"
+
+namespace voxprint {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::CloseInRelativeL2;
+using testing::LoadNpy;
+using testing::ReferenceDir;
+
+struct Run {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string ReadText(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::string Quote(const std::string& arg) {
+  std::string quoted = "'";
+  for (char c : arg) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return quoted + "'";
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    VOXPRINT_REQUIRE_REFERENCE_KIT();
+    scratch_ = fs::temp_directory_path() /
+               ("voxprint-cli-test-" + std::to_string(::getpid()) + "-" +
+                ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(scratch_);
+  }
+  void TearDown() override {
+    std::error_code ignored;
+    if (!scratch_.empty()) fs::remove_all(scratch_, ignored);
+  }
+
+  // Runs voxprint with `args`; the model cache points into the scratch
+  // directory and downloads are off, so nothing leaves the machine.
+  Run Voxprint(const std::vector<std::string>& args,
+               const std::string& env = "") const {
+    std::string command = "VOXPRINT_OFFLINE=1 VOXPRINT_CACHE_DIR=" +
+                          Quote(scratch_ / "cache") + " VOXPRINT_MODEL= " +
+                          env + " " + Quote(VOXPRINT_CLI_PATH);
+    for (const std::string& arg : args) command += " " + Quote(arg);
+    const fs::path err = scratch_ / "stderr.txt";
+    command += " 2>" + Quote(err);
+    Run run;
+    FILE* pipe = ::popen(command.c_str(), "r");
+    if (!pipe) return run;
+    std::array<char, 4096> buffer;
+    size_t n;
+    while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
+      run.out.append(buffer.data(), n);
+    const int status = ::pclose(pipe);
+    run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    run.err = ReadText(err);
+    return run;
+  }
+  std::string Audio(const std::string& name) const {
+    return (ReferenceDir() / "audio" / name).string();
+  }
+  std::string Model(const std::string& name = "pytorch_model.bin") const {
+    return (ReferenceDir() / "models" / name).string();
+  }
+
+  fs::path scratch_;
+};
+
+TEST_F(CliTest, EmbedPrintsTheReferenceEmbedding) {
+  const Run run = Voxprint({"embed", Audio("sample.wav"), "--model", Model()});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const auto json = nlohmann::json::parse(run.out);
+  ASSERT_EQ(json["results"].size(), 1u);
+  const auto& result = json["results"][0];
+  EXPECT_EQ(result["path"], Audio("sample.wav"));
+  EXPECT_EQ(result["sample_rate_hz"], 16000);
+  EXPECT_EQ(result["channels"], 1);
+  EXPECT_DOUBLE_EQ(result["duration_s"].get<double>(), 30.0);
+  const std::vector<float> embedding = result["embedding"];
+  EXPECT_TRUE(CloseInRelativeL2(
+      embedding, LoadNpy(ReferenceDir() / "expected/sample_wav.whole.npy").values,
+      1e-4));
+}
+
+TEST_F(CliTest, SlidingWindowsToNpy) {
+  const fs::path out = scratch_ / "windows.npy";
+  const Run run =
+      Voxprint({"embed", Audio("sample.wav"), "--model", Model("avg_model.pt"),
+                "--window", "sliding", "--duration", "3", "--step", "1",
+                "--format", "npy", "--output", out.string()});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const testing::NpyArray actual = LoadNpy(out);
+  const testing::NpyArray expected =
+      LoadNpy(ReferenceDir() / "expected/sample_wav.sliding_3.0_1.0.npy");
+  EXPECT_EQ(actual.shape, expected.shape);
+  EXPECT_TRUE(CloseInRelativeL2(actual.values, expected.values, 1e-4));
+}
+
+TEST_F(CliTest, ExcerptWithOnnxModel) {
+  const Run run = Voxprint({"embed", Audio("sample.wav"), "--model",
+                            Model("voxceleb_resnet34_LM.onnx"), "--start", "5",
+                            "--end", "12.5"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const std::vector<float> embedding =
+      nlohmann::json::parse(run.out)["results"][0]["embedding"];
+  EXPECT_TRUE(CloseInRelativeL2(
+      embedding,
+      LoadNpy(ReferenceDir() / "expected/sample_wav.crop_5.0_12.5.npy").values,
+      1e-4));
+}
+
+TEST_F(CliTest, BatchWritesOneNpyPerInputNamedAfterIt) {
+  const fs::path dir = scratch_ / "out";
+  const Run run = Voxprint({"embed", Audio("sample.wav"), Audio("sample.mp3"),
+                            Audio("short_1s.wav"), "--model", Model(),
+                            "--format", "npy", "--output", dir.string()});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  // sample.wav and sample.mp3 share a stem: the second gets a suffix.
+  EXPECT_TRUE(fs::exists(dir / "sample.npy"));
+  EXPECT_TRUE(fs::exists(dir / "sample-2.npy"));
+  EXPECT_TRUE(fs::exists(dir / "short_1s.npy"));
+  EXPECT_TRUE(CloseInRelativeL2(
+      LoadNpy(dir / "sample-2.npy").values,
+      LoadNpy(ReferenceDir() / "expected/sample_mp3.whole.npy").values, 1e-3));
+  EXPECT_NE(run.err.find("[3/3]"), std::string::npos) << "progress on stderr";
+}
+
+TEST_F(CliTest, CsvHasAHeaderAndOneRowPerWindow) {
+  const Run run = Voxprint({"embed", Audio("short_1s.wav"), "--model", Model(),
+                            "--window", "sliding", "--duration", "0.5",
+                            "--step", "0.25", "--format", "csv"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  std::istringstream lines(run.out);
+  std::string header, row;
+  std::getline(lines, header);
+  EXPECT_EQ(header.rfind("start_s,end_s,dim_0,", 0), 0u);
+  int rows = 0;
+  while (std::getline(lines, row)) ++rows;
+  // 1 s = 16000 samples, 8000-sample chunks every 4000: 3 full windows.
+  EXPECT_EQ(rows, 3);
+}
+
+TEST_F(CliTest, CompareSameFileIsSameSpeaker) {
+  const Run run = Voxprint({"compare", "--model", Model(), Audio("sample.wav"),
+                            Audio("sample.ogg")});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const auto json = nlohmann::json::parse(run.out);
+  EXPECT_GT(json["similarity"].get<double>(), 0.99);
+  EXPECT_EQ(json["threshold"].get<double>(), 0.7);
+  EXPECT_EQ(json["same_speaker"], true);
+}
+
+TEST_F(CliTest, CompareHonoursTheThreshold) {
+  const Run run = Voxprint({"compare", "--model", Model(), "--threshold",
+                            "1.0", Audio("sample.wav"), Audio("dev00.wav")});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const auto json = nlohmann::json::parse(run.out);
+  EXPECT_LT(json["similarity"].get<double>(), 1.0);
+  EXPECT_EQ(json["same_speaker"], false);
+}
+
+TEST_F(CliTest, InfoDescribesTheModelFile) {
+  const nlohmann::json manifest =
+      nlohmann::json::parse(ReadText(ReferenceDir() / "manifest.json"));
+  for (const std::string name :
+       {"pytorch_model.bin", "avg_model.pt", "voxceleb_resnet34_LM.onnx"}) {
+    const Run run = Voxprint({"info", "--model", Model(name)});
+    ASSERT_EQ(run.exit_code, 0) << run.err;
+    const auto json = nlohmann::json::parse(run.out);
+    EXPECT_EQ(json["architecture"], "ResNet34");
+    EXPECT_EQ(json["embedding_dim"], 256);
+    EXPECT_EQ(json["sample_rate_hz"], 16000);
+    EXPECT_EQ(json["features"]["num_mel_bins"], 80);
+    EXPECT_EQ(json["file"]["sha256"], manifest["models"][name]["sha256"]);
+    EXPECT_GT(json["parameters"].get<int64_t>(), 6000000);
+  }
+}
+
+TEST_F(CliTest, ModelFromEnvironment) {
+  const Run run = Voxprint({"info"}, "VOXPRINT_MODEL=" + Quote(Model()));
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(nlohmann::json::parse(run.out)["file"]["format"],
+            "pyannote_checkpoint");
+}
+
+TEST_F(CliTest, MissingModelSaysWhereToPutIt) {
+  const Run run = Voxprint({"embed", Audio("sample.wav")});
+  EXPECT_EQ(run.exit_code, 4);
+  EXPECT_NE(run.err.find((scratch_ / "cache" / "pytorch_model.bin").string()),
+            std::string::npos)
+      << run.err;
+  EXPECT_NE(run.err.find("--model"), std::string::npos) << run.err;
+}
+
+TEST_F(CliTest, EveryErrorFileFailsWithOneLineNamingIt) {
+  const nlohmann::json manifest =
+      nlohmann::json::parse(ReadText(ReferenceDir() / "manifest.json"));
+  for (const auto& bad : manifest["errors"]) {
+    const std::string path = (ReferenceDir() / bad["audio"].get<std::string>()).string();
+    SCOPED_TRACE(path);
+    const Run run = Voxprint({"embed", "-q", path, "--model", Model()});
+    if (bad["audio"] == "audio/truncated.wav" && run.exit_code == 0)
+      continue;  // decoders may return the samples that are present
+    EXPECT_EQ(run.exit_code, 3) << run.err;
+    EXPECT_EQ(run.err.rfind("voxprint: error: " + path + ": ", 0), 0u) << run.err;
+    EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
+  }
+}
+
+TEST_F(CliTest, MissingFileIsAnIoError) {
+  const Run run = Voxprint({"embed", (scratch_ / "nope.wav").string(), "--model", Model()});
+  EXPECT_EQ(run.exit_code, 7) << run.err;
+  EXPECT_NE(run.err.find("nope.wav"), std::string::npos);
+}
+
+TEST_F(CliTest, BadParametersAreUsageErrors) {
+  EXPECT_EQ(Voxprint({"embed", Audio("sample.wav"), "--model", Model(),
+                      "--window", "sliding", "--step", "0"})
+                .exit_code,
+            2);
+  EXPECT_EQ(Voxprint({"embed", Audio("sample.wav"), "--model", Model(),
+                      "--start", "10", "--end", "5"})
+                .exit_code,
+            2);
+  EXPECT_EQ(Voxprint({"embed", Audio("sample.wav"), "--window", "diagonal"})
+                .exit_code,
+            2);
+  EXPECT_EQ(Voxprint({"frobnicate"}).exit_code, 2);
+}
+
+TEST_F(CliTest, EveryCommandHasHelp) {
+  for (const std::string command : {"embed", "compare", "info"}) {
+    const Run run = Voxprint({command, "--help"});
+    EXPECT_EQ(run.exit_code, 0) << command;
+    EXPECT_NE(run.out.find("--model"), std::string::npos) << command;
+  }
+}
+
+}  // namespace
+}  // namespace voxprint

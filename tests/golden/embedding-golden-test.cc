@@ -1,0 +1,159 @@
+// Whole-file, sliding-window and excerpt embeddings of every manifest case,
+// with every model file format, against the reference kit.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "support/reference-kit.h"
+#include "voxprint/extractor.h"
+
+namespace voxprint {
+namespace {
+
+using testing::CloseInRelativeL2;
+using testing::LoadNpy;
+using testing::ReferenceDir;
+
+const char* const kModelFiles[] = {"pytorch_model.bin", "avg_model.pt",
+                                   "voxceleb_resnet34_LM.onnx"};
+
+nlohmann::json Manifest() {
+  std::ifstream in(ReferenceDir() / "manifest.json");
+  return nlohmann::json::parse(in);
+}
+
+// One extractor per model file, shared by all tests of the program.
+const Extractor& ExtractorFor(const std::string& model_file) {
+  static std::mutex mutex;
+  static std::map<std::string, std::unique_ptr<Extractor>> extractors;
+  std::lock_guard lock(mutex);
+  auto& extractor = extractors[model_file];
+  if (!extractor) {
+    ExtractorOptions options;
+    options.model_path = (ReferenceDir() / "models" / model_file).string();
+    options.device = "cpu";
+    extractor = std::make_unique<Extractor>(options);
+  }
+  return *extractor;
+}
+
+// 16 kHz WAV inputs need no resampler and no lossy codec: the tight bound.
+double ToleranceFor(const AudioInfo& audio) {
+  return audio.sample_rate_hz == 16000 && audio.container == "wav" ? 1e-4
+                                                                    : 1e-3;
+}
+
+struct GoldenCase {
+  std::string model_file;
+  int case_index = -1;  // -1: the kit is absent
+  std::string audio;    // for the test name
+};
+
+std::string CaseName(const ::testing::TestParamInfo<GoldenCase>& info) {
+  if (info.param.case_index < 0) return "kit_absent";
+  std::string name = info.param.model_file + "_" + info.param.audio;
+  for (char& c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  return name;
+}
+
+std::vector<GoldenCase> AllCases() {
+  if (!testing::HasReferenceKit()) return {GoldenCase{}};
+  const nlohmann::json manifest_cases = Manifest()["cases"];
+  std::vector<GoldenCase> cases;
+  for (const char* model : kModelFiles)
+    for (size_t i = 0; i < manifest_cases.size(); ++i)
+      cases.push_back({model, static_cast<int>(i),
+                       manifest_cases[i]["audio"].get<std::string>()});
+  return cases;
+}
+
+class EmbeddingGolden : public ::testing::TestWithParam<GoldenCase> {
+ protected:
+  void SetUp() override {
+    VOXPRINT_REQUIRE_REFERENCE_KIT();
+    spec_ = Manifest()["cases"][GetParam().case_index];
+    audio_path_ = (ReferenceDir() / spec_["audio"].get<std::string>()).string();
+  }
+  const Extractor& extractor() const {
+    return ExtractorFor(GetParam().model_file);
+  }
+  testing::NpyArray Expected(const std::string& file) const {
+    return LoadNpy(ReferenceDir() / "expected" / file);
+  }
+  void Report(const std::string& what, double error) const {
+    // Collected into the README's error table.
+    std::cout << "[measured] " << GetParam().model_file << " "
+              << spec_["audio"].get<std::string>() << " " << what
+              << " rel_l2=" << error << std::endl;
+  }
+
+  nlohmann::json spec_;
+  std::string audio_path_;
+};
+
+TEST_P(EmbeddingGolden, WholeFile) {
+  const EmbeddingResult result = extractor().EmbedFile(audio_path_);
+  const testing::NpyArray expected = Expected(spec_["whole"]);
+  EXPECT_EQ(result.duration_s * 16000, spec_["samples_16k"].get<double>());
+  Report("whole", testing::RelativeL2(result.embedding, expected.values));
+  EXPECT_TRUE(CloseInRelativeL2(result.embedding, expected.values,
+                                ToleranceFor(result.audio)));
+}
+
+TEST_P(EmbeddingGolden, SlidingWindows) {
+  for (const auto& sliding : spec_["sliding"]) {
+    EmbedRequest request;
+    request.mode = WindowMode::kSliding;
+    request.window_duration_s = sliding["duration"];
+    request.window_step_s = sliding["step"];
+    const EmbeddingResult result = extractor().EmbedFile(audio_path_, request);
+    const testing::NpyArray expected = Expected(sliding["expected"]);
+    SCOPED_TRACE(sliding["expected"].get<std::string>());
+    ASSERT_EQ(static_cast<int64_t>(result.windows.size()), expected.shape[0]);
+    std::vector<float> actual;
+    for (size_t i = 0; i < result.windows.size(); ++i) {
+      const WindowEmbedding& window = result.windows[i];
+      EXPECT_DOUBLE_EQ(window.start_s, i * request.window_step_s);
+      EXPECT_NEAR(window.end_s - window.start_s, request.window_duration_s,
+                  1e-9);
+      actual.insert(actual.end(), window.embedding.begin(),
+                    window.embedding.end());
+    }
+    Report("sliding_" + sliding["expected"].get<std::string>(),
+           testing::RelativeL2(actual, expected.values));
+    // Every window on its own, not only the stack.
+    for (int64_t w = 0; w < expected.shape[0]; ++w) {
+      const std::span<const float> row(expected.values.data() + w * 256, 256);
+      EXPECT_TRUE(CloseInRelativeL2(result.windows[w].embedding, row,
+                                    ToleranceFor(result.audio)))
+          << "window " << w;
+    }
+  }
+}
+
+TEST_P(EmbeddingGolden, Excerpt) {
+  if (spec_["crop"].empty()) GTEST_SKIP() << "no crop case in the manifest";
+  for (const auto& crop : spec_["crop"]) {
+    EmbedRequest request;
+    request.start_s = crop["start"].get<double>();
+    request.end_s = crop["end"].get<double>();
+    const EmbeddingResult result = extractor().EmbedFile(audio_path_, request);
+    const testing::NpyArray expected = Expected(crop["expected"]);
+    Report("crop", testing::RelativeL2(result.embedding, expected.values));
+    EXPECT_TRUE(CloseInRelativeL2(result.embedding, expected.values,
+                                  ToleranceFor(result.audio)))
+        << crop["expected"];
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Kit, EmbeddingGolden, ::testing::ValuesIn(AllCases()),
+                         CaseName);
+
+}  // namespace
+}  // namespace voxprint

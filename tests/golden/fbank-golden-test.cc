@@ -1,0 +1,206 @@
+// Fbank + mean subtraction against the reference kit's expected/*.fbank.npy,
+// for every case of manifest.json, with the audio read by LoadAudio16k.
+//
+// Cases whose file is already a 16 kHz WAV isolate the features layer (the
+// loader only converts samples to float). The others also go through the
+// decoder and the resampler, so they check the whole front end.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "support/reference-kit.h"
+#include "voxprint/audio.h"
+#include "voxprint/error.h"
+#include "voxprint/features.h"
+
+namespace voxprint {
+namespace {
+
+using testing::CloseInRelativeL2;
+using testing::LoadNpy;
+using testing::ReferenceDir;
+
+// How far our float32 fbank may be from the kit's in one value. Each FFT's
+// rounding perturbs every output bin by about eps * sqrt(E), E the frame's
+// energy, so a log mel energy e moves by ~eps * sqrt(E / e): ~1e-5 in strong
+// bins, but ~1e-3 in the rare bins 100 dB below their frame (sample.wav has
+// such values where torchaudio itself is 1.2e-3 from a float64 computation).
+// Hence a floor plus that noise term, E and e from our un-normalised output,
+// and a hard cap on any single value. A wrong detail (window, preemphasis,
+// mel edges) scores 50 to 20000 times the allowance.
+constexpr double kFftNoiseFactor = 4.0;
+constexpr double kCapAbs = 1e-2;
+
+struct Tolerance {
+  double floor_abs;    // allowed |diff| in every value, before the noise term
+  double relative_l2;  // whole-array |ours - kit| / |kit|
+};
+// 16 kHz WAVs test the features alone (measured: worst |diff|/allowed 0.11,
+// relative L2 <= 3.4e-6).
+constexpr Tolerance kNative16k = {1e-4, 1e-5};
+// The other cases add our decoder's and resampler's own float32 rounding
+// (not torchaudio's), which moves even strong bins by a few 1e-4.
+constexpr Tolerance kDecoded = {1e-3, 1e-4};
+
+struct FbankCase {
+  std::string audio;     // relative to the kit, e.g. "audio/sample.wav"
+  std::string expected;  // file name under expected/
+  int64_t samples_16k = 0;
+};
+
+std::vector<FbankCase> LoadCases() {
+  std::ifstream in(ReferenceDir() / "manifest.json");
+  const nlohmann::json manifest = nlohmann::json::parse(in);
+  std::vector<FbankCase> cases;
+  for (const auto& entry : manifest.at("cases")) {
+    if (!entry.contains("fbank")) continue;
+    cases.push_back({entry.at("audio").get<std::string>(),
+                     entry.at("fbank").get<std::string>(),
+                     entry.at("samples_16k").get<int64_t>()});
+  }
+  return cases;
+}
+
+bool IsNative16kWav(const AudioInfo& info) {
+  return info.sample_rate_hz == kModelSampleRateHz && info.channels == 1 &&
+         info.container == "wav";
+}
+
+struct Measured {
+  double max_abs = 0.0;      // plain max |ours - kit|
+  double max_score = 0.0;    // max |ours - kit| / allowed
+  double relative_l2 = 0.0;  // |ours - kit| / |kit|
+};
+
+// `ours` and `kit` are mean-subtracted [frames, bins]; `ours_raw` is our
+// un-normalised output, the energies for the noise term.
+::testing::AssertionResult CompareFbank(std::span<const float> ours,
+                                        std::span<const float> kit,
+                                        const Features& ours_raw,
+                                        double floor_abs, Measured& measured) {
+  if (ours.size() != kit.size() || ours.size() != ours_raw.values.size())
+    return ::testing::AssertionFailure()
+           << "sizes " << ours.size() << " vs " << kit.size();
+  const double eps = std::numeric_limits<float>::epsilon();
+  const int bins = ours_raw.num_bins;
+  ::testing::AssertionResult result = ::testing::AssertionSuccess();
+  for (int64_t t = 0; t < ours_raw.num_frames; ++t) {
+    const float* raw = ours_raw.Row(t);
+    const double peak = *std::max_element(raw, raw + bins);
+    double sum = 0.0;
+    for (int m = 0; m < bins; ++m) sum += std::exp(raw[m] - peak);
+    const double log_total = peak + std::log(sum);
+    for (int m = 0; m < bins; ++m) {
+      const size_t i = static_cast<size_t>(t) * bins + m;
+      const double d = std::fabs(static_cast<double>(ours[i]) - kit[i]);
+      const double allowed =
+          floor_abs +
+          kFftNoiseFactor * eps * std::exp(0.5 * (log_total - raw[m]));
+      measured.max_abs = std::max(measured.max_abs, d);
+      measured.max_score = std::max(measured.max_score, d / allowed);
+      if (result && (!(d <= allowed) || !(d <= kCapAbs))) {
+        result = ::testing::AssertionFailure()
+                 << "frame " << t << " bin " << m << ": " << ours[i]
+                 << " vs kit " << kit[i] << ", |diff| " << d << " > allowed "
+                 << std::min(allowed, kCapAbs);
+      }
+    }
+  }
+  return result;
+}
+
+// Checks one case; returns what it measured (for the log line).
+Measured CheckCase(const FbankCase& c, const Audio16k& audio,
+                   const Tolerance& tolerance) {
+  const testing::NpyArray expected =
+      LoadNpy(ReferenceDir() / "expected" / c.expected);
+  EXPECT_EQ(static_cast<int64_t>(audio.samples.size()), c.samples_16k)
+      << "loader output length differs from the manifest";
+  const Features raw = ComputeFbank(audio.samples);
+  Features features = raw;
+  SubtractMeanOverTime(features);
+
+  Measured measured;
+  EXPECT_EQ(expected.shape.size(), 2u);
+  if (expected.shape.size() != 2) return measured;
+  EXPECT_EQ(features.num_frames, expected.shape[0]);
+  EXPECT_EQ(features.num_bins, expected.shape[1]);
+  EXPECT_TRUE(CompareFbank(features.values, expected.values, raw,
+                           tolerance.floor_abs, measured));
+  measured.relative_l2 = testing::RelativeL2(features.values, expected.values);
+  // Digital silence is ~0 after mean subtraction (the kit holds torch's
+  // float32 residue, -9.5e-7): a relative error means nothing there.
+  double kit_norm = 0.0;
+  for (float v : expected.values) kit_norm += static_cast<double>(v) * v;
+  if (std::sqrt(kit_norm / std::max<size_t>(expected.values.size(), 1)) >
+      1e-3) {
+    EXPECT_TRUE(CloseInRelativeL2(features.values, expected.values,
+                                  tolerance.relative_l2));
+  }
+  return measured;
+}
+
+void Report(const FbankCase& c, const Measured& m) {
+  std::cout << "[ measured ] " << c.audio << ": max|diff| " << m.max_abs
+            << ", worst |diff|/allowed " << m.max_score << ", relative L2 "
+            << m.relative_l2 << "\n";
+}
+
+TEST(FbankGoldenTest, Native16kWavsMatchKit) {
+  VOXPRINT_REQUIRE_REFERENCE_KIT();
+  int checked = 0;
+  for (const FbankCase& c : LoadCases()) {
+    SCOPED_TRACE(c.audio);
+    const Audio16k audio = LoadAudio16k((ReferenceDir() / c.audio).string());
+    if (!IsNative16kWav(audio.info)) continue;
+    Report(c, CheckCase(c, audio, kNative16k));
+    ++checked;
+  }
+  // sample, dev00, trn01, tst00, short_1s, silence_2s: the kit's 16 kHz WAVs.
+  EXPECT_GE(checked, 6) << "fewer 16 kHz WAV cases than the kit holds";
+}
+
+TEST(FbankGoldenTest, DecodedAndResampledMatchKit) {
+  VOXPRINT_REQUIRE_REFERENCE_KIT();
+  int checked = 0;
+  for (const FbankCase& c : LoadCases()) {
+    SCOPED_TRACE(c.audio);
+    const Audio16k audio = LoadAudio16k((ReferenceDir() / c.audio).string());
+    if (IsNative16kWav(audio.info)) continue;
+    Report(c, CheckCase(c, audio, kDecoded));
+    ++checked;
+  }
+  // stereo_44k, sample_8k, flac, ogg, mp3, m4a, webm.
+  EXPECT_GE(checked, 7) << "fewer decoded/resampled cases than the kit holds";
+}
+
+TEST(FbankGoldenTest, TooShortFileIsRefusedCleanly) {
+  VOXPRINT_REQUIRE_REFERENCE_KIT();
+  // manifest errors: tiny_20ms.wav is "shorter than one 25 ms analysis frame".
+  const Audio16k audio =
+      LoadAudio16k((ReferenceDir() / "audio" / "tiny_20ms.wav").string());
+  ASSERT_FALSE(audio.samples.empty());
+  ASSERT_LT(audio.samples.size(), 400u);
+  try {
+    ComputeFbank(audio.samples);
+    FAIL() << "ComputeFbank accepted " << audio.samples.size() << " samples";
+  } catch (const Error& error) {
+    EXPECT_EQ(error.code(), ErrorCode::kCorruptInput);
+    EXPECT_NE(std::string(error.what()).find("shorter than one 25 ms frame"),
+              std::string::npos)
+        << error.what();
+  }
+}
+
+}  // namespace
+}  // namespace voxprint

@@ -1,0 +1,615 @@
+// Malformed, truncated, hostile and absurd model files must fail with a clean
+// voxprint::Error(kModelError) naming the file, and never crash.
+//
+// Hostile checkpoints are assembled here: a stored-only zip writer and a
+// pickle writer that spells a state dict the way torch.save does, so each
+// case changes exactly one thing of an otherwise valid checkpoint.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "model/model-file.h"
+#include "model/resnet-weights.h"
+#include "support/reference-kit.h"
+#include "voxprint/error.h"
+
+namespace voxprint::model {
+namespace {
+
+namespace fs = std::filesystem;
+using Bytes = std::vector<uint8_t>;
+
+fs::path StubDir() { return fs::path(VOXPRINT_SOURCE_DIR) / "tests" / "data"; }
+
+// --- a stored-only zip writer ---------------------------------------------
+
+uint32_t Crc32(const Bytes& data) {
+  static const std::array<uint32_t, 256> kTable = [] {
+    std::array<uint32_t, 256> table{};
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xedb88320u ^ (c >> 1) : c >> 1;
+      table[i] = c;
+    }
+    return table;
+  }();
+  uint32_t crc = 0xffffffffu;
+  for (uint8_t byte : data) crc = kTable[(crc ^ byte) & 0xff] ^ (crc >> 8);
+  return crc ^ 0xffffffffu;
+}
+
+void Put16(Bytes& out, uint32_t v) {
+  out.push_back(v & 0xff);
+  out.push_back((v >> 8) & 0xff);
+}
+void Put32(Bytes& out, uint32_t v) {
+  Put16(out, v & 0xffff);
+  Put16(out, v >> 16);
+}
+
+struct ZipEntry {
+  std::string name;
+  Bytes data;
+};
+
+Bytes MakeZip(const std::vector<ZipEntry>& entries) {
+  Bytes out, central;
+  for (const ZipEntry& entry : entries) {
+    const uint32_t offset = static_cast<uint32_t>(out.size());
+    const uint32_t crc = Crc32(entry.data);
+    const uint32_t size = static_cast<uint32_t>(entry.data.size());
+    Put32(out, 0x04034b50);
+    Put16(out, 20);  // version needed
+    Put16(out, 0);   // flags
+    Put16(out, 0);   // stored
+    Put16(out, 0);   // time
+    Put16(out, 0x21);  // date 1980-01-01
+    Put32(out, crc);
+    Put32(out, size);
+    Put32(out, size);
+    Put16(out, static_cast<uint32_t>(entry.name.size()));
+    Put16(out, 0);
+    out.insert(out.end(), entry.name.begin(), entry.name.end());
+    out.insert(out.end(), entry.data.begin(), entry.data.end());
+
+    Put32(central, 0x02014b50);
+    Put16(central, 20);
+    Put16(central, 20);
+    Put16(central, 0);
+    Put16(central, 0);
+    Put16(central, 0);
+    Put16(central, 0x21);
+    Put32(central, crc);
+    Put32(central, size);
+    Put32(central, size);
+    Put16(central, static_cast<uint32_t>(entry.name.size()));
+    Put16(central, 0);  // extra
+    Put16(central, 0);  // comment
+    Put16(central, 0);  // disk
+    Put16(central, 0);  // internal attributes
+    Put32(central, 0);  // external attributes
+    Put32(central, offset);
+    central.insert(central.end(), entry.name.begin(), entry.name.end());
+  }
+  const uint32_t central_offset = static_cast<uint32_t>(out.size());
+  out.insert(out.end(), central.begin(), central.end());
+  Put32(out, 0x06054b50);
+  Put16(out, 0);
+  Put16(out, 0);
+  Put16(out, static_cast<uint32_t>(entries.size()));
+  Put16(out, static_cast<uint32_t>(entries.size()));
+  Put32(out, static_cast<uint32_t>(central.size()));
+  Put32(out, central_offset);
+  Put16(out, 0);
+  return out;
+}
+
+// --- a pickle writer for torch.save-style state dicts -----------------------
+
+class PickleWriter {
+ public:
+  PickleWriter& Op(uint8_t op) {
+    bytes_.push_back(op);
+    return *this;
+  }
+  PickleWriter& Str(const std::string& text) {
+    Op('X');
+    Put32(bytes_, static_cast<uint32_t>(text.size()));
+    bytes_.insert(bytes_.end(), text.begin(), text.end());
+    return *this;
+  }
+  PickleWriter& Global(const std::string& module, const std::string& name) {
+    Op('c');
+    bytes_.insert(bytes_.end(), module.begin(), module.end());
+    Op('\n');
+    bytes_.insert(bytes_.end(), name.begin(), name.end());
+    return Op('\n');
+  }
+  PickleWriter& Int(int64_t value) {
+    if (value >= INT32_MIN && value <= INT32_MAX) {
+      Op('J');
+      Put32(bytes_, static_cast<uint32_t>(value));
+      return *this;
+    }
+    Op(0x8a).Op(8);  // LONG1, 8 bytes
+    for (int i = 0; i < 8; ++i)
+      Op(static_cast<uint8_t>(static_cast<uint64_t>(value) >> (8 * i)));
+    return *this;
+  }
+  PickleWriter& Ints(const std::vector<int64_t>& values) {
+    Op('(');
+    for (int64_t v : values) Int(v);
+    return Op('t');
+  }
+  Bytes& bytes() { return bytes_; }
+
+ private:
+  Bytes bytes_;
+};
+
+// One tensor of a synthetic checkpoint, with knobs to make it malformed.
+struct Tensor {
+  std::string key;
+  std::vector<int64_t> shape;
+  std::vector<float> values;
+  std::string storage_type = "FloatStorage";
+  int64_t claimed_numel = -1;  // -1: values.size()
+  int64_t offset = 0;
+  std::vector<int64_t> strides;  // empty: contiguous
+  bool write_storage = true;
+};
+
+std::vector<int64_t> ContiguousStrides(const std::vector<int64_t>& shape) {
+  std::vector<int64_t> strides(shape.size(), 1);
+  for (size_t d = shape.size(); d > 1; --d)
+    strides[d - 2] = strides[d - 1] * shape[d - 1];
+  return strides;
+}
+
+Bytes StateDictPickle(const std::vector<Tensor>& tensors) {
+  PickleWriter p;
+  p.Op(0x80).Op(2);
+  p.Global("collections", "OrderedDict").Op(')').Op('R');
+  p.Op('(');
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const Tensor& t = tensors[i];
+    p.Str(t.key).Global("torch._utils", "_rebuild_tensor_v2").Op('(');
+    p.Op('(').Str("storage").Global("torch", t.storage_type);
+    p.Str(std::to_string(i)).Str("cpu");
+    p.Int(t.claimed_numel >= 0 ? t.claimed_numel
+                               : static_cast<int64_t>(t.values.size()));
+    p.Op('t').Op('Q');
+    p.Int(t.offset).Ints(t.shape);
+    p.Ints(t.strides.empty() ? ContiguousStrides(t.shape) : t.strides);
+    p.Op(0x89).Global("collections", "OrderedDict").Op(')').Op('R');
+    p.Op('t').Op('R');
+  }
+  p.Op('u').Op('.');
+  return p.bytes();
+}
+
+Bytes FloatBytes(const std::vector<float>& values) {
+  Bytes out(values.size() * 4);
+  std::memcpy(out.data(), values.data(), out.size());
+  return out;
+}
+
+Bytes CheckpointZip(const std::vector<Tensor>& tensors, const Bytes& pickle) {
+  std::vector<ZipEntry> entries = {{"archive/data.pkl", pickle}};
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    if (tensors[i].write_storage)
+      entries.push_back({"archive/data/" + std::to_string(i),
+                         FloatBytes(tensors[i].values)});
+  }
+  entries.push_back({"archive/version", {'3', '\n'}});
+  return MakeZip(entries);
+}
+
+Bytes CheckpointZip(const std::vector<Tensor>& tensors) {
+  return CheckpointZip(tensors, StateDictPickle(tensors));
+}
+
+// A valid WeSpeaker state dict: 2 channels, one block per stage, 2-dim
+// embedding; BatchNorm is the identity, weights a small pattern.
+std::vector<Tensor> TinyStateDict() {
+  ResNetArchitecture arch;
+  arch.base_channels = 2;
+  arch.blocks_per_stage = {1, 1, 1, 1};
+  arch.embedding_dim = 2;
+  std::vector<Tensor> tensors;
+  auto add = [&](const std::string& key, std::vector<int64_t> shape,
+                 float fill) {
+    size_t count = 1;
+    for (int64_t d : shape) count *= static_cast<size_t>(d);
+    std::vector<float> values(count);
+    for (size_t i = 0; i < count; ++i)
+      values[i] = fill != 0 ? fill : 0.01f * static_cast<float>(i % 7);
+    tensors.push_back({key, shape, values});
+  };
+  auto add_conv = [&](const std::string& conv, const std::string& bn,
+                      const ConvSpec& s) {
+    add(conv + ".weight", {s.out_channels, s.in_channels, s.kernel, s.kernel},
+        0);
+    add(bn + ".weight", {s.out_channels}, 1);
+    add(bn + ".bias", {s.out_channels}, 0.5f);
+    add(bn + ".running_mean", {s.out_channels}, 0.25f);
+    add(bn + ".running_var", {s.out_channels}, 1);
+  };
+  add_conv("conv1", "bn1", StemSpec(arch));
+  for (int s = 0; s < 4; ++s) {
+    const std::string block = "layer" + std::to_string(s + 1) + ".0.";
+    const auto specs = BlockConvSpecs(arch, s, 0);
+    for (size_t c = 0; c < specs.size(); ++c)
+      add_conv(block + "conv" + std::to_string(c + 1),
+               block + "bn" + std::to_string(c + 1), specs[c]);
+    if (auto shortcut = ShortcutSpec(arch, s, 0))
+      add_conv(block + "shortcut.0", block + "shortcut.1", *shortcut);
+  }
+  add("seg_1.weight", {arch.embedding_dim, arch.PooledDim()}, 0);
+  add("seg_1.bias", {arch.embedding_dim}, 0);
+  return tensors;
+}
+
+Tensor& Find(std::vector<Tensor>& tensors, const std::string& key) {
+  for (Tensor& t : tensors)
+    if (t.key == key) return t;
+  throw std::runtime_error("no tensor " + key);
+}
+
+// --- assertions -------------------------------------------------------------
+
+::testing::AssertionResult FailsCleanly(std::span<const uint8_t> bytes,
+                                        const std::string& name,
+                                        const std::string& fragment = "") {
+  try {
+    LoadModelBytes(bytes, name);
+  } catch (const Error& error) {
+    const std::string message = error.what();
+    if (error.code() != ErrorCode::kModelError)
+      return ::testing::AssertionFailure()
+             << "code " << ErrorCodeName(error.code()) << ": " << message;
+    if (message.rfind(name + ": ", 0) != 0)
+      return ::testing::AssertionFailure()
+             << "message does not start with the name: " << message;
+    if (!fragment.empty() && message.find(fragment) == std::string::npos)
+      return ::testing::AssertionFailure()
+             << "message lacks '" << fragment << "': " << message;
+    return ::testing::AssertionSuccess() << message;
+  } catch (const std::exception& other) {
+    return ::testing::AssertionFailure()
+           << "not a voxprint::Error: " << other.what();
+  }
+  return ::testing::AssertionFailure() << "loaded without an error";
+}
+
+// A damaged file may still load (a flipped weight bit), but then its weights
+// must be valid; otherwise the error must be clean.
+::testing::AssertionResult LoadsOrFailsCleanly(std::span<const uint8_t> bytes,
+                                               const std::string& name) {
+  try {
+    const LoadedModel model = LoadModelBytes(bytes, name);
+    ValidateWeights(model.weights, name);
+    return ::testing::AssertionSuccess();
+  } catch (const Error& error) {
+    const std::string message = error.what();
+    if (error.code() != ErrorCode::kModelError ||
+        message.rfind(name + ": ", 0) != 0)
+      return ::testing::AssertionFailure()
+             << ErrorCodeName(error.code()) << ": " << message;
+    return ::testing::AssertionSuccess();
+  } catch (const std::exception& other) {
+    return ::testing::AssertionFailure()
+           << "not a voxprint::Error: " << other.what();
+  }
+}
+
+// --- synthetic checkpoints ----------------------------------------------------
+
+TEST(ModelCorrupt, SyntheticCheckpointIsValid) {
+  // Guards the cases below: they change one thing of this file.
+  const LoadedModel model = LoadModelBytes(CheckpointZip(TinyStateDict()),
+                                           "tiny.pt");
+  EXPECT_EQ(model.info.format, ModelFormat::kWespeakerCheckpoint);
+  EXPECT_EQ(model.info.architecture.name, "ResNet10");
+  // Identity BatchNorm with beta 0.5, mean 0.25: folded bias 0.25.
+  EXPECT_NEAR(model.weights.stem.bias[0], 0.25f, 1e-5f);
+}
+
+TEST(ModelCorrupt, RefusesPicklesThatCallDangerousFunctions) {
+  const std::vector<std::pair<std::string, std::string>> calls = {
+      {"os", "system"},       {"posix", "system"},    {"builtins", "eval"},
+      {"builtins", "exec"},   {"__builtin__", "eval"}, {"subprocess", "Popen"},
+      {"builtins", "__import__"}};
+  for (const auto& [module, name] : calls) {
+    SCOPED_TRACE(module + "." + name);
+    // {'state_dict': module.name('touch /tmp/pwned')} inside a real-looking
+    // checkpoint: the call must be refused, not deferred.
+    PickleWriter p;
+    p.Op(0x80).Op(2).Op('}').Str("state_dict");
+    p.Global(module, name).Str("touch /tmp/voxprint-pwned").Op(0x85).Op('R');
+    p.Op('s').Op('.');
+    const std::vector<Tensor> tensors = TinyStateDict();
+    EXPECT_TRUE(FailsCleanly(CheckpointZip(tensors, p.bytes()), "evil.pt",
+                             "refuses to call " + module + "." + name));
+  }
+  // The same call hidden behind NEWOBJ and STACK_GLOBAL.
+  PickleWriter p;
+  p.Op(0x80).Op(4).Str("subprocess").Str("Popen").Op(0x93);
+  p.Str("sh").Op(0x85).Op(0x81).Op('.');
+  EXPECT_TRUE(FailsCleanly(CheckpointZip({}, p.bytes()), "evil.pt",
+                           "refuses to call subprocess.Popen"));
+  EXPECT_FALSE(fs::exists("/tmp/voxprint-pwned"));
+}
+
+TEST(ModelCorrupt, RefusesAbsurdSizesBeforeAllocating) {
+  {
+    std::vector<Tensor> t = TinyStateDict();
+    Find(t, "layer1.0.conv1.weight").claimed_numel = int64_t{1} << 62;
+    EXPECT_TRUE(FailsCleanly(CheckpointZip(t), "absurd.pt",
+                             "storage claims 4611686018427387904 elements"));
+  }
+  {
+    std::vector<Tensor> t = TinyStateDict();
+    Find(t, "seg_1.weight").shape = {int64_t{1} << 31, int64_t{1} << 31};
+    EXPECT_TRUE(FailsCleanly(CheckpointZip(t), "absurd.pt", "seg_1.weight"));
+  }
+  {  // a view far outside its storage
+    std::vector<Tensor> t = TinyStateDict();
+    Find(t, "seg_1.bias").offset = int64_t{1} << 62;
+    EXPECT_TRUE(FailsCleanly(CheckpointZip(t), "absurd.pt", "reads element"));
+  }
+  {  // strides that overflow
+    std::vector<Tensor> t = TinyStateDict();
+    Find(t, "layer2.0.conv1.weight").strides = {int64_t{1} << 62, 1, 1, 1};
+    EXPECT_TRUE(FailsCleanly(CheckpointZip(t), "absurd.pt", "overflow"));
+  }
+  {  // negative stride
+    std::vector<Tensor> t = TinyStateDict();
+    Find(t, "layer2.0.conv1.weight").strides = {-1, 1, 1, 1};
+    EXPECT_TRUE(FailsCleanly(CheckpointZip(t), "absurd.pt", "negative"));
+  }
+  {  // storage entry shorter than the pickle claims
+    std::vector<Tensor> t = TinyStateDict();
+    Find(t, "bn1.bias").claimed_numel = 3;
+    EXPECT_TRUE(FailsCleanly(CheckpointZip(t), "absurd.pt",
+                             "holds 8 bytes, expected 12"));
+  }
+  {  // huge string length in the pickle
+    PickleWriter p;
+    p.Op(0x80).Op(2).Op('X');
+    Put32(p.bytes(), 0xfffffff0u);
+    p.Op('.');
+    EXPECT_TRUE(FailsCleanly(CheckpointZip({}, p.bytes()), "absurd.pt",
+                             "exceeds the limit"));
+  }
+  {  // LONG4 of 2 GB
+    PickleWriter p;
+    p.Op(0x80).Op(2).Op(0x8b);
+    Put32(p.bytes(), 0x7fffffffu);
+    p.Op('.');
+    EXPECT_TRUE(FailsCleanly(CheckpointZip({}, p.bytes()), "absurd.pt",
+                             "larger than 64 bits"));
+  }
+}
+
+TEST(ModelCorrupt, RefusesWrongDtypesAndShapes) {
+  {
+    std::vector<Tensor> t = TinyStateDict();
+    Find(t, "conv1.weight").storage_type = "LongStorage";
+    Find(t, "conv1.weight").claimed_numel = 9;  // the 72 bytes as int64
+    EXPECT_TRUE(FailsCleanly(CheckpointZip(t), "dtype.pt",
+                             "conv1.weight: has dtype int64"));
+  }
+  {
+    std::vector<Tensor> t = TinyStateDict();
+    Find(t, "layer3.0.conv2.weight").shape = {8, 8, 1, 1};
+    EXPECT_TRUE(FailsCleanly(CheckpointZip(t), "shape.pt",
+                             "layer3.0.conv2.weight has shape [8, 8, 1, 1]"));
+  }
+  EXPECT_TRUE(FailsCleanly(
+      testing::ReadFileBytes(StubDir() / "stub-wrong-shape.pt"),
+      "stub-wrong-shape.pt",
+      "layer2.0.conv2.weight has shape [4, 4, 1, 1], expected [4, 4, 3, 3]"));
+  EXPECT_TRUE(FailsCleanly(
+      testing::ReadFileBytes(StubDir() / "stub-int-weight.pt"),
+      "stub-int-weight.pt", "layer1.0.conv1.weight: has dtype int64"));
+}
+
+TEST(ModelCorrupt, RefusesBrokenArchives) {
+  const std::vector<Tensor> tensors = TinyStateDict();
+  const Bytes pickle = StateDictPickle(tensors);
+  EXPECT_TRUE(FailsCleanly(MakeZip({{"archive/version", {'3'}}}),
+                           "nopickle.pt", "without a data.pkl"));
+  EXPECT_TRUE(FailsCleanly(MakeZip({}), "emptyzip.pt", "data.pkl"));
+  {
+    std::vector<Tensor> t = tensors;
+    Find(t, "layer4.0.bn2.running_var").write_storage = false;
+    EXPECT_TRUE(FailsCleanly(CheckpointZip(t), "nostorage.pt",
+                             "archive lacks archive/data/"));
+  }
+  {
+    std::vector<ZipEntry> entries = {{"archive/data.pkl", pickle},
+                                     {"archive/byteorder", {'b', 'i', 'g'}}};
+    EXPECT_TRUE(FailsCleanly(MakeZip(entries), "bigendian.pt", "big-endian"));
+  }
+  {
+    std::vector<ZipEntry> entries = {{"a/data.pkl", pickle},
+                                     {"b/data.pkl", pickle}};
+    EXPECT_TRUE(FailsCleanly(MakeZip(entries), "twice.pt", "several data.pkl"));
+  }
+  {  // a pickle of something else than a dict
+    PickleWriter p;
+    p.Op(0x80).Op(2).Op(']').Op('.');
+    EXPECT_TRUE(FailsCleanly(CheckpointZip({}, p.bytes()), "list.pt",
+                             "not a dict"));
+  }
+  {  // a dict without tensors
+    PickleWriter p;
+    p.Op(0x80).Op(2).Op('}').Op('.');
+    EXPECT_TRUE(FailsCleanly(CheckpointZip({}, p.bytes()), "nothing.pt",
+                             "no tensors"));
+  }
+  {  // a zip whose data is damaged (CRC mismatch)
+    Bytes zip = CheckpointZip(tensors);
+    const std::string marker = "archive/data/3";
+    auto it = std::search(zip.begin(), zip.end(), marker.begin(), marker.end());
+    ASSERT_NE(it, zip.end());
+    *(it + static_cast<ptrdiff_t>(marker.size()) + 1) ^= 0x40;
+    EXPECT_TRUE(FailsCleanly(zip, "crc.pt"));
+  }
+}
+
+TEST(ModelCorrupt, RefusesNonModels) {
+  EXPECT_TRUE(FailsCleanly(Bytes{}, "empty.bin", "empty file"));
+  std::mt19937 rng(1234);
+  for (size_t size : {1u, 3u, 4u, 100u, 4096u, 1u << 20}) {
+    Bytes random(size);
+    for (uint8_t& b : random) b = static_cast<uint8_t>(rng());
+    EXPECT_TRUE(FailsCleanly(random, "random.bin")) << size;
+    if (size >= 4) {
+      random[0] = 'P', random[1] = 'K', random[2] = 3, random[3] = 4;
+      EXPECT_TRUE(FailsCleanly(random, "random-zip.bin")) << size;
+    }
+  }
+  const std::string text = "# not a model\nhello world\n";
+  EXPECT_TRUE(FailsCleanly(Bytes(text.begin(), text.end()), "text.bin",
+                           "not a model file (neither a torch.save zip nor "
+                           "ONNX)"));
+  const Bytes npy = testing::ReadFileBytes(StubDir() / "stub-basic.mean-vec.npy");
+  EXPECT_TRUE(FailsCleanly(npy, "mean-vec.npy", "not a model file"));
+}
+
+TEST(ModelCorrupt, DirectoryIsAnIoError) {
+  try {
+    LoadModelFile(StubDir().string());
+    FAIL() << "loaded a directory";
+  } catch (const Error& error) {
+    EXPECT_EQ(error.code(), ErrorCode::kIoError);
+  }
+}
+
+TEST(ModelCorrupt, RefusesBrokenOnnxGraphs) {
+  EXPECT_TRUE(FailsCleanly(
+      testing::ReadFileBytes(StubDir() / "stub-missing-initializer.onnx"),
+      "missing.onnx", "is missing (no initializer)"));
+  EXPECT_TRUE(FailsCleanly(
+      testing::ReadFileBytes(StubDir() / "stub-wrong-kernel.onnx"),
+      "kernel.onnx", "kernel_shape [5, 5] does not match its weight"));
+  EXPECT_TRUE(FailsCleanly(
+      testing::ReadFileBytes(StubDir() / "stub-stem-5x5.onnx"), "stem.onnx",
+      "conv1 (stem) is [2, 1, 5x5] stride 1 padding 2, the architecture "
+      "needs [2, 1, 3x3] stride 1 padding 1"));
+}
+
+// --- fuzzing: truncation and flipped bytes -----------------------------------
+
+TEST(ModelCorrupt, TruncatedSyntheticPicklesFailCleanly) {
+  const std::vector<Tensor> tensors = TinyStateDict();
+  const Bytes pickle = StateDictPickle(tensors);
+  for (size_t length = 0; length < pickle.size(); length += 7) {
+    const Bytes cut(pickle.begin(), pickle.begin() + length);
+    ASSERT_TRUE(FailsCleanly(CheckpointZip(tensors, cut), "cut.pt")) << length;
+  }
+}
+
+TEST(ModelCorrupt, FlippedSyntheticPicklesLoadOrFailCleanly) {
+  const std::vector<Tensor> tensors = TinyStateDict();
+  const Bytes pickle = StateDictPickle(tensors);
+  std::mt19937 rng(42);
+  int loaded = 0;
+  for (int trial = 0; trial < 1500; ++trial) {
+    Bytes flipped = pickle;
+    const int flips = 1 + static_cast<int>(rng() % 3);
+    for (int f = 0; f < flips; ++f)
+      flipped[rng() % flipped.size()] ^= static_cast<uint8_t>(1 + rng() % 255);
+    const Bytes zip = CheckpointZip(tensors, flipped);
+    try {
+      const LoadedModel model = LoadModelBytes(zip, "flipped.pt");
+      ValidateWeights(model.weights, "flipped.pt");
+      ++loaded;
+    } catch (const Error& error) {
+      ASSERT_EQ(error.code(), ErrorCode::kModelError) << error.what();
+      ASSERT_EQ(std::string(error.what()).rfind("flipped.pt: ", 0), 0u)
+          << error.what();
+    }
+  }
+  // Most flips hit structure; a few only change a name or a number.
+  EXPECT_LT(loaded, 1500);
+}
+
+void FlipFile(const fs::path& path, int trials, uint32_t seed) {
+  Bytes bytes = testing::ReadFileBytes(path);
+  ASSERT_FALSE(bytes.empty());
+  std::mt19937 rng(seed);
+  const std::string name = path.filename().string();
+  for (int trial = 0; trial < trials; ++trial) {
+    const size_t at = rng() % bytes.size();
+    const uint8_t mask = static_cast<uint8_t>(1 + rng() % 255);
+    bytes[at] ^= mask;
+    ASSERT_TRUE(LoadsOrFailsCleanly(bytes, name)) << "byte " << at;
+    bytes[at] ^= mask;
+  }
+}
+
+void TruncateFile(const fs::path& path, int cuts) {
+  const Bytes bytes = testing::ReadFileBytes(path);
+  const std::string name = path.filename().string();
+  for (int i = 0; i < cuts; ++i) {
+    // Spread over the file, the last cut one byte short of the end.
+    const size_t length = i + 1 == cuts ? bytes.size() - 1
+                                        : bytes.size() * i / cuts;
+    ASSERT_TRUE(FailsCleanly(std::span(bytes.data(), length), name))
+        << "truncated to " << length;
+  }
+}
+
+TEST(ModelCorrupt, DamagedStubFilesLoadOrFailCleanly) {
+  for (const char* name :
+       {"stub-basic-pyannote.bin", "stub-basic-wespeaker.pt",
+        "stub-basic-mixed.pt", "stub-basic.onnx", "stub-bottleneck.pt",
+        "stub-bottleneck.onnx"}) {
+    SCOPED_TRACE(name);
+    FlipFile(StubDir() / name, 300, 7);
+    TruncateFile(StubDir() / name, 60);
+  }
+}
+
+TEST(ModelCorrupt, TruncatedKitModelsFailCleanly) {
+  VOXPRINT_REQUIRE_REFERENCE_KIT();
+  for (const char* name :
+       {"pytorch_model.bin", "avg_model.pt", "voxceleb_resnet34_LM.onnx"}) {
+    SCOPED_TRACE(name);
+    TruncateFile(testing::ReferenceDir() / "models" / name, 30);
+  }
+}
+
+TEST(ModelCorrupt, FlippedKitModelsLoadOrFailCleanly) {
+  VOXPRINT_REQUIRE_REFERENCE_KIT();
+  for (const char* name :
+       {"pytorch_model.bin", "avg_model.pt", "voxceleb_resnet34_LM.onnx"}) {
+    SCOPED_TRACE(name);
+    Bytes bytes = testing::ReadFileBytes(testing::ReferenceDir() / "models" /
+                                         name);
+    // The structure lives at the ends: the pickle and zip headers at the
+    // start, the central directory at the end; the ONNX graph nodes first.
+    std::mt19937 rng(99);
+    for (int trial = 0; trial < 12; ++trial) {
+      const size_t span = 64 * 1024;
+      size_t at = rng() % span;
+      if (trial % 2) at = bytes.size() - 1 - at;
+      const uint8_t mask = static_cast<uint8_t>(1 + rng() % 255);
+      bytes[at] ^= mask;
+      ASSERT_TRUE(LoadsOrFailsCleanly(bytes, name)) << "byte " << at;
+      bytes[at] ^= mask;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace voxprint::model

@@ -1,0 +1,81 @@
+// Tab 3: what model is loaded, its license and how to cite it, and how to
+// call the API.
+import { getJson, serverLimits } from './api.js';
+import { $, fillInfo, showError } from './dom.js';
+
+let loaded = false;
+
+function yesNo(value) {
+  return value ? 'yes' : 'no';
+}
+
+function curlExamples(model) {
+  const origin = window.location.origin;
+  const auth = model.server && model.server.auth_required ? ' -H "Authorization: Bearer $VOXPRINT_API_KEY"' : '';
+  return [
+    '# Whole-file embedding (256 values)',
+    `curl${auth} -F file=@speech.wav ${origin}/api/embed`,
+    '',
+    '# Sliding windows of 3 s every 1 s, on the excerpt 5-12.5 s',
+    `curl${auth} -F file=@speech.wav -F window=sliding -F duration=3 -F step=1 -F start=5 -F end=12.5 ${origin}/api/embed`,
+    '',
+    '# Raw body instead of multipart',
+    `curl${auth} -H "Content-Type: audio/wav" --data-binary @speech.wav "${origin}/api/embed?name=speech.wav"`,
+    '',
+    '# Same speaker?',
+    `curl${auth} -F a=@one.wav -F b=@two.wav -F threshold=0.7 ${origin}/api/compare`,
+    '',
+    '# This model',
+    `curl${auth} ${origin}/api/model`,
+  ].join('\n');
+}
+
+export function applyModel(model) {
+  serverLimits.maxUploadBytes = model.server ? model.server.max_upload_bytes : null;
+  const file = model.file || {};
+  const device = model.device || {};
+  fillInfo($('model-info'), [
+    ['Architecture', `${model.architecture} (${model.block} blocks ${JSON.stringify(model.blocks_per_stage)}, ${model.base_channels} base channels)`, 'model-architecture'],
+    ['Parameters', Number(model.parameters).toLocaleString('en-US'), 'model-parameters'],
+    ['Embedding size', String(model.embedding_dim), 'model-dim'],
+    ['Pooling', model.pooling],
+    ['Sample rate', `${model.sample_rate_hz} Hz`],
+    ['File', `${file.path} (${file.format}, ${Number(file.size_bytes).toLocaleString('en-US')} bytes)`, 'model-file'],
+    ['SHA-256', file.sha256, 'model-sha256'],
+    ['Device', `${device.name}${device.description ? ` – ${device.description}` : ''} (${device.precision}, ${device.threads} threads)`, 'model-device'],
+  ]);
+  const features = model.features || {};
+  fillInfo($('model-features'), [
+    ['Type', features.type],
+    ['Mel bins', String(features.num_mel_bins)],
+    ['Frame length / shift', `${features.frame_length_ms} ms / ${features.frame_shift_ms} ms`],
+    ['Window', features.window],
+    ['Pre-emphasis', String(features.preemphasis)],
+    ['Dither', String(features.dither)],
+    ['Snip edges', yesNo(features.snip_edges)],
+    ['Waveform scale', String(features.waveform_scale)],
+    ['Normalisation', features.mean_normalization],
+  ]);
+  $('model-license').textContent = model.license;
+  $('model-source').textContent = model.source || '';
+  const list = $('model-citations');
+  list.replaceChildren();
+  for (const citation of model.citations || []) {
+    const item = document.createElement('li');
+    item.textContent = citation.text;
+    list.append(item);
+  }
+  $('curl-examples').textContent = curlExamples(model);
+}
+
+export async function loadModel(force = false) {
+  if (loaded && !force) return;
+  const error = $('model-error');
+  try {
+    applyModel(await getJson('/api/model'));
+    loaded = true;
+    showError(error, null);
+  } catch (failure) {
+    showError(error, failure);
+  }
+}
