@@ -48,7 +48,8 @@ NpyArray LoadNpy(const std::filesystem::path& path) {
                              ": expected little-endian float32, C order");
   }
   std::smatch match;
-  if (!std::regex_search(header, match, std::regex(R"('shape': \(([^)]*)\))"))) {
+  if (!std::regex_search(header, match,
+                         std::regex(R"('shape': \(([^)]*)\))"))) {
     throw std::runtime_error(path.string() + ": no shape in header");
   }
   NpyArray array;
@@ -62,7 +63,8 @@ NpyArray LoadNpy(const std::filesystem::path& path) {
   }
   const size_t data_start = header_start + header_len;
   if (bytes.size() - data_start != static_cast<size_t>(count) * sizeof(float)) {
-    throw std::runtime_error(path.string() + ": data size does not match shape");
+    throw std::runtime_error(path.string() +
+                             ": data size does not match shape");
   }
   array.values.resize(count);
   std::memcpy(array.values.data(), bytes.data() + data_start,
@@ -111,8 +113,8 @@ Timing TimeRuns(const std::function<void()>& run, int min_reps,
   std::sort(times.begin(), times.end());
   const size_t mid = times.size() / 2;
   Timing timing;
-  timing.median_s = times.size() % 2 ? times[mid]
-                                     : (times[mid - 1] + times[mid]) / 2;
+  timing.median_s =
+      times.size() % 2 ? times[mid] : (times[mid - 1] + times[mid]) / 2;
   timing.min_s = times.front();
   timing.reps = static_cast<int>(times.size());
   return timing;

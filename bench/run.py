@@ -105,14 +105,16 @@ def commands(args, audio):
     torch_peer = [sys.executable, os.path.join(HERE, "peers",
                                                "pytorch_reference.py")]
     ort_peer = ["node", os.path.join(HERE, "peers", "onnxruntime_peer.mjs")]
-    # Process runs use every core, as each system does by default here.
-    cores = str(os.cpu_count() or 1)
+    # The same compute thread count for every system's process runs.
+    cores = str(args.process_threads)
     frames = {audio["3s"]: 298, audio["30s"]: 2998, audio["10min"]: 59998}
     return {
         "voxprint": {
             "bench": [vox_bench, "--kit", kit, "--model", model_bin,
                       "--long", audio["10min"], "--threads", threads] + quick,
-            "process": lambda f: [cli, "embed", f, "--model", model_bin],
+            "process": lambda f: [cli, "embed", f, "--model", model_bin,
+                                  "--device", "cpu", "--threads", cores,
+                                  "--quiet"],
         },
         "pytorch": {
             "bench": torch_peer + ["bench", "--kit", kit, "--long",
@@ -311,9 +313,10 @@ def write_results(path, machine, results, table, stages, args):
         "and fbank.",
         "- Sliding: 28 windows of 3 s every 1 s over sample.wav; PyTorch "
         "batches them by 32 as pyannote does.",
-        "- Process rows time a fresh process (import/start-up included) that "
-        "loads the model and embeds one file, using all cores; peak RSS is "
-        "that process's ru_maxrss.",
+        "- Process rows time a fresh process (interpreter start and imports "
+        "included) that loads the model and embeds one file (voxprint: the "
+        f"`voxprint embed` CLI), with {args.process_threads} compute "
+        "thread(s) each; peak RSS is that process's ru_maxrss.",
         "- Accuracy: relative L2 against the kit's expected embeddings of "
         "sample.wav. The ONNX model pools with sqrt(var + 1e-7), which "
         "accounts for its ~1e-5.",
@@ -343,6 +346,10 @@ def main():
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--process-runs", type=int, default=5,
                         help="runs of the first-embedding process")
+    parser.add_argument("--process-threads", type=int,
+                        default=os.cpu_count() or 1,
+                        help="compute threads of the process runs "
+                             "(default: all cores)")
     parser.add_argument("--quick", action="store_true",
                         help="one repetition per timing (a smoke test)")
     parser.add_argument("--skip-build", action="store_true")

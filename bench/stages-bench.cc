@@ -61,9 +61,9 @@ const voxprint::bench::NpyArray& SampleFbank() {
 }
 
 void SetAudioRate(benchmark::State& state, double audio_s) {
-  state.counters["audio_s_per_s"] = benchmark::Counter(
-      audio_s * static_cast<double>(state.iterations()),
-      benchmark::Counter::kIsRate);
+  state.counters["audio_s_per_s"] =
+      benchmark::Counter(audio_s * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate);
 }
 
 void BM_Decode(benchmark::State& state, const std::string& name) {
@@ -77,9 +77,11 @@ void BM_Decode(benchmark::State& state, const std::string& name) {
   SetAudioRate(state, audio_s);
 }
 BENCHMARK_CAPTURE(BM_Decode, sample_wav, std::string("sample.wav"))
-    ->Unit(benchmark::kMillisecond)->UseRealTime();
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK_CAPTURE(BM_Decode, sample_mp3, std::string("sample.mp3"))
-    ->Unit(benchmark::kMillisecond)->UseRealTime();
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 void BM_Resample44kTo16k(benchmark::State& state) {
   const auto decoded = voxprint::DecodeAudioFile(AudioPath("stereo_44k.wav"));
@@ -107,7 +109,8 @@ BENCHMARK(BM_Fbank30s)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Network, whole 30 s: [1, 2998, 80]. Arg: threads.
 void BM_NetworkWhole30s(benchmark::State& state) {
-  const auto& extractor = ExtractorWithThreads(static_cast<int>(state.range(0)));
+  const auto& extractor =
+      ExtractorWithThreads(static_cast<int>(state.range(0)));
   const auto& fbank = SampleFbank();
   const int64_t frames = fbank.shape[0];
   benchmark::DoNotOptimize(extractor.EmbedFeatures(fbank.values, 1, frames));
@@ -130,7 +133,8 @@ void BM_NetworkSliding3s1s(benchmark::State& state) {
   constexpr int kWindows = 28;
   constexpr int64_t kFrames = 298;
   constexpr int64_t kStepFrames = 100;
-  const auto& extractor = ExtractorWithThreads(static_cast<int>(state.range(0)));
+  const auto& extractor =
+      ExtractorWithThreads(static_cast<int>(state.range(0)));
   const auto& fbank = SampleFbank();
   const int bins = static_cast<int>(fbank.shape[1]);
   std::vector<float> batch(kWindows * kFrames * bins);

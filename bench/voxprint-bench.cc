@@ -123,9 +123,11 @@ int Run(int argc, char** argv) {
         return 1;
       }
     }
-    const auto short_result = extractor.EmbedFile(short_file, whole);  // warm-up
+    const auto short_result =
+        extractor.EmbedFile(short_file, whole);  // warm-up
     double long_duration_s = 0.0;
-    const size_t windows = extractor.EmbedFile(short_file, sliding).windows.size();
+    const size_t windows =
+        extractor.EmbedFile(short_file, sliding).windows.size();
     json entry = {
         {"whole_30s",
          ToJson(TimeRuns([&] { extractor.EmbedFile(short_file, whole); }, reps,

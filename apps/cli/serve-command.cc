@@ -28,8 +28,9 @@ CLI::App* AddServeCommand(CLI::App& root, std::function<int()>& run) {
       "serve",
       "HTTP server: JSON API (POST /api/embed, POST /api/compare, GET "
       "/api/model, GET /api/openapi.json, GET /healthz) and a web page at /.");
-  command->add_option("--host", options.host,
-                      "Address to listen on (default: loopback only)")
+  command
+      ->add_option("--host", options.host,
+                   "Address to listen on (default: loopback only)")
       ->capture_default_str();
   command->add_option("--port", options.port, "TCP port (0: any free port)")
       ->check(CLI::Range(0, 65535))
@@ -69,7 +70,8 @@ CLI::App* AddServeCommand(CLI::App& root, std::function<int()>& run) {
     run = [flags] {
       server::ServerOptions options = flags->server;
       if (options.api_key.empty()) {
-        if (const char* key = std::getenv("VOXPRINT_API_KEY")) options.api_key = key;
+        if (const char* key = std::getenv("VOXPRINT_API_KEY"))
+          options.api_key = key;
       }
       options.max_upload_bytes =
           static_cast<size_t>(flags->max_upload_mb * 1024.0 * 1024.0);

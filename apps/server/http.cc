@@ -1,8 +1,13 @@
 // The HTTP side of `voxprint serve`, and the only file that knows httplib:
 // sockets, limits, timeouts, authentication, the embedded web page, request
 // logging and signals. Everything about the API itself is in routes.cc.
+#include <arpa/inet.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -52,6 +57,14 @@ void Log(const std::string& line) {
   std::fprintf(stderr, "voxprint: %s\n", line.c_str());
 }
 
+// The decoded path may hold anything (%0A...): one log line must stay one.
+std::string Printable(const std::string& text) {
+  std::string out = text.substr(0, 300);
+  for (char& c : out)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  return out;
+}
+
 void LogRequest(const httplib::Request& request,
                 const httplib::Response& response) {
   char elapsed[32] = "-";
@@ -62,9 +75,9 @@ void LogRequest(const httplib::Request& request,
             .count());
   }
   std::fprintf(stderr, "voxprint: %s %s %s %d %zu B %s%s%s\n",
-               request.remote_addr.c_str(), request.method.c_str(),
-               request.path.c_str(), response.status, response.body.size(),
-               elapsed, t_error_code.empty() ? "" : " ",
+               request.remote_addr.c_str(), Printable(request.method).c_str(),
+               Printable(request.path).c_str(), response.status,
+               response.body.size(), elapsed, t_error_code.empty() ? "" : " ",
                t_error_code.c_str());
   t_started = false;
   t_error_code.clear();
@@ -72,7 +85,8 @@ void LogRequest(const httplib::Request& request,
 
 void Send(httplib::Response& response, const ApiResponse& api) {
   response.status = api.status;
-  for (const auto& [name, value] : api.headers) response.set_header(name, value);
+  for (const auto& [name, value] : api.headers)
+    response.set_header(name, value);
   if (api.status >= 400 && api.body.contains("error"))
     t_error_code = api.body["error"].get<std::string>();
   // Upload names and messages may hold invalid UTF-8; JSON must not.
@@ -91,10 +105,144 @@ std::string Lower(std::string text) {
 bool SameSecret(const std::string& given, const std::string& expected) {
   unsigned char difference = given.size() == expected.size() ? 0 : 1;
   for (size_t i = 0; i < expected.size(); ++i)
-    difference |= static_cast<unsigned char>(
-        (i < given.size() ? given[i] : 0) ^ expected[i]);
+    difference |= static_cast<unsigned char>((i < given.size() ? given[i] : 0) ^
+                                             expected[i]);
   return difference == 0;
 }
+
+// A connection's socket with per-call timeouts and a read buffer (header
+// lines are read a byte at a time).
+class SocketStream final : public httplib::Stream {
+ public:
+  SocketStream(int fd, int read_timeout_ms, int write_timeout_ms)
+      : fd_(fd),
+        read_timeout_ms_(read_timeout_ms),
+        write_timeout_ms_(write_timeout_ms) {}
+
+  bool is_readable() const override {
+    return buffered_ < filled_ || Wait(POLLIN, read_timeout_ms_);
+  }
+  bool is_writable() const override { return Wait(POLLOUT, write_timeout_ms_); }
+
+  ssize_t read(char* data, size_t size) override {
+    if (buffered_ == filled_) {
+      if (!Wait(POLLIN, read_timeout_ms_)) return -1;
+      if (size >= sizeof(buffer_)) return Receive(data, size);
+      const ssize_t received = Receive(buffer_, sizeof(buffer_));
+      if (received <= 0) return received;
+      buffered_ = 0;
+      filled_ = static_cast<size_t>(received);
+    }
+    const size_t count = std::min(size, filled_ - buffered_);
+    std::memcpy(data, buffer_ + buffered_, count);
+    buffered_ += count;
+    return static_cast<ssize_t>(count);
+  }
+
+  ssize_t write(const char* data, size_t size) override {
+    if (!Wait(POLLOUT, write_timeout_ms_)) return -1;
+    ssize_t sent;
+    do {
+      sent = ::send(fd_, data, size, MSG_NOSIGNAL);
+    } while (sent < 0 && errno == EINTR);
+    return sent;
+  }
+
+  void get_remote_ip_and_port(std::string& ip, int& port) const override {
+    Address(&getpeername, ip, port);
+  }
+  void get_local_ip_and_port(std::string& ip, int& port) const override {
+    Address(&getsockname, ip, port);
+  }
+  socket_t socket() const override { return fd_; }
+
+ private:
+  bool Wait(short events, int timeout_ms) const {
+    pollfd entry{fd_, events, 0};
+    int ready;
+    do {
+      ready = ::poll(&entry, 1, timeout_ms);
+    } while (ready < 0 && errno == EINTR);
+    return ready > 0 && (entry.revents & (events | POLLHUP)) != 0;
+  }
+
+  ssize_t Receive(char* data, size_t size) {
+    ssize_t received;
+    do {
+      received = ::recv(fd_, data, size, 0);
+    } while (received < 0 && errno == EINTR);
+    return received;
+  }
+
+  void Address(int (*query)(int, sockaddr*, socklen_t*), std::string& ip,
+               int& port) const {
+    sockaddr_storage address{};
+    socklen_t length = sizeof(address);
+    ip.clear();
+    port = 0;
+    if (query(fd_, reinterpret_cast<sockaddr*>(&address), &length) != 0) return;
+    char text[INET6_ADDRSTRLEN] = "";
+    if (address.ss_family == AF_INET) {
+      const auto* v4 = reinterpret_cast<const sockaddr_in*>(&address);
+      inet_ntop(AF_INET, &v4->sin_addr, text, sizeof(text));
+      port = ntohs(v4->sin_port);
+    } else if (address.ss_family == AF_INET6) {
+      const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&address);
+      inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof(text));
+      port = ntohs(v6->sin6_port);
+    }
+    ip = text;
+  }
+
+  const int fd_;
+  const int read_timeout_ms_;
+  const int write_timeout_ms_;
+  char buffer_[16384];
+  size_t buffered_ = 0;  // next unread byte of buffer_
+  size_t filled_ = 0;    // bytes in buffer_
+};
+
+// httplib's server with its per-connection step replaced: one request per
+// connection, then a lingering close. A request refused from its headers
+// (401, 413) leaves its body unread, and close() on a socket with unread
+// data sends a reset; a client still uploading then fails its write, and
+// fetch() reports "EPIPE" instead of our answer if that error wins the race
+// with reading the response. So the response is followed by a half-close
+// (FIN), and the socket stays open, still unread, until the client hangs up
+// or a second passes (Go's net/http waits likewise). The client has the
+// answer before any reset, and the refused body is never read. One request
+// per connection also means an unread body is never parsed as a next request.
+class HttpServer final : public httplib::Server {
+ private:
+  static constexpr int kLingerMs = 1000;
+
+  bool process_and_close_socket(socket_t fd) override {
+    bool ok = false;
+    try {
+      SocketStream stream(fd,
+                          static_cast<int>(read_timeout_sec_ * 1000 +
+                                           read_timeout_usec_ / 1000),
+                          static_cast<int>(write_timeout_sec_ * 1000 +
+                                           write_timeout_usec_ / 1000));
+      bool closed = false;
+      ok = process_request(stream, /*close_connection=*/true, closed, nullptr);
+    } catch (...) {
+      // Out of memory while parsing: drop the connection, keep the server.
+      ok = false;
+    }
+    LingeringClose(fd);
+    return ok;
+  }
+
+  static void LingeringClose(int fd) {
+    ::shutdown(fd, SHUT_WR);
+    // POLLRDHUP: the client's FIN, seen without reading what precedes it.
+    pollfd entry{fd, POLLRDHUP, 0};
+    while (::poll(&entry, 1, kLingerMs) < 0 && errno == EINTR) {
+    }
+    ::close(fd);
+  }
+};
 
 struct HttpConfig {
   size_t max_upload_bytes = 0;
@@ -136,12 +284,11 @@ std::optional<ApiResponse> Gatekeep(const httplib::Request& request,
     if (text.empty() || ec != std::errc() || end != text.data() + text.size())
       return ErrorResponse(400, "bad_request", "invalid Content-Length");
     if (length > config.max_upload_bytes)
-      return ErrorResponse(
-          413, "payload_too_large",
-          "request body of " + std::to_string(length) +
-              " bytes is over the server's limit of " +
-              std::to_string(config.max_upload_bytes) +
-              " bytes (--max-upload-mb)");
+      return ErrorResponse(413, "payload_too_large",
+                           "request body of " + std::to_string(length) +
+                               " bytes is over the server's limit of " +
+                               std::to_string(config.max_upload_bytes) +
+                               " bytes (--max-upload-mb)");
   }
   return std::nullopt;
 }
@@ -149,12 +296,13 @@ std::optional<ApiResponse> Gatekeep(const httplib::Request& request,
 bool HasBody(const httplib::Request& request) {
   if (request.has_header("Content-Length"))
     return request.get_header_value("Content-Length") != "0";
-  return Lower(request.get_header_value("Transfer-Encoding"))
-             .find("chunked") != std::string::npos;
+  return Lower(request.get_header_value("Transfer-Encoding")).find("chunked") !=
+         std::string::npos;
 }
 
 bool IsRawAudioType(const std::string& content_type) {
-  const std::string media = Lower(content_type.substr(0, content_type.find(';')));
+  const std::string media =
+      Lower(content_type.substr(0, content_type.find(';')));
   return media.rfind("audio/", 0) == 0 || media.rfind("video/", 0) == 0 ||
          media == "application/octet-stream";
 }
@@ -248,22 +396,23 @@ std::optional<ApiResponse> ReadRequest(const httplib::Request& request,
 void ServeStatic(const httplib::Request& request, httplib::Response& response) {
   const std::string& path = request.path;
   if (path == "/api/embed" || path == "/api/compare") {
-    ApiResponse api = ErrorResponse(405, "method_not_allowed",
-                                    path + " takes POST requests");
+    ApiResponse api =
+        ErrorResponse(405, "method_not_allowed", path + " takes POST requests");
     api.headers.emplace_back("Allow", "POST");
     Send(response, api);
     return;
   }
   const StaticAsset* asset = FindStaticAsset(path);
   if (asset == nullptr || path.rfind("/api/", 0) == 0) {
-    Send(response, ErrorResponse(404, "not_found", "no such page: " +
-                                                       path.substr(0, 200)));
+    Send(response, ErrorResponse(404, "not_found",
+                                 "no such page: " + path.substr(0, 200)));
     return;
   }
   // Vite names assets by content hash; only the page itself can change.
-  response.set_header("Cache-Control", path.rfind("/assets/", 0) == 0
-                                           ? "public, max-age=31536000, immutable"
-                                           : "no-cache");
+  response.set_header("Cache-Control",
+                      path.rfind("/assets/", 0) == 0
+                          ? "public, max-age=31536000, immutable"
+                          : "no-cache");
   response.set_header(
       "Content-Security-Policy",
       "default-src 'self'; img-src 'self' data: blob:; media-src 'self' "
@@ -277,17 +426,28 @@ void ServeStatic(const httplib::Request& request, httplib::Response& response) {
 // Reason phrases for the statuses httplib may set on its own.
 const char* StatusText(int status) {
   switch (status) {
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Payload Too Large";
-    case 414: return "URI Too Long";
-    case 416: return "Range Not Satisfiable";
-    case 417: return "Expectation Failed";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    default: return "Error";
+    case 400:
+      return "Bad Request";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Payload Too Large";
+    case 414:
+      return "URI Too Long";
+    case 416:
+      return "Range Not Satisfiable";
+    case 417:
+      return "Expectation Failed";
+    case 500:
+      return "Internal Server Error";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Error";
   }
 }
 
@@ -358,7 +518,7 @@ int RunServer(const ServerOptions& options) {
 
   const HttpConfig config{options.max_upload_bytes, options.api_key};
   Routes routes(limits);
-  httplib::Server http;
+  HttpServer http;
 
   // Enough connection threads that /healthz and refusals stay responsive
   // while workers + queue requests wait for their jobs.
@@ -367,9 +527,6 @@ int RunServer(const ServerOptions& options) {
   http.new_task_queue = [http_threads] {
     return new httplib::ThreadPool(http_threads);
   };
-  // One request per connection: a refused upload leaves its body unread, and
-  // closing is the only safe way not to parse that body as a next request.
-  http.set_keep_alive_max_count(1);
   http.set_read_timeout(options.io_timeout_s, 0);
   http.set_write_timeout(options.io_timeout_s, 0);
   http.set_payload_max_length(options.max_upload_bytes);
@@ -395,53 +552,56 @@ int RunServer(const ServerOptions& options) {
       });
   // Statuses httplib sets by itself (400 unparsable request, 413, 414, ...)
   // get a JSON body like ours.
-  http.set_error_handler([](const httplib::Request&, httplib::Response& response) {
-    if (!response.body.empty()) return;
-    const char* code = response.status == 413   ? "payload_too_large"
-                       : response.status == 404 ? "not_found"
-                       : response.status < 500  ? "bad_request"
-                                                : "internal";
-    Send(response, ErrorResponse(response.status, code,
-                                 "HTTP " + std::to_string(response.status) +
-                                     " " + StatusText(response.status)));
-  });
-  http.set_exception_handler(
-      [](const httplib::Request&, httplib::Response& response,
-         std::exception_ptr) {
-        Send(response, ErrorResponse(500, "internal", "unexpected failure"));
+  http.set_error_handler(
+      [](const httplib::Request&, httplib::Response& response) {
+        if (!response.body.empty()) return;
+        const char* code = response.status == 413   ? "payload_too_large"
+                           : response.status == 404 ? "not_found"
+                           : response.status < 500  ? "bad_request"
+                                                    : "internal";
+        Send(response, ErrorResponse(response.status, code,
+                                     "HTTP " + std::to_string(response.status) +
+                                         " " + StatusText(response.status)));
       });
+  http.set_exception_handler([](const httplib::Request&,
+                                httplib::Response& response,
+                                std::exception_ptr) {
+    Send(response, ErrorResponse(500, "internal", "unexpected failure"));
+  });
   http.set_logger(LogRequest);
 
-  http.Get("/healthz", [&routes](const httplib::Request&, httplib::Response& response) {
-    Send(response, routes.Health());
-  });
-  http.Get("/api/model", [&routes](const httplib::Request&, httplib::Response& response) {
-    Send(response, routes.Model());
-  });
+  http.Get("/healthz",
+           [&routes](const httplib::Request&, httplib::Response& response) {
+             Send(response, routes.Health());
+           });
+  http.Get("/api/model",
+           [&routes](const httplib::Request&, httplib::Response& response) {
+             Send(response, routes.Model());
+           });
   http.Get("/api/openapi.json",
            [&routes](const httplib::Request&, httplib::Response& response) {
              Send(response, routes.OpenApi());
            });
-  http.Post("/api/embed", [&](const httplib::Request& request,
-                              httplib::Response& response,
-                              const httplib::ContentReader& reader) {
-    ApiRequest api;
-    if (auto error = ReadRequest(request, reader, config, &api)) {
-      Send(response, *error);
-      return;
-    }
-    Send(response, routes.Embed(std::move(api)));
-  });
-  http.Post("/api/compare", [&](const httplib::Request& request,
-                                httplib::Response& response,
-                                const httplib::ContentReader& reader) {
-    ApiRequest api;
-    if (auto error = ReadRequest(request, reader, config, &api)) {
-      Send(response, *error);
-      return;
-    }
-    Send(response, routes.Compare(std::move(api)));
-  });
+  http.Post("/api/embed",
+            [&](const httplib::Request& request, httplib::Response& response,
+                const httplib::ContentReader& reader) {
+              ApiRequest api;
+              if (auto error = ReadRequest(request, reader, config, &api)) {
+                Send(response, *error);
+                return;
+              }
+              Send(response, routes.Embed(std::move(api)));
+            });
+  http.Post("/api/compare",
+            [&](const httplib::Request& request, httplib::Response& response,
+                const httplib::ContentReader& reader) {
+              ApiRequest api;
+              if (auto error = ReadRequest(request, reader, config, &api)) {
+                Send(response, *error);
+                return;
+              }
+              Send(response, routes.Compare(std::move(api)));
+            });
   http.Get(".*", ServeStatic);
 
   int port = options.port;
@@ -477,8 +637,9 @@ int RunServer(const ServerOptions& options) {
       if (!extractor->DeviceChoice().empty()) Log(extractor->DeviceChoice());
       routes.SetExtractor(extractor);
       char seconds[32];
-      std::snprintf(seconds, sizeof(seconds), "%.2f",
-                    std::chrono::duration<double>(Clock::now() - start).count());
+      std::snprintf(
+          seconds, sizeof(seconds), "%.2f",
+          std::chrono::duration<double>(Clock::now() - start).count());
       Log("model loaded in " + std::string(seconds) + " s from " +
           extractor->Model().path + " on " + extractor->Device().name);
     } catch (const Error& error) {

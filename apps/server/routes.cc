@@ -52,13 +52,12 @@ ApiResponse Guarded(Body&& body) noexcept {
 }
 
 Error BadParameter(const std::string& name, const std::string& why) {
-  return Error(ErrorCode::kInvalidArgument,
-               "parameter '" + name + "': " + why);
+  return Error(ErrorCode::kInvalidArgument, "parameter '" + name + "': " + why);
 }
 
 // A finite decimal number, the whole string (no units, no spaces).
-std::optional<double> NumberParam(const std::map<std::string, std::string>& params,
-                                  const std::string& name) {
+std::optional<double> NumberParam(
+    const std::map<std::string, std::string>& params, const std::string& name) {
   const auto it = params.find(name);
   if (it == params.end()) return std::nullopt;
   const std::string& text = it->second;
@@ -70,7 +69,8 @@ std::optional<double> NumberParam(const std::map<std::string, std::string>& para
   return value;
 }
 
-EmbedRequest ParseEmbedRequest(const std::map<std::string, std::string>& params) {
+EmbedRequest ParseEmbedRequest(
+    const std::map<std::string, std::string>& params) {
   EmbedRequest request;
   const auto window = params.find("window");
   if (window != params.end() && window->second != "whole") {
@@ -206,13 +206,12 @@ ApiResponse Routes::RunOnPool(Work work) {
   // Shared with the job, which may outlive this call after a timeout.
   auto promise = std::make_shared<std::promise<ApiResponse>>();
   std::future<ApiResponse> future = promise->get_future();
-  const bool accepted = pool_.TrySubmit(
-      [this, promise, extractor, work = std::move(work)] {
-        const Clock::time_point start = Clock::now();
-        promise->set_value(Guarded([&] { return work(*extractor); }));
-        recent_job_s_.store(0.7 * recent_job_s_.load() +
-                            0.3 * SecondsSince(start));
-      });
+  const bool accepted = pool_.TrySubmit([this, promise, extractor,
+                                         work = std::move(work)] {
+    const Clock::time_point start = Clock::now();
+    promise->set_value(Guarded([&] { return work(*extractor); }));
+    recent_job_s_.store(0.7 * recent_job_s_.load() + 0.3 * SecondsSince(start));
+  });
   if (!accepted) {
     ApiResponse response = ErrorResponse(
         503, "busy",
@@ -224,11 +223,10 @@ ApiResponse Routes::RunOnPool(Work work) {
   }
   if (future.wait_for(std::chrono::duration<double>(
           limits_.request_timeout_s)) != std::future_status::ready) {
-    return ErrorResponse(504, "timeout",
-                         "the request took longer than " +
-                             std::to_string(static_cast<int>(
-                                 limits_.request_timeout_s)) +
-                             " s");
+    return ErrorResponse(
+        504, "timeout",
+        "the request took longer than " +
+            std::to_string(static_cast<int>(limits_.request_timeout_s)) + " s");
   }
   return future.get();
 }
@@ -249,10 +247,10 @@ ApiResponse Routes::Embed(ApiRequest request) {
                            "no audio: send multipart field(s) 'file' or an "
                            "audio/* body");
     if (files->size() > kMaxFilesPerRequest)
-      return ErrorResponse(
-          413, "too_many_files",
-          std::to_string(files->size()) + " files in one request; at most " +
-              std::to_string(kMaxFilesPerRequest));
+      return ErrorResponse(413, "too_many_files",
+                           std::to_string(files->size()) +
+                               " files in one request; at most " +
+                               std::to_string(kMaxFilesPerRequest));
     return RunOnPool([files, embed](const Extractor& extractor) {
       const Clock::time_point start = Clock::now();
       json results = json::array();

@@ -10,16 +10,16 @@
 namespace voxprint::server {
 
 struct ServerOptions {
-  std::string host = "127.0.0.1";   // loopback unless told otherwise
+  std::string host = "127.0.0.1";  // loopback unless told otherwise
   int port = 7860;
-  ExtractorOptions extractor;        // model path, device, threads
+  ExtractorOptions extractor;           // model path, device, threads
   size_t max_upload_bytes = 50u << 20;  // request body limit (413)
   double max_audio_seconds = 1800.0;    // longer audio: 413; 0: no limit
   // Inference workers; 0: auto (cores / 4, within 1..4). With several
   // workers and extractor.backend.num_threads 0, the cores are split.
   int workers = 0;
-  int queue = 16;                    // waiting requests beyond the workers (503)
-  std::string api_key;               // empty: no authentication
+  int queue = 16;       // waiting requests beyond the workers (503)
+  std::string api_key;  // empty: no authentication
   double request_timeout_s = 600.0;  // longest wait for a job's result (504)
   int io_timeout_s = 30;             // socket read/write inactivity limit
 };

@@ -8,7 +8,8 @@ WorkPool::WorkPool(int workers, int queue_capacity)
     : queue_capacity_(std::max(0, queue_capacity)) {
   const int count = std::max(1, workers);
   threads_.reserve(count);
-  for (int i = 0; i < count; ++i) threads_.emplace_back([this] { WorkerLoop(); });
+  for (int i = 0; i < count; ++i)
+    threads_.emplace_back([this] { WorkerLoop(); });
 }
 
 WorkPool::~WorkPool() {

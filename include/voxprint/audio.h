@@ -55,6 +55,17 @@ struct DecodedAudio {
 // Decodes a file. `name` in errors is the path. Throws kIoError when the file
 // cannot be read, kUnsupportedInput when it is not audio, kCorruptInput when
 // it holds no samples, kResourceLimit when beyond `limits`.
+//
+// Details: the format is probed from the bytes (the name is never looked
+// at); the first audio stream FFmpeg ranks best is used. Samples become float
+// as libsndfile makes them (integers / 2^(bits-1), floats as they are), and
+// FFmpeg's default handling of priming and padding applies (MP3 gapless, AAC
+// priming, Opus pre-skip). Damaged packets are skipped as the ffmpeg tool
+// skips them; decoding stops, keeping what it has, after 32 in a row or when
+// the demuxer cannot go on. A stream that changes sample rate midway is
+// brought to its first rate. Refused: sample rates outside 1 kHz..1.536 MHz
+// and playlists (kUnsupportedInput), NaN or infinite samples (kCorruptInput).
+// Demuxers never open other files or URLs.
 DecodedAudio DecodeAudioFile(const std::string& path,
                              const AudioLimits& limits = {});
 
@@ -64,13 +75,19 @@ DecodedAudio DecodeAudioBytes(std::span<const uint8_t> bytes,
                               const AudioLimits& limits = {});
 
 // Mean of the channels of interleaved samples: result[i] = mean_c x[i*C + c],
-// computed in float32 the way torch's mean(dim=0) does.
+// computed in float32 the way torch's mean(dim=0) does (a sum over the
+// channels in order, then one division). Throws kInvalidArgument when
+// channels <= 0 or the size is not a multiple of it.
 std::vector<float> DownmixToMono(std::span<const float> interleaved,
                                  int channels);
 
 // torchaudio.functional.resample (sinc_interp_hann, lowpass_filter_width 6,
 // rolloff 0.99) from `from_hz` to `to_hz`. Output length is
 // ceil(to * n / from) with rates reduced by their gcd. Same rate: a copy.
+// The kernel is built in float32 as torchaudio builds it for float32 audio
+// (once per rate pair, cached); outputs agree with torchaudio's to a few
+// float32 ulps. Throws kInvalidArgument for rates <= 0 or a ratio whose
+// kernel would be unreasonably large (e.g. 2147483647 -> 1).
 std::vector<float> Resample(std::span<const float> samples, int from_hz,
                             int to_hz);
 

@@ -219,9 +219,8 @@ class Decoder {
   }
   void FailOnReadError() const {
     if (source_.read_errno() != 0) {
-      Fail(ErrorCode::kIoError,
-           std::string("read failed (") + std::strerror(source_.read_errno()) +
-               ")");
+      Fail(ErrorCode::kIoError, std::string("read failed (") +
+                                    std::strerror(source_.read_errno()) + ")");
     }
   }
   void FailOnNestedOpen() const {
@@ -232,16 +231,16 @@ class Decoder {
     }
   }
   void FailOnOutOfMemory(int code) const {
-    if (code == AVERROR(ENOMEM)) Fail(ErrorCode::kResourceLimit, "out of memory");
+    if (code == AVERROR(ENOMEM))
+      Fail(ErrorCode::kResourceLimit, "out of memory");
   }
 
   void Open() {
     auto* buffer = static_cast<uint8_t*>(av_malloc(kIoBufferBytes));
     if (buffer == nullptr) Fail(ErrorCode::kResourceLimit, "out of memory");
-    AVIOContext* io = avio_alloc_context(buffer, kIoBufferBytes, 0, &source_,
-                                         &Source::ReadCallback, nullptr,
-                                         seekable_ ? &Source::SeekCallback
-                                                   : nullptr);
+    AVIOContext* io = avio_alloc_context(
+        buffer, kIoBufferBytes, 0, &source_, &Source::ReadCallback, nullptr,
+        seekable_ ? &Source::SeekCallback : nullptr);
     if (io == nullptr) {
       av_free(buffer);
       Fail(ErrorCode::kResourceLimit, "out of memory");
@@ -274,8 +273,7 @@ class Decoder {
     format->io_open = &RefuseNestedOpen;
     format->opaque = &refused_nested_open_;
     // On failure avformat_open_input frees the context and nulls the pointer.
-    const int opened =
-        avformat_open_input(&format, "", input_format, nullptr);
+    const int opened = avformat_open_input(&format, "", input_format, nullptr);
     if (opened < 0) {
       FailOnReadError();
       FailOnNestedOpen();
@@ -293,16 +291,16 @@ class Decoder {
     FailOnOutOfMemory(info);
 
     const AVCodec* codec = nullptr;
-    const int index = av_find_best_stream(format_.get(), AVMEDIA_TYPE_AUDIO,
-                                          -1, -1, &codec, 0);
+    const int index = av_find_best_stream(format_.get(), AVMEDIA_TYPE_AUDIO, -1,
+                                          -1, &codec, 0);
     if (index == AVERROR_STREAM_NOT_FOUND) {
       Fail(ErrorCode::kUnsupportedInput, "no audio stream in " +
                                              std::string(ContainerName()) +
                                              " input" + OtherStreams());
     }
     if (index == AVERROR_DECODER_NOT_FOUND || codec == nullptr) {
-      Fail(ErrorCode::kUnsupportedInput, "no decoder for the audio codec" +
-                                             AudioCodecNameForError());
+      Fail(ErrorCode::kUnsupportedInput,
+           "no decoder for the audio codec" + AudioCodecNameForError());
     }
     if (index < 0) {
       Fail(ErrorCode::kUnsupportedInput,
@@ -376,9 +374,9 @@ class Decoder {
 
   void CheckChannels(int channels) const {
     if (limits_.max_channels > 0 && channels > limits_.max_channels) {
-      Fail(ErrorCode::kResourceLimit,
-           std::to_string(channels) + " channels exceed the limit of " +
-               std::to_string(limits_.max_channels));
+      Fail(ErrorCode::kResourceLimit, std::to_string(channels) +
+                                          " channels exceed the limit of " +
+                                          std::to_string(limits_.max_channels));
     }
   }
 
@@ -438,7 +436,8 @@ class Decoder {
 
   void AppendFrame(const AVFrame& frame) {
     const int channels = frame.ch_layout.nb_channels;
-    if (channels <= 0) Fail(ErrorCode::kCorruptInput, "decoded frame has no channels");
+    if (channels <= 0)
+      Fail(ErrorCode::kCorruptInput, "decoded frame has no channels");
     CheckChannels(channels);
     // The decoder context holds the rate of the frame just decoded: the MPEG
     // audio decoders stamp each frame with the rate of the frame before it
@@ -449,8 +448,8 @@ class Decoder {
         codec_->sample_rate > 0 ? codec_->sample_rate : frame.sample_rate;
     if (rate < kMinSampleRateHz || rate > kMaxSampleRateHz) {
       Fail(ErrorCode::kUnsupportedInput,
-           "unsupported sample rate " + std::to_string(rate) + " Hz (accepted: " +
-               std::to_string(kMinSampleRateHz) + " to " +
+           "unsupported sample rate " + std::to_string(rate) +
+               " Hz (accepted: " + std::to_string(kMinSampleRateHz) + " to " +
                std::to_string(kMaxSampleRateHz) + ")");
     }
     if (frame.nb_samples <= 0) return;
@@ -475,8 +474,8 @@ class Decoder {
       if (!std::isfinite(samples[i])) {
         Fail(ErrorCode::kCorruptInput,
              "non-finite sample value at " +
-                 std::to_string(decoded_s_ + static_cast<double>(i - before) /
-                                                 rate) +
+                 std::to_string(decoded_s_ +
+                                static_cast<double>(i - before) / rate) +
                  " s");
       }
     }

@@ -16,9 +16,9 @@ Audio16k To16k(DecodedAudio decoded, const std::string& name) {
     if (decoded.mono.sample_rate_hz == kModelSampleRateHz) {
       result.samples = std::move(decoded.mono.samples);
     } else {
-      result.samples = Resample(decoded.mono.samples,
-                                decoded.mono.sample_rate_hz,
-                                kModelSampleRateHz);
+      result.samples =
+          Resample(decoded.mono.samples, decoded.mono.sample_rate_hz,
+                   kModelSampleRateHz);
     }
   } catch (const std::bad_alloc&) {
     throw Error(ErrorCode::kResourceLimit,

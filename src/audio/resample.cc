@@ -1,3 +1,4 @@
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -8,6 +9,122 @@
 #include "voxprint/error.h"
 
 namespace voxprint {
+namespace {
+
+// torch computes the strided conv1d one of two ways, each summing every
+// output as a chain over the kernel columns in increasing order, in float32:
+//  - oneDNN when the padded input is longer than 20480 samples (torch's
+//    use_mkldnn rule for one batch, one channel and a 1-row kernel): a chain
+//    of fused multiply-adds;
+//  - otherwise im2col + the reference BLAS sgemm: a product, then a sum.
+// Doing the same gives torchaudio's output bit for bit wherever our kernel
+// taps equal torch's (all but ~0.5% of them, see sinc-kernel.cc). Outputs of
+// one phase in consecutive frames use the same taps, so kLanes of them run
+// side by side: independent chains keep the FMA units busy while each chain
+// keeps its own order.
+constexpr int64_t kLanes = 8;
+constexpr int64_t kTorchMkldnnMinPaddedLength = 20481;
+
+struct Plan {
+  const audio::SincKernel* kernel;
+  const float* x;
+  int64_t n;
+  float* y;
+  int64_t length;
+};
+
+template <typename Fma>
+[[gnu::always_inline]] inline void ApplyKernel(const Plan& plan, Fma fma) {
+  const audio::SincKernel& kernel = *plan.kernel;
+  const int64_t orig = kernel.orig_rate;
+  const int64_t new_rate = kernel.new_rate;
+  const float* x = plan.x;
+  const int64_t n = plan.n;
+  for (int64_t phase = 0; phase < new_rate && phase < plan.length; ++phase) {
+    const float* taps = kernel.taps.data() + kernel.offsets[phase];
+    const int64_t count = kernel.offsets[phase + 1] - kernel.offsets[phase];
+    // Input index read by tap i of frame f: f * orig + offset + i.
+    const int64_t offset = kernel.first_tap[phase] - kernel.width;
+    const int64_t frames = (plan.length - phase + new_rate - 1) / new_rate;
+    int64_t f = 0;
+    while (f < frames) {
+      const int64_t start = f * orig + offset;
+      const bool inside = start >= 0 && f + kLanes <= frames &&
+                          start + (kLanes - 1) * orig + count <= n;
+      if (inside) {
+        float acc[kLanes] = {};
+        const float* in = x + start;
+        for (int64_t i = 0; i < count; ++i) {
+          const float w = taps[i];
+          for (int64_t lane = 0; lane < kLanes; ++lane) {
+            acc[lane] = fma(w, in[lane * orig + i], acc[lane]);
+          }
+        }
+        for (int64_t lane = 0; lane < kLanes; ++lane) {
+          plan.y[(f + lane) * new_rate + phase] = acc[lane];
+        }
+        f += kLanes;
+      } else {
+        // Near the edges: taps over the zero padding leave the sum as is.
+        float acc = 0.0f;
+        for (int64_t i = 0; i < count; ++i) {
+          const int64_t p = start + i;
+          if (p >= 0 && p < n) acc = fma(taps[i], x[p], acc);
+        }
+        plan.y[f * new_rate + phase] = acc;
+        ++f;
+      }
+    }
+  }
+}
+
+struct LibraryFma {
+  float operator()(float a, float b, float c) const {
+    return std::fma(a, b, c);
+  }
+};
+struct MultiplyAdd {
+  float operator()(float a, float b, float c) const {
+    // Two statements: compilers may fuse a * b + c within one expression.
+    const float product = a * b;
+    return c + product;
+  }
+};
+
+// Without -mfma, std::fma is a library call on x86-64; a clone compiled for
+// FMA hardware makes it one instruction. Other targets have FMA as baseline.
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+struct InstructionFma {
+  [[gnu::always_inline]] float operator()(float a, float b, float c) const {
+    return __builtin_fmaf(a, b, c);
+  }
+};
+[[gnu::target("fma")]] void ApplyFusedWithFmaInstructions(const Plan& plan) {
+  ApplyKernel(plan, InstructionFma{});
+}
+void ApplyFused(const Plan& plan) {
+  static const bool has_fma = __builtin_cpu_supports("fma");
+  if (has_fma) {
+    ApplyFusedWithFmaInstructions(plan);
+  } else {
+    ApplyKernel(plan, LibraryFma{});
+  }
+}
+#else
+void ApplyFused(const Plan& plan) { ApplyKernel(plan, LibraryFma{}); }
+#endif
+
+void Apply(const Plan& plan) {
+  const audio::SincKernel& kernel = *plan.kernel;
+  const int64_t padded = plan.n + 2 * int64_t{kernel.width} + kernel.orig_rate;
+  if (padded >= kTorchMkldnnMinPaddedLength) {
+    ApplyFused(plan);
+  } else {
+    ApplyKernel(plan, MultiplyAdd{});
+  }
+}
+
+}  // namespace
 
 std::vector<float> Resample(std::span<const float> samples, int from_hz,
                             int to_hz) {
@@ -26,42 +143,7 @@ std::vector<float> Resample(std::span<const float> samples, int from_hz,
   const int64_t length =
       (n / orig) * new_rate + ((n % orig) * new_rate + orig - 1) / orig;
   std::vector<float> out(static_cast<size_t>(length));
-
-  const float* x = samples.data();
-  const float* taps = kernel->taps.data();
-  for (int64_t k = 0; k < length; ++k) {
-    const int64_t frame = k / new_rate;
-    const int64_t phase = k % new_rate;
-    const int64_t tap_begin = kernel->offsets[phase];
-    const int64_t count = kernel->offsets[phase + 1] - tap_begin;
-    // Position in the unpadded input of the phase's first stored tap.
-    const int64_t start = frame * orig + kernel->first_tap[phase] -
-                          kernel->width;
-    const float* w = taps + tap_begin;
-    // Double accumulation: the exact sum rounded once, which lands within
-    // float32 rounding of torch's conv1d whatever order it sums in.
-    double sum = 0.0;
-    if (start >= 0 && start + count <= n) {
-      const float* in = x + start;
-      double partial[4] = {0.0, 0.0, 0.0, 0.0};
-      int64_t i = 0;
-      for (; i + 4 <= count; i += 4) {
-        partial[0] += static_cast<double>(w[i]) * in[i];
-        partial[1] += static_cast<double>(w[i + 1]) * in[i + 1];
-        partial[2] += static_cast<double>(w[i + 2]) * in[i + 2];
-        partial[3] += static_cast<double>(w[i + 3]) * in[i + 3];
-      }
-      for (; i < count; ++i) partial[0] += static_cast<double>(w[i]) * in[i];
-      sum = (partial[0] + partial[1]) + (partial[2] + partial[3]);
-    } else {
-      // Edges: taps over the zero padding contribute nothing.
-      for (int64_t i = 0; i < count; ++i) {
-        const int64_t p = start + i;
-        if (p >= 0 && p < n) sum += static_cast<double>(w[i]) * x[p];
-      }
-    }
-    out[static_cast<size_t>(k)] = static_cast<float>(sum);
-  }
+  Apply(Plan{kernel.get(), samples.data(), n, out.data(), length});
   return out;
 }
 

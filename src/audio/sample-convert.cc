@@ -36,15 +36,16 @@ inline T Load(const uint8_t* base, size_t index) {
 }
 
 template <typename T>
-void Append(const uint8_t* const* planes, bool planar, int channels,
-            int frames, std::vector<float>* mono) {
+void Append(const uint8_t* const* planes, bool planar, int channels, int frames,
+            std::vector<float>* mono) {
   const size_t start = mono->size();
   mono->resize(start + static_cast<size_t>(frames));
   float* out = mono->data() + start;
   const auto sample = [&](int channel, int frame) {
     return planar ? ToFloat(Load<T>(planes[channel], frame))
-                  : ToFloat(Load<T>(planes[0], static_cast<size_t>(frame) *
-                                                   channels + channel));
+                  : ToFloat(Load<T>(
+                        planes[0],
+                        static_cast<size_t>(frame) * channels + channel));
   };
   if (channels == 1) {
     for (int i = 0; i < frames; ++i) out[i] = sample(0, i);

@@ -98,15 +98,19 @@ SincKernel BuildSincKernel(int from_hz, int to_hz) {
   const int64_t columns = kernel.DenseColumns();
 
   // Every tap whose time is clamped to +-6 holds one same value, about
-  // sin(6 pi) / (6 pi) * cos(pi / 2)^2 in float32 ~ 1e-24, which cannot move
-  // a float32 output; only the span between them (|t| < 6, about
-  // 2 * 6 * orig / base_freq columns) is stored. If that value were ever not
-  // negligible, whole rows would be kept.
+  // sin(6 pi) / (6 pi) * cos(pi / 2)^2 in float32 ~ 1e-24, which moves a
+  // float32 sum only in the rarest cases; where that saves most of the work
+  // (44.1 kHz -> 16 kHz: 34 of 475 columns) only the span between them
+  // (|t| < 6, about 2 * 6 * orig / base_freq columns) is stored. Small
+  // kernels (8 or 48 kHz -> 16 kHz) are kept whole, so that even those taps
+  // add into the sums as in torch, and so is any kernel whose clamped value
+  // would not be negligible.
   const float clamped_tap = math.Tap(0.0f, columns + 10LL * math.orig);
-  const bool trim = std::abs(clamped_tap) < kNegligibleTap;
   const double half_span = kLowpassFilterWidth / base_freq * math.orig;
-  const int64_t span_estimate =
-      trim ? static_cast<int64_t>(2 * half_span) + 8 : columns;
+  const int64_t trimmed_span = static_cast<int64_t>(2 * half_span) + 8;
+  const bool trim =
+      std::abs(clamped_tap) < kNegligibleTap && columns > 2 * trimmed_span;
+  const int64_t span_estimate = trim ? trimmed_span : columns;
   if (span_estimate * math.new_rate > kMaxStoredTaps) throw too_large();
 
   kernel.first_tap.resize(math.new_rate);
@@ -117,8 +121,8 @@ SincKernel BuildSincKernel(int from_hz, int to_hz) {
     const float phase_time = math.PhaseTime(j);
     int64_t lo = 0, hi = columns;
     if (trim) {
-      const double centre = math.width - static_cast<double>(phase_time) *
-                                             math.orig;
+      const double centre =
+          math.width - static_cast<double>(phase_time) * math.orig;
       lo = std::max<int64_t>(
           0, static_cast<int64_t>(std::floor(centre - half_span)) - 2);
       hi = std::min<int64_t>(
@@ -143,8 +147,7 @@ SincKernel BuildSincKernel(int from_hz, int to_hz) {
 
 std::shared_ptr<const SincKernel> CachedSincKernel(int from_hz, int to_hz) {
   static std::mutex mutex;
-  static std::map<std::pair<int, int>, std::shared_ptr<const SincKernel>>
-      cache;
+  static std::map<std::pair<int, int>, std::shared_ptr<const SincKernel>> cache;
   const int gcd = (from_hz > 0 && to_hz > 0) ? std::gcd(from_hz, to_hz) : 1;
   const std::pair<int, int> key(from_hz / gcd, to_hz / gcd);
   {
@@ -153,8 +156,8 @@ std::shared_ptr<const SincKernel> CachedSincKernel(int from_hz, int to_hz) {
   }
   // Built outside the lock: two threads may race to build the same kernel,
   // which is harmless, while a slow build never blocks other rate pairs.
-  auto kernel = std::make_shared<const SincKernel>(
-      BuildSincKernel(from_hz, to_hz));
+  auto kernel =
+      std::make_shared<const SincKernel>(BuildSincKernel(from_hz, to_hz));
   std::lock_guard<std::mutex> lock(mutex);
   if (cache.size() >= kMaxCachedKernels) cache.clear();
   return cache.emplace(key, std::move(kernel)).first->second;

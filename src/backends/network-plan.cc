@@ -9,7 +9,8 @@ namespace voxprint::backends {
 namespace {
 
 [[noreturn]] void Fail(const std::string& layer, const std::string& reason) {
-  throw Error(ErrorCode::kModelError, "model weights: " + layer + ": " + reason);
+  throw Error(ErrorCode::kModelError,
+              "model weights: " + layer + ": " + reason);
 }
 
 // Lowest free virtual buffer; the set only grows as needed.
@@ -115,8 +116,8 @@ NetworkPlan BuildNetworkPlan(const model::ResNetWeights& weights) {
     out.channels = conv.out_channels;
     out.rows = step.OutputLength(in.rows);
     if (out.rows <= 0)
-      Fail(name, "the frequency axis is too small (" +
-                     std::to_string(in.rows) + " rows)");
+      Fail(name, "the frequency axis is too small (" + std::to_string(in.rows) +
+                     " rows)");
     for (int i = 0; i < kCheckedLengths; ++i)
       out.frames[i] = step.OutputLength(in.frames[i]);
     out.time_stride = in.time_stride * conv.stride;
@@ -192,10 +193,10 @@ NetworkPlan BuildNetworkPlan(const model::ResNetWeights& weights) {
   const size_t embedding_count =
       static_cast<size_t>(plan.embedding_dim) * plan.pooled_dim;
   if (w.embedding_weight.size() != embedding_count)
-    Fail("embedding", "weight has " + std::to_string(w.embedding_weight.size()) +
-                          " values, expected " +
-                          std::to_string(plan.embedding_dim) + " x " +
-                          std::to_string(plan.pooled_dim));
+    Fail("embedding",
+         "weight has " + std::to_string(w.embedding_weight.size()) +
+             " values, expected " + std::to_string(plan.embedding_dim) + " x " +
+             std::to_string(plan.pooled_dim));
   if (w.embedding_bias.size() != static_cast<size_t>(plan.embedding_dim))
     Fail("embedding", "bias has " + std::to_string(w.embedding_bias.size()) +
                           " values, expected " +

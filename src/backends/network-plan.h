@@ -46,8 +46,8 @@ struct NetworkPlan {
   int output_buffer = 0;  // the trunk output after the last step
   int feature_dim = 0;    // bins of the input
   int output_channels = 0;
-  int output_rows = 0;    // frequency rows of the trunk output (80 -> 10)
-  int pooled_dim = 0;     // 2 * output_channels * output_rows
+  int output_rows = 0;  // frequency rows of the trunk output (80 -> 10)
+  int pooled_dim = 0;   // 2 * output_channels * output_rows
   int embedding_dim = 0;
   // Total stride along time (8 for ResNet34).
   int time_stride = 1;

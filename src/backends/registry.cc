@@ -9,8 +9,11 @@
 namespace voxprint {
 namespace {
 
-// Why a CUDA device cannot be used in this build (empty: it can).
-std::string CudaUnavailableReason() { return "voxprint was built without CUDA"; }
+// Why CUDA devices cannot be used: this build has no CUDA backend yet (a
+// future cuda/ folder replaces this with a probe of the driver).
+std::string CudaUnavailableReason() {
+  return "voxprint was built without CUDA";
+}
 
 bool IsCudaName(const std::string& device) {
   return device == "cuda" || device.rfind("cuda:", 0) == 0;

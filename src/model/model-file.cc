@@ -1,12 +1,12 @@
 #include "model/model-file.h"
 
 #include <openssl/evp.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <memory>
-#include <sys/stat.h>
 
 #include "model/onnx-model.h"
 #include "model/state-dict.h"
@@ -66,8 +66,9 @@ LoadedModel LoadModelBytes(std::span<const uint8_t> bytes,
     loaded.weights = std::move(*weights);
     loaded.info.format = ModelFormat::kOnnx;
   } else {
-    throw Error(ErrorCode::kModelError,
-                name + ": not a model file (neither a torch.save zip nor ONNX)");
+    throw Error(
+        ErrorCode::kModelError,
+        name + ": not a model file (neither a torch.save zip nor ONNX)");
   }
   loaded.info.path = name;
   loaded.info.sha256 = Sha256Hex(bytes, name);
@@ -79,8 +80,8 @@ LoadedModel LoadModelBytes(std::span<const uint8_t> bytes,
 LoadedModel LoadModelFile(const std::string& path) {
   std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
   if (!file)
-    throw Error(ErrorCode::kIoError,
-                path + ": cannot open model file (" + std::strerror(errno) + ")");
+    throw Error(ErrorCode::kIoError, path + ": cannot open model file (" +
+                                         std::strerror(errno) + ")");
   struct stat info;
   if (fstat(fileno(file.get()), &info) != 0 || !S_ISREG(info.st_mode))
     throw Error(ErrorCode::kIoError, path + ": not a regular file");
@@ -92,8 +93,8 @@ LoadedModel LoadModelFile(const std::string& path) {
   // One read into memory: the checksum, the zip reader and the protobuf
   // parser all work on these bytes.
   std::vector<uint8_t> bytes(static_cast<size_t>(size));
-  if (size > 0 && std::fread(bytes.data(), 1, bytes.size(), file.get()) !=
-                      bytes.size())
+  if (size > 0 &&
+      std::fread(bytes.data(), 1, bytes.size(), file.get()) != bytes.size())
     throw Error(ErrorCode::kIoError, path + ": cannot read model file");
   return LoadModelBytes(bytes, path);
 }

@@ -15,10 +15,17 @@ struct LoadedModel {
   ModelInfo info;         // format, checksum, architecture
 };
 
-// Detects the format from the bytes (zip magic -> torch.save checkpoint,
-// otherwise ONNX protobuf). Throws ErrorCode::kIoError when the file cannot
-// be read and ErrorCode::kModelError, naming the file and the reason, for
-// anything malformed, truncated, unsafe or of unexpected shape.
+// Detects the format from the bytes (zip magic -> torch.save checkpoint:
+// pyannote if its pickle has a `state_dict` entry, WeSpeaker for a bare state
+// dict; otherwise an ONNX protobuf), maps the weights, folds BatchNorm and
+// validates every shape against the detected architecture. The file is read
+// once into memory (files over 4 GB are refused); ModelInfo::sha256 is the
+// SHA-256 of those bytes. Nothing in the file is ever executed.
+//
+// Throws ErrorCode::kIoError when the file cannot be opened or read, and
+// ErrorCode::kModelError, as "<path>: <reason>", for anything empty,
+// malformed, truncated, unsafe (a pickle calling os.system, ...) or of
+// unexpected shape. Thread-safe: loads share no state.
 LoadedModel LoadModelFile(const std::string& path);
 
 // Same, from bytes in memory; `name` is used in messages and ModelInfo::path.

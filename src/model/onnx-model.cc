@@ -9,6 +9,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "model/printable.h"
 #include "voxprint/error.h"
 
 namespace voxprint::model {
@@ -102,13 +103,13 @@ class GraphReader {
   }
 
   static std::string NodeName(const onnx::NodeProto& node) {
-    return node.op_type() + " '" + node.name() + "'";
+    return Printable(node.op_type(), 40) + " '" + Printable(node.name()) + "'";
   }
 
   void Index() {
     for (const onnx::TensorProto& tensor : graph_.initializer()) {
       if (!constants_.emplace(tensor.name(), &tensor).second)
-        Fail("has two initializers named '" + tensor.name() + "'");
+        Fail("has two initializers named '" + Printable(tensor.name()) + "'");
     }
     for (int i = 0; i < graph_.node_size(); ++i) {
       const onnx::NodeProto& node = graph_.node(i);
@@ -116,7 +117,7 @@ class GraphReader {
         if (output.empty()) continue;
         if (!producers_.emplace(output, &node).second ||
             constants_.contains(output))
-          Fail("defines '" + output + "' twice");
+          Fail("defines '" + Printable(output) + "' twice");
       }
       for (const std::string& input : node.input())
         if (!input.empty()) consumers_[input].push_back(&node);
@@ -149,11 +150,12 @@ class GraphReader {
                                     const std::string& what) const {
     auto it = constants_.find(name);
     if (it == constants_.end())
-      Fail(what + " '" + name + "' is missing (no initializer)");
+      Fail(what + " '" + Printable(name) + "' is missing (no initializer)");
     const onnx::TensorProto& tensor = *it->second;
     if (tensor.data_location() == onnx::TensorProto::EXTERNAL ||
         tensor.external_data_size() > 0)
-      Fail(what + " '" + name + "' uses external data, which is unsupported");
+      Fail(what + " '" + Printable(name) +
+           "' uses external data, which is unsupported");
     return tensor;
   }
 
@@ -163,7 +165,7 @@ class GraphReader {
     int64_t n = 1;
     for (int64_t d : dims) {
       if (d < 0 || (d > 0 && n > kMaxTensorElements / d))
-        Fail("tensor '" + tensor.name() + "' has dimensions " +
+        Fail("tensor '" + Printable(tensor.name()) + "' has dimensions " +
              ShapeText(dims) + " (out of range)");
       n *= d;
     }
@@ -177,14 +179,15 @@ class GraphReader {
     int64_t count = 0;
     const std::vector<int64_t> dims = Dims(tensor, &count);
     if (dims != expected)
-      Fail(what + " '" + tensor.name() + "' has shape " + ShapeText(dims) +
-           ", expected " + ShapeText(expected));
+      Fail(what + " '" + Printable(tensor.name()) + "' has shape " +
+           ShapeText(dims) + ", expected " + ShapeText(expected));
     const size_t n = static_cast<size_t>(count);
     std::vector<float> values(n);
     const std::string& raw = tensor.raw_data();
     auto size_error = [&](size_t got) {
-      Fail(what + " '" + tensor.name() + "' holds " + std::to_string(got) +
-           " values/bytes for " + std::to_string(n) + " elements");
+      Fail(what + " '" + Printable(tensor.name()) + "' holds " +
+           std::to_string(got) + " values/bytes for " + std::to_string(n) +
+           " elements");
     };
     switch (tensor.data_type()) {
       case onnx::TensorProto::FLOAT:
@@ -236,7 +239,7 @@ class GraphReader {
         return values;
       }
       default:
-        Fail(what + " '" + tensor.name() + "' has data type " +
+        Fail(what + " '" + Printable(tensor.name()) + "' has data type " +
              std::to_string(tensor.data_type()) +
              ", expected a floating-point type");
     }
@@ -246,16 +249,17 @@ class GraphReader {
     int64_t count = 0;
     Dims(tensor, &count);
     if (tensor.data_type() != onnx::TensorProto::INT64 || count > 64)
-      Fail("constant '" + tensor.name() + "' is not a short int64 list");
+      Fail("constant '" + Printable(tensor.name()) +
+           "' is not a short int64 list");
     std::vector<int64_t> values(static_cast<size_t>(count));
     if (tensor.has_raw_data()) {
       if (tensor.raw_data().size() != values.size() * 8)
-        Fail("constant '" + tensor.name() + "' has the wrong size");
+        Fail("constant '" + Printable(tensor.name()) + "' has the wrong size");
       std::memcpy(values.data(), tensor.raw_data().data(),
                   tensor.raw_data().size());
     } else {
       if (tensor.int64_data_size() != count)
-        Fail("constant '" + tensor.name() + "' has the wrong size");
+        Fail("constant '" + Printable(tensor.name()) + "' has the wrong size");
       std::copy(tensor.int64_data().begin(), tensor.int64_data().end(),
                 values.begin());
     }
@@ -291,20 +295,25 @@ class GraphReader {
 
   // --- graph structure --------------------------------------------------
   std::string FindInput(int* feature_dim) const {
+    // WeSpeaker names it `feats`; otherwise accept a single data input
+    // (IR < 4 graphs also list their initializers as inputs).
     const onnx::ValueInfoProto* input = nullptr;
+    int data_inputs = 0;
     for (const onnx::ValueInfoProto& candidate : graph_.input()) {
       if (candidate.name() == "feats") {
         input = &candidate;
+        data_inputs = 1;
         break;
       }
-      if (constants_.contains(candidate.name())) continue;  // IR < 4 style
-      if (input) Fail("has several inputs and none is named 'feats'");
+      if (constants_.contains(candidate.name())) continue;
       input = &candidate;
+      ++data_inputs;
     }
     if (!input) Fail("has no input");
+    if (data_inputs > 1) Fail("has several inputs and none is named 'feats'");
     const auto& shape = input->type().tensor_type().shape();
     if (shape.dim_size() != 3)
-      Fail("input '" + input->name() + "' has " +
+      Fail("input '" + Printable(input->name()) + "' has " +
            std::to_string(shape.dim_size()) +
            " dimensions, expected [batch, frames, mel]");
     const auto& mel = shape.dim(2);
@@ -328,8 +337,9 @@ class GraphReader {
       if (op == "Conv") {
         if (!transposed || !unsqueezed || node.input_size() < 1 ||
             node.input(0) != value)
-          Fail("does not turn the input into [batch, 1, mel, frames] "
-               "before the first Conv");
+          Fail(
+              "does not turn the input into [batch, 1, mel, frames] "
+              "before the first Conv");
         return &node;
       }
       if (node.output_size() < 1 || node.input_size() < 1 ||
@@ -350,8 +360,7 @@ class GraphReader {
           Fail(NodeName(node) + " does not add the channel axis 1");
         unsqueezed = true;
       } else if (op == "Reshape") {
-        if (node.input_size() != 2)
-          Fail("has a malformed " + NodeName(node));
+        if (node.input_size() != 2) Fail("has a malformed " + NodeName(node));
         const std::vector<int64_t> shape =
             Int64s(Constant(node.input(1), "Reshape shape"));
         if (unsqueezed || !transposed || shape.size() != 4 || shape[1] != 1)
@@ -388,7 +397,7 @@ class GraphReader {
       const std::string& key = attribute.name();
       if (key != "kernel_shape" && key != "strides" && key != "pads" &&
           key != "dilations" && key != "group" && key != "auto_pad")
-        Fail(name + " has an unsupported attribute '" + key + "'");
+        Fail(name + " has an unsupported attribute '" + Printable(key) + "'");
     }
     if (auto kernel = Ints(node, "kernel_shape");
         kernel && *kernel != std::vector<int64_t>{dims[2], dims[3]})
@@ -401,7 +410,7 @@ class GraphReader {
       Fail(name + " has group " + std::to_string(*group) + ", expected 1");
     if (const onnx::AttributeProto* pad = Attribute(node, "auto_pad");
         pad && pad->s() != "NOTSET")
-      Fail(name + " uses auto_pad " + pad->s() + ", unsupported");
+      Fail(name + " uses auto_pad " + Printable(pad->s()) + ", unsupported");
     const std::vector<int64_t> strides =
         Ints(node, "strides").value_or(std::vector<int64_t>{1, 1});
     if (strides.size() != 2 || strides[0] != strides[1] || strides[0] < 1 ||
@@ -419,8 +428,8 @@ class GraphReader {
 
     conv.weight = Floats(weight, dims, name + " weight");
     if (node.input_size() == 3 && !node.input(2).empty()) {
-      conv.bias = Floats(Constant(node.input(2), name + " bias"),
-                         {dims[0]}, name + " bias");
+      conv.bias = Floats(Constant(node.input(2), name + " bias"), {dims[0]},
+                         name + " bias");
     } else {
       conv.bias.assign(conv.out_channels, 0.0f);
     }
@@ -518,7 +527,8 @@ class GraphReader {
       if (!seen.insert(name).second) continue;
       auto it = producers_.find(name);
       if (it == producers_.end()) continue;
-      for (const std::string& input : it->second->input()) pending.push_back(input);
+      for (const std::string& input : it->second->input())
+        pending.push_back(input);
     }
     return false;
   }
@@ -544,7 +554,8 @@ class GraphReader {
     if (layer->input_size() < 2 || layer->output_size() != 1 ||
         !DependsOn(layer->input(0), pooled_from))
       Fail(name + " does not read the pooled ResNet output");
-    const onnx::TensorProto& weight = Constant(layer->input(1), name + " weight");
+    const onnx::TensorProto& weight =
+        Constant(layer->input(1), name + " weight");
     int64_t count = 0;
     const std::vector<int64_t> dims = Dims(weight, &count);
     if (dims.size() != 2) Fail(name + " weight is not a matrix");
@@ -557,7 +568,7 @@ class GraphReader {
         const std::string& key = attribute.name();
         if (key != "alpha" && key != "beta" && key != "transA" &&
             key != "transB")
-          Fail(name + " has an unsupported attribute '" + key + "'");
+          Fail(name + " has an unsupported attribute '" + Printable(key) + "'");
       }
       if (Float(*layer, "alpha").value_or(1.0f) != 1.0f ||
           Float(*layer, "beta").value_or(1.0f) != 1.0f ||
@@ -593,7 +604,8 @@ class GraphReader {
     if (bias_name.empty()) {
       weights->embedding_bias.assign(static_cast<size_t>(embedding), 0.0f);
     } else {
-      weights->embedding_bias = BiasVector(bias_name, embedding, name + " bias");
+      weights->embedding_bias =
+          BiasVector(bias_name, embedding, name + " bias");
     }
 
     // What follows the layer: at most constant subtractions (WeSpeaker's
@@ -636,11 +648,11 @@ class GraphReader {
     std::vector<int64_t> dims = Dims(tensor, &count);
     if (dims.size() == 2 && dims[0] == 1) dims.erase(dims.begin());
     if (dims != std::vector<int64_t>{embedding})
-      Fail(what + " '" + name + "' has shape " + ShapeText(dims) +
+      Fail(what + " '" + Printable(name) + "' has shape " + ShapeText(dims) +
            ", expected [" + std::to_string(embedding) + "]");
-    return Floats(tensor, std::vector<int64_t>(tensor.dims().begin(),
-                                               tensor.dims().end()),
-                  what);
+    return Floats(
+        tensor,
+        std::vector<int64_t>(tensor.dims().begin(), tensor.dims().end()), what);
   }
 
   const onnx::GraphProto& graph_;

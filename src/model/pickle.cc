@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "model/printable.h"
 #include "voxprint/error.h"
 
 namespace voxprint::model::pickle {
@@ -68,7 +69,9 @@ const Value* Value::Find(std::string_view key) const {
   return nullptr;
 }
 
-std::string Value::QualifiedName() const { return text + "." + name; }
+std::string Value::QualifiedName() const {
+  return Printable(text) + "." + Printable(name);
+}
 
 namespace {
 
@@ -307,8 +310,8 @@ class Unpickler {
 
   void Memoize(uint64_t index, Value* value) {
     if (memo_.size() >= limits_.max_memo_entries && !memo_.contains(index))
-      Fail("memo holds more than " +
-           std::to_string(limits_.max_memo_entries) + " entries");
+      Fail("memo holds more than " + std::to_string(limits_.max_memo_entries) +
+           " entries");
     memo_[index] = value;
   }
   Value* Recall(uint64_t index) {
@@ -355,8 +358,8 @@ class Unpickler {
     if (module == "_codecs") allowed = name == "encode";
     if (IsBuiltins(module)) {
       static constexpr std::array<std::string_view, 8> kSafe = {
-          "set",     "frozenset", "slice", "complex",
-          "bytearray", "list",    "dict",  "tuple"};
+          "set",       "frozenset", "slice", "complex",
+          "bytearray", "list",      "dict",  "tuple"};
       for (std::string_view safe : kSafe) allowed = allowed || name == safe;
       // Enums pickle as getattr(EnumClass, "MEMBER"): allow that shape only.
       if (name == "getattr" && args && args->kind == Kind::kTuple &&
@@ -457,22 +460,22 @@ class Unpickler {
   // BINPERSID: torch.save stores ('storage', type, key, location, numel).
   Value* PersistentLoad(const Value& pid) {
     if (pid.kind != Kind::kTuple || pid.items.size() != 5 ||
-        pid.items[0]->kind != Kind::kString ||
-        pid.items[0]->text != "storage")
+        pid.items[0]->kind != Kind::kString || pid.items[0]->text != "storage")
       Fail("unsupported persistent id (not a torch storage)");
     const Value& type = *pid.items[1];
     const Value& key = *pid.items[2];
     const Value& numel = *pid.items[4];
     const std::optional<ScalarType> dtype = StorageScalarType(type);
     if (!dtype)
-      Fail("unsupported storage type " +
-           (type.kind == Kind::kGlobal ? type.QualifiedName()
-                                       : std::string("(not a class)")));
+      Fail("unsupported storage type " + (type.kind == Kind::kGlobal
+                                              ? type.QualifiedName()
+                                              : std::string("(not a class)")));
     if (key.kind != Kind::kString || key.text.empty() || key.text.size() > 64)
       Fail("storage key is not a short string");
     for (char c : key.text) {
       if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_'))
-        Fail("storage key '" + key.text + "' holds unexpected characters");
+        Fail("storage key '" + Printable(key.text) +
+             "' holds unexpected characters");
     }
     if (numel.kind != Kind::kInt || numel.integer < 0)
       Fail("storage " + key.text + " has an invalid element count");

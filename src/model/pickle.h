@@ -75,9 +75,9 @@ struct Value {
   std::string name;     // kGlobal: the attribute name
   // kTuple/kList/kSet: elements; kDict and kObject: key, value, key, ...
   std::vector<Value*> items;
-  Value* callable = nullptr;  // kObject: the kGlobal that was "called"
-  Value* args = nullptr;      // kObject: its argument tuple
-  Value* state = nullptr;     // kObject: what BUILD attached
+  Value* callable = nullptr;          // kObject: the kGlobal that was "called"
+  Value* args = nullptr;              // kObject: its argument tuple
+  Value* state = nullptr;             // kObject: what BUILD attached
   std::unique_ptr<TensorRef> tensor;  // kStorage, kTensor
 
   // kDict lookup of a string key (linear; checkpoints are small); nullptr

@@ -31,8 +31,8 @@ void CheckFinite(std::span<const float> values, const std::string& source,
   if (all_finite) return;
   for (size_t i = 0; i < values.size(); ++i) {
     if (!std::isfinite(values[i]))
-      Fail(source, what + " holds a non-finite value at index " +
-                       std::to_string(i));
+      Fail(source,
+           what + " holds a non-finite value at index " + std::to_string(i));
   }
 }
 
@@ -70,8 +70,7 @@ void CheckConv(const FoldedConv& conv, const ConvSpec& spec,
                      " values, expected " + std::to_string(weight_count));
   if (conv.bias.size() != static_cast<size_t>(spec.out_channels))
     Fail(source, name + " bias has " + std::to_string(conv.bias.size()) +
-                     " values, expected " +
-                     std::to_string(spec.out_channels));
+                     " values, expected " + std::to_string(spec.out_channels));
   CheckFinite(conv.weight, source, name + " weight");
   CheckFinite(conv.bias, source, name + " bias");
 }
@@ -127,8 +126,8 @@ void ValidateWeights(const ResNetWeights& weights, const std::string& source) {
         Fail(source, name + (shortcut ? " lacks its projection shortcut"
                                       : " has an unexpected projection "
                                         "shortcut"));
-      if (shortcut) CheckConv(*block.shortcut, *shortcut, source,
-                              name + ".shortcut");
+      if (shortcut)
+        CheckConv(*block.shortcut, *shortcut, source, name + ".shortcut");
     }
   }
 

@@ -32,11 +32,11 @@ namespace voxprint::model {
 struct FoldedConv {
   int out_channels = 0;
   int in_channels = 0;
-  int kernel = 3;            // square kernel: 3 or 1
-  int stride = 1;            // same on both axes
-  int padding = 1;           // same on both axes
-  std::vector<float> weight; // [out][in][k][k], row-major
-  std::vector<float> bias;   // [out]
+  int kernel = 3;             // square kernel: 3 or 1
+  int stride = 1;             // same on both axes
+  int padding = 1;            // same on both axes
+  std::vector<float> weight;  // [out][in][k][k], row-major
+  std::vector<float> bias;    // [out]
 };
 
 struct ResidualBlock {

@@ -7,6 +7,7 @@
 #include <set>
 #include <string_view>
 
+#include "model/printable.h"
 #include "voxprint/error.h"
 
 namespace voxprint::model {
@@ -27,7 +28,7 @@ std::optional<std::vector<int64_t>> HostStateDict::Shape(
 std::vector<float> HostStateDict::Values(const std::string& key) const {
   auto it = tensors.find(key);
   if (it == tensors.end())
-    throw Error(ErrorCode::kModelError, "no tensor " + key);
+    throw Error(ErrorCode::kModelError, "no tensor " + Printable(key));
   return it->second.values;
 }
 
@@ -56,8 +57,8 @@ class Mapper {
     weights.stages.resize(4);
     for (int stage = 0; stage < 4; ++stage) {
       for (int b = 0; b < arch.blocks_per_stage[stage]; ++b) {
-        const std::string block = "layer" + std::to_string(stage + 1) + "." +
-                                  std::to_string(b) + ".";
+        const std::string block =
+            "layer" + std::to_string(stage + 1) + "." + std::to_string(b) + ".";
         ResidualBlock residual;
         const std::vector<ConvSpec> specs = BlockConvSpecs(arch, stage, b);
         for (size_t c = 0; c < specs.size(); ++c) {
@@ -68,13 +69,13 @@ class Mapper {
         const std::optional<ConvSpec> shortcut = ShortcutSpec(arch, stage, b);
         const bool has_shortcut = Has(block + "shortcut.0.weight");
         if (shortcut && !has_shortcut)
-          Fail("lacks " + Key(block + "shortcut.0.weight") +
+          Fail("lacks " + Shown(block + "shortcut.0.weight") +
                " (the block changes shape and needs a projection shortcut)");
         if (!shortcut && has_shortcut)
-          Fail("has an unexpected " + Key(block + "shortcut.0.weight"));
+          Fail("has an unexpected " + Shown(block + "shortcut.0.weight"));
         if (shortcut)
-          residual.shortcut = FoldConv(block + "shortcut.0",
-                                       block + "shortcut.1", *shortcut);
+          residual.shortcut =
+              FoldConv(block + "shortcut.0", block + "shortcut.1", *shortcut);
         weights.stages[stage].push_back(std::move(residual));
       }
     }
@@ -94,6 +95,10 @@ class Mapper {
   }
 
   std::string Key(const std::string& name) const { return prefix_ + name; }
+  // Key(name) as error messages show it.
+  std::string Shown(const std::string& name) const {
+    return Printable(Key(name));
+  }
   bool Has(const std::string& name) const {
     return sd_.Shape(Key(name)).has_value();
   }
@@ -111,16 +116,16 @@ class Mapper {
     if (prefixes.empty())
       Fail("holds no WeSpeaker ResNet weights (no layer1.0.conv1.weight)");
     if (prefixes.size() > 1)
-      Fail("holds several ResNets ('" + *prefixes.begin() + "', '" +
-           *std::next(prefixes.begin()) + "')");
+      Fail("holds several ResNets ('" + Printable(*prefixes.begin()) + "', '" +
+           Printable(*std::next(prefixes.begin())) + "')");
     prefix_ = *prefixes.begin();
   }
 
   std::vector<int64_t> RequireShape(const std::string& name, size_t rank) {
     const auto shape = sd_.Shape(Key(name));
-    if (!shape) Fail("lacks " + Key(name));
+    if (!shape) Fail("lacks " + Shown(name));
     if (shape->size() != rank)
-      Fail(Key(name) + " has shape " + ShapeText(*shape) + ", expected " +
+      Fail(Shown(name) + " has shape " + ShapeText(*shape) + ", expected " +
            std::to_string(rank) + " dimensions");
     return *shape;
   }
@@ -131,33 +136,33 @@ class Mapper {
                                               : ResidualBlockKind::kBasic;
     for (int stage = 0; stage < 4; ++stage) {
       int count = 0;
-      while (count <= 1024 &&
-             Has("layer" + std::to_string(stage + 1) + "." +
-                 std::to_string(count) + ".conv1.weight"))
+      while (count <= 1024 && Has("layer" + std::to_string(stage + 1) + "." +
+                                  std::to_string(count) + ".conv1.weight"))
         ++count;
       arch.blocks_per_stage[stage] = count;
     }
     const std::vector<int64_t> stem = RequireShape("conv1.weight", 4);
     const std::vector<int64_t> seg = RequireShape("seg_1.weight", 2);
     if (Has("seg_2.weight"))
-      Fail("has a second embedding layer (" + Key("seg_2.weight") +
+      Fail("has a second embedding layer (" + Shown("seg_2.weight") +
            "), which WeSpeaker's inference models do not use: unsupported");
     // Range-check before narrowing; ValidateArchitecture has the tighter
     // limits.
     for (const auto& [name, shape] :
          {std::pair{"conv1.weight", stem}, std::pair{"seg_1.weight", seg}}) {
       if (shape[0] < 1 || shape[0] > (1 << 20))
-        Fail(Key(name) + " has shape " + ShapeText(shape) + " (out of range)");
+        Fail(Shown(name) + " has shape " + ShapeText(shape) +
+             " (out of range)");
     }
     arch.base_channels = static_cast<int>(stem[0]);
     arch.embedding_dim = static_cast<int>(seg[0]);
     arch.name = ArchitectureName(arch.block, arch.blocks_per_stage);
     ValidateArchitecture(arch, source_);
     if (seg[1] != arch.PooledDim())
-      Fail(Key("seg_1.weight") + " has shape " + ShapeText(seg) +
+      Fail(Shown("seg_1.weight") + " has shape " + ShapeText(seg) +
            ", expected [" + std::to_string(arch.embedding_dim) + ", " +
-           std::to_string(arch.PooledDim()) + "] for " + arch.name +
-           " with " + std::to_string(arch.base_channels) + " channels and " +
+           std::to_string(arch.PooledDim()) + "] for " + arch.name + " with " +
+           std::to_string(arch.base_channels) + " channels and " +
            std::to_string(arch.feature_dim) + " mel bins");
     return arch;
   }
@@ -166,16 +171,16 @@ class Mapper {
                           const std::vector<int64_t>& expected) {
     const std::string key = Key(name);
     const auto shape = sd_.Shape(key);
-    if (!shape) Fail("lacks " + key);
+    if (!shape) Fail("lacks " + Shown(name));
     if (*shape != expected)
-      Fail(key + " has shape " + ShapeText(*shape) + ", expected " +
+      Fail(Shown(name) + " has shape " + ShapeText(*shape) + ", expected " +
            ShapeText(expected));
     std::vector<float> values = sd_.Values(key);
     size_t count = 1;
     for (int64_t d : expected) count *= static_cast<size_t>(d);
     if (values.size() != count)
-      Fail(key + " has " + std::to_string(values.size()) + " values, expected " +
-           std::to_string(count));
+      Fail(Shown(name) + " has " + std::to_string(values.size()) +
+           " values, expected " + std::to_string(count));
     used_.insert(key);
     return values;
   }
@@ -202,9 +207,10 @@ class Mapper {
       const double denominator =
           static_cast<double>(var[o]) + kBatchNormEpsilon;
       if (!(denominator > 0))
-        Fail(Key(bn + ".running_var") + " holds " + std::to_string(var[o]) +
+        Fail(Shown(bn + ".running_var") + " holds " + std::to_string(var[o]) +
              " (a variance must not be negative)");
-      const double scale = static_cast<double>(gamma[o]) / std::sqrt(denominator);
+      const double scale =
+          static_cast<double>(gamma[o]) / std::sqrt(denominator);
       float* w = out.weight.data() + o * per_channel;
       for (size_t i = 0; i < per_channel; ++i)
         w[i] = static_cast<float>(static_cast<double>(w[i]) * scale);
@@ -217,12 +223,13 @@ class Mapper {
   void CheckAllKeysUsed() {
     for (const std::string& key : sd_.Keys()) {
       if (!key.starts_with(prefix_) || used_.contains(key)) continue;
-      const std::string_view name = std::string_view(key).substr(prefix_.size());
+      const std::string_view name =
+          std::string_view(key).substr(prefix_.size());
       if (name.ends_with("num_batches_tracked") ||
           name.starts_with("projection."))
         continue;
       const std::array<int, 4>& blocks = arch_.blocks_per_stage;
-      Fail("holds " + key + ", which the detected " + arch_.name +
+      Fail("holds " + Printable(key) + ", which the detected " + arch_.name +
            " (blocks " + std::to_string(blocks[0]) + "," +
            std::to_string(blocks[1]) + "," + std::to_string(blocks[2]) + "," +
            std::to_string(blocks[3]) + ") does not have");

@@ -7,6 +7,7 @@
 #include <string_view>
 #include <utility>
 
+#include "model/printable.h"
 #include "voxprint/error.h"
 
 namespace voxprint::model {
@@ -88,15 +89,16 @@ std::vector<float> MaterializeTensor(const TensorRef& ref,
       dtype != ScalarType::kFloat16 && dtype != ScalarType::kBFloat16)
     Fail(what, std::string("has dtype ") + pickle::ScalarName(dtype) +
                    ", expected a floating-point tensor");
-  const uint64_t element_size = static_cast<uint64_t>(pickle::ScalarSize(dtype));
-  if (ref.storage_numel < 0 ||
-      static_cast<uint64_t>(ref.storage_numel) > kMaxStorageBytes / element_size)
+  const uint64_t element_size =
+      static_cast<uint64_t>(pickle::ScalarSize(dtype));
+  if (ref.storage_numel < 0 || static_cast<uint64_t>(ref.storage_numel) >
+                                   kMaxStorageBytes / element_size)
     Fail(what, "storage claims " + std::to_string(ref.storage_numel) +
                    " elements (more than the limit)");
   const uint64_t storage_bytes =
       static_cast<uint64_t>(ref.storage_numel) * element_size;
   if (storage.size() != storage_bytes)
-    Fail(what, "storage " + ref.storage_key + " holds " +
+    Fail(what, "storage " + Printable(ref.storage_key) + " holds " +
                    std::to_string(storage.size()) + " bytes, its header says " +
                    std::to_string(ref.storage_numel) + " x " +
                    std::to_string(element_size));
@@ -111,11 +113,10 @@ std::vector<float> MaterializeTensor(const TensorRef& ref,
   for (size_t d = 0; d < ref.sizes.size(); ++d) {
     const int64_t size = ref.sizes[d];
     const int64_t stride = ref.strides[d];
-    if (size < 0 || stride < 0)
-      Fail(what, "has a negative size or stride");
+    if (size < 0 || stride < 0) Fail(what, "has a negative size or stride");
     if (size > 0 && numel > kMaxTensorElements / size)
-      Fail(what, "has more than " + std::to_string(kMaxTensorElements) +
-                     " elements");
+      Fail(what,
+           "has more than " + std::to_string(kMaxTensorElements) + " elements");
     numel *= size;
     if (size > 0) {
       int64_t reach = 0;
@@ -177,16 +178,15 @@ TorchCheckpoint::~TorchCheckpoint() = default;
 
 std::vector<uint8_t> TorchCheckpoint::ReadEntry(const std::string& name,
                                                 uint64_t expected_size) const {
-  const std::string where = source_ + ": " + name;
+  const std::string where = source_ + ": " + Printable(name);
   const zip_int64_t index = zip_name_locate(zip_->archive, name.c_str(), 0);
-  if (index < 0) Fail(source_, "archive lacks " + name);
+  if (index < 0) Fail(source_, "archive lacks " + Printable(name));
   zip_stat_t stat;
   zip_stat_init(&stat);
   if (zip_stat_index(zip_->archive, static_cast<zip_uint64_t>(index), 0,
                      &stat) != 0 ||
       !(stat.valid & ZIP_STAT_SIZE))
-    Fail(where, std::string("cannot stat: ") +
-                    zip_strerror(zip_->archive));
+    Fail(where, std::string("cannot stat: ") + zip_strerror(zip_->archive));
   if (stat.size != expected_size)
     Fail(where, "holds " + std::to_string(stat.size) + " bytes, expected " +
                     std::to_string(expected_size));
@@ -258,7 +258,8 @@ std::unique_ptr<TorchCheckpoint> TorchCheckpoint::Open(
     checkpoint->prefix_ = entry.substr(0, slash + 1);
   }
   if (pickle_name.empty())
-    Fail(source, "zip archive without a data.pkl (not a torch.save checkpoint)");
+    Fail(source,
+         "zip archive without a data.pkl (not a torch.save checkpoint)");
 
   const std::string byteorder_name = checkpoint->prefix_ + "byteorder";
   const zip_int64_t byteorder =
@@ -269,12 +270,12 @@ std::unique_ptr<TorchCheckpoint> TorchCheckpoint::Open(
     if (zip_stat_index(archive, static_cast<zip_uint64_t>(byteorder), 0,
                        &stat) != 0 ||
         !(stat.valid & ZIP_STAT_SIZE) || stat.size > 16)
-      Fail(source, "unreadable " + byteorder_name);
+      Fail(source, "unreadable " + Printable(byteorder_name));
     const std::vector<uint8_t> order =
         checkpoint->ReadEntry(byteorder_name, stat.size);
     if (std::string(order.begin(), order.end()) != "little")
-      Fail(source, "checkpoint was saved big-endian (" + byteorder_name +
-                       "), which is not supported");
+      Fail(source, "checkpoint was saved big-endian (" +
+                       Printable(byteorder_name) + "), which is not supported");
   }
   // Older torch writes no byteorder entry: it only ever saved little-endian.
 
@@ -286,21 +287,23 @@ std::unique_ptr<TorchCheckpoint> TorchCheckpoint::Open(
         zip_stat_index(archive, static_cast<zip_uint64_t>(index), 0, &stat) !=
             0 ||
         !(stat.valid & ZIP_STAT_SIZE))
-      Fail(source, "cannot stat " + pickle_name);
+      Fail(source, "cannot stat " + Printable(pickle_name));
     if (stat.size > kMaxPickleBytes)
-      Fail(source, pickle_name + " claims " + std::to_string(stat.size) +
+      Fail(source, Printable(pickle_name) + " claims " +
+                       std::to_string(stat.size) +
                        " bytes (more than the limit)");
     const std::vector<uint8_t> pickle_bytes =
         checkpoint->ReadEntry(pickle_name, stat.size);
     checkpoint->pickle_ =
-        pickle::Unpickle(pickle_bytes, source + ": " + pickle_name);
+        pickle::Unpickle(pickle_bytes, source + ": " + Printable(pickle_name));
   }
 
   // Which dict holds the weights.
   const Value* root = checkpoint->pickle_.root;
   if (root->kind != Kind::kDict)
-    Fail(source, "checkpoint is not a dict (not a state dict or pyannote "
-                 "checkpoint)");
+    Fail(source,
+         "checkpoint is not a dict (not a state dict or pyannote "
+         "checkpoint)");
   const Value* state_dict = root;
   if (const Value* nested = root->Find("state_dict")) {
     if (nested->kind != Kind::kDict)
@@ -318,8 +321,7 @@ std::unique_ptr<TorchCheckpoint> TorchCheckpoint::Open(
     if (key->kind != Kind::kString || value->kind != Kind::kTensor) continue;
     checkpoint->tensors_[key->text] = value->tensor.get();
   }
-  if (checkpoint->tensors_.empty())
-    Fail(source, "checkpoint holds no tensors");
+  if (checkpoint->tensors_.empty()) Fail(source, "checkpoint holds no tensors");
   return checkpoint;
 }
 
@@ -338,13 +340,13 @@ std::optional<std::vector<int64_t>> TorchCheckpoint::Shape(
 
 std::vector<float> TorchCheckpoint::Values(const std::string& key) const {
   auto it = tensors_.find(key);
-  if (it == tensors_.end()) Fail(source_, "no tensor " + key);
+  if (it == tensors_.end()) Fail(source_, "no tensor " + Printable(key));
   const TensorRef& ref = *it->second;
-  const std::string what = source_ + ": tensor " + key;
+  const std::string what = source_ + ": tensor " + Printable(key);
   const uint64_t element_size =
       static_cast<uint64_t>(pickle::ScalarSize(ref.dtype));
-  if (ref.storage_numel < 0 ||
-      static_cast<uint64_t>(ref.storage_numel) > kMaxStorageBytes / element_size)
+  if (ref.storage_numel < 0 || static_cast<uint64_t>(ref.storage_numel) >
+                                   kMaxStorageBytes / element_size)
     Fail(what, "storage claims " + std::to_string(ref.storage_numel) +
                    " elements (more than the limit)");
   const std::vector<uint8_t> storage =

@@ -157,6 +157,32 @@ struct Extractor::Impl {
     return windows;
   }
 
+  static std::vector<float> Excerpt(std::vector<float> samples_16k,
+                                    const EmbedRequest& request,
+                                    const std::string& name) {
+    const int64_t total = static_cast<int64_t>(samples_16k.size());
+    const double duration_s = static_cast<double>(total) / kModelSampleRateHz;
+    const int64_t first =
+        scoring::SampleAtTime(request.start_s.value_or(0.0), kModelSampleRateHz);
+    int64_t last = request.end_s ? scoring::SampleAtTime(*request.end_s,
+                                                         kModelSampleRateHz)
+                                 : total;
+    if (first >= total)
+      throw Error(ErrorCode::kInvalidArgument,
+                  name + ": start " + Seconds(*request.start_s) +
+                      " is at or past the end of the audio (" +
+                      Seconds(duration_s) + ")");
+    // An end up to 10 ms past the end is rounding; beyond that, a mistake.
+    if (last - total > kModelSampleRateHz / 100)
+      throw Error(ErrorCode::kInvalidArgument,
+                  name + ": end " + Seconds(*request.end_s) +
+                      " is past the end of the audio (" + Seconds(duration_s) +
+                      ")");
+    last = std::min(last, total);
+    return std::vector<float>(samples_16k.begin() + first,
+                              samples_16k.begin() + last);
+  }
+
   EmbeddingResult Embed(const DecodedAudio& decoded, const std::string& name,
                         const EmbedRequest& request) const {
     const auto started = std::chrono::steady_clock::now();
@@ -166,38 +192,17 @@ struct Extractor::Impl {
     result.audio = decoded.info;
     result.mode = request.mode;
 
-    // An excerpt is cut at the original rate and then resampled, as
-    // pyannote's Audio.crop does.
-    const MonoAudio& mono = decoded.mono;
-    const int rate = mono.sample_rate_hz;
-    const int64_t total = static_cast<int64_t>(mono.samples.size());
-    int64_t first = 0, last = total;
+    // The reference resamples the whole file and cuts the excerpt from the
+    // 16 kHz signal at floor(t * 16000) (cutting at the original rate first
+    // moved 8 kHz excerpts by 6e-3, measured).
+    std::vector<float> samples_16k =
+        Resample(decoded.mono.samples, decoded.mono.sample_rate_hz,
+                 kModelSampleRateHz);
     double offset_s = 0.0;
-    if (request.start_s) {
-      first = scoring::SampleAtTime(*request.start_s, rate);
-      offset_s = *request.start_s;
-      if (first >= total)
-        throw Error(ErrorCode::kInvalidArgument,
-                    name + ": start " + Seconds(*request.start_s) +
-                        " is past the end of the audio (" +
-                        Seconds(static_cast<double>(total) / rate) + ")");
+    if (request.start_s || request.end_s) {
+      offset_s = request.start_s.value_or(0.0);
+      samples_16k = Excerpt(std::move(samples_16k), request, name);
     }
-    if (request.end_s) {
-      last = scoring::SampleAtTime(*request.end_s, rate);
-      if (last > total) {
-        // Allow end == duration up to rounding; beyond that is an error.
-        if (last - total > rate / 100)
-          throw Error(ErrorCode::kInvalidArgument,
-                      name + ": end " + Seconds(*request.end_s) +
-                          " is past the end of the audio (" +
-                          Seconds(static_cast<double>(total) / rate) + ")");
-        last = total;
-      }
-    }
-    const std::span<const float> excerpt(mono.samples.data() + first,
-                                         static_cast<size_t>(last - first));
-    const std::vector<float> samples_16k =
-        Resample(excerpt, rate, kModelSampleRateHz);
     result.duration_s =
         static_cast<double>(samples_16k.size()) / kModelSampleRateHz;
 

@@ -2,6 +2,8 @@
 // forward pass written here, on small random ResNets (basic and bottleneck).
 // One TEST_P body per backend name; CPU-only knobs (tiling, algorithms,
 // batch splitting) are tested through the CPU backend's internal factory.
+#include "backends/cpu/cpu-backend.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -10,7 +12,6 @@
 #include <thread>
 #include <vector>
 
-#include "backends/cpu/cpu-backend.h"
 #include "model/resnet-weights.h"
 #include "support/reference-kit.h"
 #include "voxprint/backend.h"
@@ -164,9 +165,12 @@ Image Conv(const Image& in, const FoldedConv& conv, bool relu) {
             for (int kx = 0; kx < k; ++kx) {
               const int ix = x * s - p + kx;
               if (ix < 0 || ix >= in.width) continue;
-              acc += conv.weight[((static_cast<size_t>(o) * in.channels + i) *
-                                      k + ky) * k + kx] *
-                     in.at(i, iy, ix);
+              acc +=
+                  conv.weight[((static_cast<size_t>(o) * in.channels + i) * k +
+                               ky) *
+                                  k +
+                              kx] *
+                  in.at(i, iy, ix);
             }
           }
         out.at(o, y, x) = relu ? std::max(acc, 0.0) : acc;
@@ -220,8 +224,8 @@ std::vector<float> ReferenceEmbedding(const ResNetWeights& w,
 }
 
 std::vector<float> ReferenceBatch(const ResNetWeights& w,
-                                  const std::vector<float>& features,
-                                  int batch, int64_t frames) {
+                                  const std::vector<float>& features, int batch,
+                                  int64_t frames) {
   std::vector<float> out;
   const size_t item = static_cast<size_t>(frames) * w.architecture.feature_dim;
   for (int b = 0; b < batch; ++b) {
@@ -359,8 +363,8 @@ TEST_P(BackendConformance, TwoSessionsInTwoThreads) {
   tb.join();
   EXPECT_TRUE(ok_a);
   EXPECT_TRUE(ok_b);
-  EXPECT_TRUE(CloseInRelativeL2(got_a, ReferenceBatch(w, a, 1, 120),
-                                kTolerance));
+  EXPECT_TRUE(
+      CloseInRelativeL2(got_a, ReferenceBatch(w, a, 1, 120), kTolerance));
 }
 
 TEST_P(BackendConformance, RejectsMismatchedInput) {
@@ -468,7 +472,7 @@ TEST(BackendRegistry, RejectsBadNamesAndOptions) {
 
 std::shared_ptr<const PreparedModel> PrepareCpu(
     const ResNetWeights& w, const backends::cpu::CpuTuning& tuning,
-    int threads = 2) {
+    int threads = 1) {
   BackendOptions options;
   options.num_threads = threads;
   return backends::cpu::CreateCpuBackend(options, tuning)->Prepare(w);
@@ -490,8 +494,8 @@ TEST(CpuBackend, TimeTilesEqualUntiledRun) {
     const auto tiled = tiled_session->Run(features, 2, frames);
     EXPECT_TRUE(CloseInRelativeL2(
         tiled, untiled_session->Run(features, 2, frames), 1e-6));
-    EXPECT_TRUE(CloseInRelativeL2(
-        tiled, ReferenceBatch(w, features, 2, frames), kTolerance));
+    EXPECT_TRUE(CloseInRelativeL2(tiled, ReferenceBatch(w, features, 2, frames),
+                                  kTolerance));
   }
 }
 
@@ -527,9 +531,8 @@ TEST_P(CpuAlgorithm, WideNetworkMatchesReference) {
     SCOPED_TRACE("frames " + std::to_string(frames));
     const auto features = RandomFeatures(batch * frames * 80, frames);
     const auto actual = session->Run(features, batch, frames);
-    EXPECT_TRUE(CloseInRelativeL2(actual,
-                                  ReferenceBatch(w, features, batch, frames),
-                                  kTolerance));
+    EXPECT_TRUE(CloseInRelativeL2(
+        actual, ReferenceBatch(w, features, batch, frames), kTolerance));
   }
   const auto layers = backends::cpu::LastLayerAlgorithms(*session);
   ASSERT_FALSE(layers.empty());

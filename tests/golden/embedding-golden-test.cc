@@ -127,11 +127,15 @@ TEST_P(EmbeddingGolden, SlidingWindows) {
     }
     Report("sliding_" + sliding["expected"].get<std::string>(),
            testing::RelativeL2(actual, expected.values));
-    // Every window on its own, not only the stack.
+    EXPECT_TRUE(
+        CloseInRelativeL2(actual, expected.values, ToleranceFor(result.audio)));
+    // Every window on its own too, so one wrong window (the padded last one,
+    // say) cannot hide in the stack. Lossy decoders move single short
+    // windows more than the whole array, hence the factor.
     for (int64_t w = 0; w < expected.shape[0]; ++w) {
       const std::span<const float> row(expected.values.data() + w * 256, 256);
       EXPECT_TRUE(CloseInRelativeL2(result.windows[w].embedding, row,
-                                    ToleranceFor(result.audio)))
+                                    3 * ToleranceFor(result.audio)))
           << "window " << w;
     }
   }

@@ -38,19 +38,43 @@ using testing::ReferenceDir;
 // Hence a floor plus that noise term, E and e from our un-normalised output,
 // and a hard cap on any single value. A wrong detail (window, preemphasis,
 // mel edges) scores 50 to 20000 times the allowance.
-constexpr double kFftNoiseFactor = 4.0;
 constexpr double kCapAbs = 1e-2;
 
 struct Tolerance {
-  double floor_abs;    // allowed |diff| in every value, before the noise term
-  double relative_l2;  // whole-array |ours - kit| / |kit|
+  double floor_abs;     // allowed |diff| in every value, before the noise term
+  double noise_factor;  // the noise term's multiple of eps * sqrt(E / e)
+  double relative_l2;   // whole-array |ours - kit| / |kit|
 };
 // 16 kHz WAVs test the features alone (measured: worst |diff|/allowed 0.11,
 // relative L2 <= 3.4e-6).
-constexpr Tolerance kNative16k = {1e-4, 1e-5};
+constexpr Tolerance kNative16k = {1e-4, 4.0, 1e-5};
 // The other cases add our decoder's and resampler's own float32 rounding
 // (not torchaudio's), which moves even strong bins by a few 1e-4.
-constexpr Tolerance kDecoded = {1e-3, 1e-4};
+constexpr Tolerance kDecoded = {1e-3, 4.0, 1e-4};
+// MP3 and Vorbis: the kit decoded them with libsndfile, i.e. with libmpg123's
+// SIMD float synthesis and libvorbis; FFmpeg's own decoders (mp3float, vorbis)
+// compute the same transforms in another float32 order. No FFmpeg decoder or
+// option gives libsndfile's samples (measured, libavcodec 59.37: the default
+// mp3float 8.1e-7 relative L2 from libsndfile, max 3.8e-7, also 5.8e-7 with
+// SIMD off; fixed-point mp3 6.2e-4; vorbis 1.65e-7, max 6e-8; libvorbis,
+// which FFmpeg converts to s16, 8.3e-4). libmpg123's own generic C synthesis
+// is 3.1e-7 from its SIMD one, so that is the size of "the same decoder" for
+// MP3. Rounding noise of relative size r in the samples moves a log mel
+// energy by ~r * sqrt(E / e), the same shape as the FFT term with r ~ 7 eps
+// (MP3) or ~1.4 eps (Vorbis). Torchaudio on FFmpeg's samples instead of
+// libsndfile's is itself 4.07e-3 (MP3) and 1.06e-3 (Vorbis) from the kit at
+// worst. Measured for ours, over the 1e-3 floor: MP3 max|diff| 3.9e-3,
+// needs a noise factor of 10.0, relative L2 2.7e-5; Vorbis 1.2e-3, 0.03,
+// 9.5e-6. Hence a noise factor of 25 (2.5x the MP3 need), the same floor and
+// relative L2 bound as the other decoded cases, and kCapAbs on any value.
+constexpr Tolerance kLossyDecoded = {1e-3, 25.0, 1e-4};
+
+// Codecs (AudioInfo::codec, FFmpeg's decoder names) for which the kit used
+// another decoder implementation than ours.
+bool IsDecodedByAnotherLibrary(const AudioInfo& info) {
+  return info.codec == "mp3float" || info.codec == "mp3" ||
+         info.codec == "vorbis";
+}
 
 struct FbankCase {
   std::string audio;     // relative to the kit, e.g. "audio/sample.wav"
@@ -77,8 +101,11 @@ bool IsNative16kWav(const AudioInfo& info) {
 }
 
 struct Measured {
-  double max_abs = 0.0;      // plain max |ours - kit|
-  double max_score = 0.0;    // max |ours - kit| / allowed
+  double max_abs = 0.0;    // plain max |ours - kit|
+  double max_score = 0.0;  // max |ours - kit| / allowed
+  // The smallest Tolerance::noise_factor that would pass every value, at
+  // the floor used (0 when the floor alone covers them).
+  double needed_noise_factor = 0.0;
   double relative_l2 = 0.0;  // |ours - kit| / |kit|
 };
 
@@ -87,7 +114,8 @@ struct Measured {
 ::testing::AssertionResult CompareFbank(std::span<const float> ours,
                                         std::span<const float> kit,
                                         const Features& ours_raw,
-                                        double floor_abs, Measured& measured) {
+                                        const Tolerance& tolerance,
+                                        Measured& measured) {
   if (ours.size() != kit.size() || ours.size() != ours_raw.values.size())
     return ::testing::AssertionFailure()
            << "sizes " << ours.size() << " vs " << kit.size();
@@ -103,11 +131,13 @@ struct Measured {
     for (int m = 0; m < bins; ++m) {
       const size_t i = static_cast<size_t>(t) * bins + m;
       const double d = std::fabs(static_cast<double>(ours[i]) - kit[i]);
+      const double noise = eps * std::exp(0.5 * (log_total - raw[m]));
       const double allowed =
-          floor_abs +
-          kFftNoiseFactor * eps * std::exp(0.5 * (log_total - raw[m]));
+          tolerance.floor_abs + tolerance.noise_factor * noise;
       measured.max_abs = std::max(measured.max_abs, d);
       measured.max_score = std::max(measured.max_score, d / allowed);
+      measured.needed_noise_factor = std::max(
+          measured.needed_noise_factor, (d - tolerance.floor_abs) / noise);
       if (result && (!(d <= allowed) || !(d <= kCapAbs))) {
         result = ::testing::AssertionFailure()
                  << "frame " << t << " bin " << m << ": " << ours[i]
@@ -135,8 +165,8 @@ Measured CheckCase(const FbankCase& c, const Audio16k& audio,
   if (expected.shape.size() != 2) return measured;
   EXPECT_EQ(features.num_frames, expected.shape[0]);
   EXPECT_EQ(features.num_bins, expected.shape[1]);
-  EXPECT_TRUE(CompareFbank(features.values, expected.values, raw,
-                           tolerance.floor_abs, measured));
+  EXPECT_TRUE(
+      CompareFbank(features.values, expected.values, raw, tolerance, measured));
   measured.relative_l2 = testing::RelativeL2(features.values, expected.values);
   // Digital silence is ~0 after mean subtraction (the kit holds torch's
   // float32 residue, -9.5e-7): a relative error means nothing there.
@@ -152,8 +182,9 @@ Measured CheckCase(const FbankCase& c, const Audio16k& audio,
 
 void Report(const FbankCase& c, const Measured& m) {
   std::cout << "[ measured ] " << c.audio << ": max|diff| " << m.max_abs
-            << ", worst |diff|/allowed " << m.max_score << ", relative L2 "
-            << m.relative_l2 << "\n";
+            << ", worst |diff|/allowed " << m.max_score
+            << ", noise factor needed " << m.needed_noise_factor
+            << ", relative L2 " << m.relative_l2 << "\n";
 }
 
 TEST(FbankGoldenTest, Native16kWavsMatchKit) {
@@ -176,12 +207,29 @@ TEST(FbankGoldenTest, DecodedAndResampledMatchKit) {
   for (const FbankCase& c : LoadCases()) {
     SCOPED_TRACE(c.audio);
     const Audio16k audio = LoadAudio16k((ReferenceDir() / c.audio).string());
-    if (IsNative16kWav(audio.info)) continue;
+    if (IsNative16kWav(audio.info) || IsDecodedByAnotherLibrary(audio.info))
+      continue;
     Report(c, CheckCase(c, audio, kDecoded));
     ++checked;
   }
-  // stereo_44k, sample_8k, flac, ogg, mp3, m4a, webm.
-  EXPECT_GE(checked, 7) << "fewer decoded/resampled cases than the kit holds";
+  // stereo_44k, sample_8k, flac, m4a, webm.
+  EXPECT_GE(checked, 5) << "fewer decoded/resampled cases than the kit holds";
+}
+
+// See kLossyDecoded: the kit's MP3 and Ogg samples come from libmpg123 and
+// libvorbis, ours from FFmpeg's decoders, which differ in float32 rounding.
+TEST(FbankGoldenTest, LossyCodecsMatchKitWithinDecoderRounding) {
+  VOXPRINT_REQUIRE_REFERENCE_KIT();
+  int checked = 0;
+  for (const FbankCase& c : LoadCases()) {
+    SCOPED_TRACE(c.audio);
+    const Audio16k audio = LoadAudio16k((ReferenceDir() / c.audio).string());
+    if (!IsDecodedByAnotherLibrary(audio.info)) continue;
+    Report(c, CheckCase(c, audio, kLossyDecoded));
+    ++checked;
+  }
+  // sample.mp3 and sample.ogg.
+  EXPECT_GE(checked, 2) << "fewer MP3/Vorbis cases than the kit holds";
 }
 
 TEST(FbankGoldenTest, TooShortFileIsRefusedCleanly) {

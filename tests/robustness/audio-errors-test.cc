@@ -132,10 +132,9 @@ TEST(AudioErrorsTest, ManifestErrorCases) {
       }
       // Same answer for the same bytes in memory.
       const std::vector<uint8_t> bytes = ReadFileBytes(path);
-      EXPECT_EQ(
-          ExpectError([&] { LoadAudio16kFromBytes(bytes, "upload.bin"); },
-                      "upload.bin"),
-          code);
+      EXPECT_EQ(ExpectError([&] { LoadAudio16kFromBytes(bytes, "upload.bin"); },
+                            "upload.bin"),
+                code);
     }
   }
 }
@@ -155,9 +154,9 @@ TEST(AudioErrorsTest, ZeroBytes) {
   const fs::path empty = fs::temp_directory_path() /
                          ("voxprint-empty-" + std::to_string(::getpid()));
   std::ofstream(empty).close();
-  EXPECT_EQ(ExpectError([&] { DecodeAudioFile(empty.string()); },
-                        empty.string()),
-            ErrorCode::kCorruptInput);
+  EXPECT_EQ(
+      ExpectError([&] { DecodeAudioFile(empty.string()); }, empty.string()),
+      ErrorCode::kCorruptInput);
   fs::remove(empty);
 }
 
@@ -175,29 +174,30 @@ TEST(AudioErrorsTest, RandomBytesNeverCrash) {
 
 TEST(AudioErrorsTest, TextAndVideoOnlyInputsAreUnsupported) {
   const std::string text = "hello, this is not audio\n";
-  EXPECT_EQ(ExpectError(
-                [&] {
-                  DecodeAudioBytes(
-                      {reinterpret_cast<const uint8_t*>(text.data()),
-                       text.size()},
-                      "notes.txt");
-                },
-                "notes.txt"),
-            ErrorCode::kUnsupportedInput);
+  EXPECT_EQ(
+      ExpectError(
+          [&] {
+            DecodeAudioBytes(
+                {reinterpret_cast<const uint8_t*>(text.data()), text.size()},
+                "notes.txt");
+          },
+          "notes.txt"),
+      ErrorCode::kUnsupportedInput);
 
   // Y4M: raw video, two 16x16 4:2:0 frames, no audio stream.
   std::string y4m = "YUV4MPEG2 W16 H16 F25:1 Ip A1:1 C420jpeg\n";
   for (int frame = 0; frame < 2; ++frame) {
     y4m += "FRAME\n" + std::string(16 * 16 * 3 / 2, '\x80');
   }
-  EXPECT_EQ(ExpectError(
-                [&] {
-                  DecodeAudioBytes({reinterpret_cast<const uint8_t*>(y4m.data()),
-                                    y4m.size()},
-                                   "clip.y4m");
-                },
-                "clip.y4m"),
-            ErrorCode::kUnsupportedInput);
+  EXPECT_EQ(
+      ExpectError(
+          [&] {
+            DecodeAudioBytes(
+                {reinterpret_cast<const uint8_t*>(y4m.data()), y4m.size()},
+                "clip.y4m");
+          },
+          "clip.y4m"),
+      ErrorCode::kUnsupportedInput);
 
   // BMP: a 2x2 24-bit image, read by FFmpeg as one video frame.
   std::vector<uint8_t> bmp = {'B', 'M'};
@@ -216,9 +216,9 @@ TEST(AudioErrorsTest, TextAndVideoOnlyInputsAreUnsupported) {
   PutLe(&bmp, 0, 4);
   PutLe(&bmp, 0, 4);
   bmp.resize(bmp.size() + 16, 0x7f);
-  EXPECT_EQ(ExpectError([&] { DecodeAudioBytes(bmp, "image.bmp"); },
-                        "image.bmp"),
-            ErrorCode::kUnsupportedInput);
+  EXPECT_EQ(
+      ExpectError([&] { DecodeAudioBytes(bmp, "image.bmp"); }, "image.bmp"),
+      ErrorCode::kUnsupportedInput);
 }
 
 // Playlists and concat lists would make FFmpeg open other files or URLs; the
@@ -257,10 +257,14 @@ TEST(AudioErrorsTest, ImplausibleWavParametersAreRefused) {
       [&] { DecodeAudioBytes(WavWithHeader(1, 0, 2000, 2000), "rate0.wav"); },
       "rate0.wav");
   ExpectError(
-      [&] { LoadAudio16kFromBytes(WavWithHeader(1, 1, 2000, 2000), "rate1.wav"); },
+      [&] {
+        LoadAudio16kFromBytes(WavWithHeader(1, 1, 2000, 2000), "rate1.wav");
+      },
       "rate1.wav");
   ExpectError(
-      [&] { DecodeAudioBytes(WavWithHeader(65535, 16000, 2000, 2000), "wide.wav"); },
+      [&] {
+        DecodeAudioBytes(WavWithHeader(65535, 16000, 2000, 2000), "wide.wav");
+      },
       "wide.wav");
   // Float WAV holding NaN and infinity.
   std::vector<uint8_t> nan_wav = WavWithHeader(1, 16000, 16, 0, 3, 32);
@@ -270,16 +274,16 @@ TEST(AudioErrorsTest, ImplausibleWavParametersAreRefused) {
     std::memcpy(&u, &v, 4);
     PutLe(&nan_wav, u, 4);
   }
-  EXPECT_EQ(ExpectError([&] { DecodeAudioBytes(nan_wav, "nan.wav"); },
-                        "nan.wav"),
-            ErrorCode::kCorruptInput);
+  EXPECT_EQ(
+      ExpectError([&] { DecodeAudioBytes(nan_wav, "nan.wav"); }, "nan.wav"),
+      ErrorCode::kCorruptInput);
 }
 
 TEST(AudioErrorsTest, EveryPrefixOfRealFilesDecodesOrFailsCleanly) {
   VOXPRINT_REQUIRE_REFERENCE_KIT();
-  for (const char* file : {"sample.wav", "sample.mp3", "sample.ogg",
-                           "sample_48k_24bit.flac", "sample.m4a",
-                           "sample.webm"}) {
+  for (const char* file :
+       {"sample.wav", "sample.mp3", "sample.ogg", "sample_48k_24bit.flac",
+        "sample.m4a", "sample.webm"}) {
     SCOPED_TRACE(file);
     const std::vector<uint8_t> whole = ReadFileBytes(KitAudio(file));
     const int64_t full = DecodeOrError(whole, file);
@@ -287,8 +291,8 @@ TEST(AudioErrorsTest, EveryPrefixOfRealFilesDecodesOrFailsCleanly) {
     int decoded = 0;
     for (int step = 0; step < 20; ++step) {
       // Short prefixes (inside headers) as well as long ones.
-      const size_t size = step < 8 ? size_t{1} << (2 * step)
-                                   : whole.size() * (step - 7) / 13;
+      const size_t size =
+          step < 8 ? size_t{1} << (2 * step) : whole.size() * (step - 7) / 13;
       if (size >= whole.size()) continue;
       const std::vector<uint8_t> prefix(whole.begin(), whole.begin() + size);
       const int64_t samples = DecodeOrError(prefix, file);
@@ -346,8 +350,8 @@ TEST(AudioErrorsTest, DurationLimitIsAResourceLimit) {
   }
   // Refused while decoding, before the rest is read: a header promising an
   // hour is stopped after the limit even though the data is all there.
-  const std::vector<uint8_t> hour = WavWithHeader(1, 8000, 8000 * 2 * 3600,
-                                                  8000 * 2 * 120);
+  const std::vector<uint8_t> hour =
+      WavWithHeader(1, 8000, 8000 * 2 * 3600, 8000 * 2 * 120);
   AudioLimits limits;
   limits.max_duration_s = 60.0;
   EXPECT_EQ(ExpectError([&] { DecodeAudioBytes(hour, "hour.wav", limits); },

@@ -10,6 +10,7 @@
 #include <array>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -26,6 +27,16 @@ namespace fs = std::filesystem;
 using Bytes = std::vector<uint8_t>;
 
 fs::path StubDir() { return fs::path(VOXPRINT_SOURCE_DIR) / "tests" / "data"; }
+
+// One read call (the kit's models are 27 MB; sanitizer builds are slow).
+Bytes ReadAll(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  Bytes bytes(fs::file_size(path));
+  in.read(reinterpret_cast<char*>(bytes.data()),
+          static_cast<std::streamsize>(bytes.size()));
+  if (!in) throw std::runtime_error("cannot read " + path.string());
+  return bytes;
+}
 
 // --- a stored-only zip writer ---------------------------------------------
 
@@ -65,10 +76,10 @@ Bytes MakeZip(const std::vector<ZipEntry>& entries) {
     const uint32_t crc = Crc32(entry.data);
     const uint32_t size = static_cast<uint32_t>(entry.data.size());
     Put32(out, 0x04034b50);
-    Put16(out, 20);  // version needed
-    Put16(out, 0);   // flags
-    Put16(out, 0);   // stored
-    Put16(out, 0);   // time
+    Put16(out, 20);    // version needed
+    Put16(out, 0);     // flags
+    Put16(out, 0);     // stored
+    Put16(out, 0);     // time
     Put16(out, 0x21);  // date 1980-01-01
     Put32(out, crc);
     Put32(out, size);
@@ -204,8 +215,8 @@ Bytes CheckpointZip(const std::vector<Tensor>& tensors, const Bytes& pickle) {
   std::vector<ZipEntry> entries = {{"archive/data.pkl", pickle}};
   for (size_t i = 0; i < tensors.size(); ++i) {
     if (tensors[i].write_storage)
-      entries.push_back({"archive/data/" + std::to_string(i),
-                         FloatBytes(tensors[i].values)});
+      entries.push_back(
+          {"archive/data/" + std::to_string(i), FloatBytes(tensors[i].values)});
   }
   entries.push_back({"archive/version", {'3', '\n'}});
   return MakeZip(entries);
@@ -264,6 +275,12 @@ Tensor& Find(std::vector<Tensor>& tensors, const std::string& key) {
 
 // --- assertions -------------------------------------------------------------
 
+// Messages go to terminals and JSON: bytes from the file must be escaped.
+bool IsPrintable(const std::string& message) {
+  return std::all_of(message.begin(), message.end(),
+                     [](char c) { return c >= 0x20 && c <= 0x7e; });
+}
+
 ::testing::AssertionResult FailsCleanly(std::span<const uint8_t> bytes,
                                         const std::string& name,
                                         const std::string& fragment = "") {
@@ -277,6 +294,8 @@ Tensor& Find(std::vector<Tensor>& tensors, const std::string& key) {
     if (message.rfind(name + ": ", 0) != 0)
       return ::testing::AssertionFailure()
              << "message does not start with the name: " << message;
+    if (!IsPrintable(message))
+      return ::testing::AssertionFailure() << "unprintable: " << message;
     if (!fragment.empty() && message.find(fragment) == std::string::npos)
       return ::testing::AssertionFailure()
              << "message lacks '" << fragment << "': " << message;
@@ -299,7 +318,7 @@ Tensor& Find(std::vector<Tensor>& tensors, const std::string& key) {
   } catch (const Error& error) {
     const std::string message = error.what();
     if (error.code() != ErrorCode::kModelError ||
-        message.rfind(name + ": ", 0) != 0)
+        message.rfind(name + ": ", 0) != 0 || !IsPrintable(message))
       return ::testing::AssertionFailure()
              << ErrorCodeName(error.code()) << ": " << message;
     return ::testing::AssertionSuccess();
@@ -309,12 +328,13 @@ Tensor& Find(std::vector<Tensor>& tensors, const std::string& key) {
   }
 }
 
-// --- synthetic checkpoints ----------------------------------------------------
+// --- synthetic checkpoints
+// ----------------------------------------------------
 
 TEST(ModelCorrupt, SyntheticCheckpointIsValid) {
   // Guards the cases below: they change one thing of this file.
-  const LoadedModel model = LoadModelBytes(CheckpointZip(TinyStateDict()),
-                                           "tiny.pt");
+  const LoadedModel model =
+      LoadModelBytes(CheckpointZip(TinyStateDict()), "tiny.pt");
   EXPECT_EQ(model.info.format, ModelFormat::kWespeakerCheckpoint);
   EXPECT_EQ(model.info.architecture.name, "ResNet10");
   // Identity BatchNorm with beta 0.5, mean 0.25: folded bias 0.25.
@@ -323,8 +343,9 @@ TEST(ModelCorrupt, SyntheticCheckpointIsValid) {
 
 TEST(ModelCorrupt, RefusesPicklesThatCallDangerousFunctions) {
   const std::vector<std::pair<std::string, std::string>> calls = {
-      {"os", "system"},       {"posix", "system"},    {"builtins", "eval"},
-      {"builtins", "exec"},   {"__builtin__", "eval"}, {"subprocess", "Popen"},
+      {"os", "system"},          {"posix", "system"},
+      {"builtins", "eval"},      {"builtins", "exec"},
+      {"__builtin__", "eval"},   {"subprocess", "Popen"},
       {"builtins", "__import__"}};
   for (const auto& [module, name] : calls) {
     SCOPED_TRACE(module + "." + name);
@@ -413,19 +434,18 @@ TEST(ModelCorrupt, RefusesWrongDtypesAndShapes) {
                              "layer3.0.conv2.weight has shape [8, 8, 1, 1]"));
   }
   EXPECT_TRUE(FailsCleanly(
-      testing::ReadFileBytes(StubDir() / "stub-wrong-shape.pt"),
-      "stub-wrong-shape.pt",
+      ReadAll(StubDir() / "stub-wrong-shape.pt"), "stub-wrong-shape.pt",
       "layer2.0.conv2.weight has shape [4, 4, 1, 1], expected [4, 4, 3, 3]"));
-  EXPECT_TRUE(FailsCleanly(
-      testing::ReadFileBytes(StubDir() / "stub-int-weight.pt"),
-      "stub-int-weight.pt", "layer1.0.conv1.weight: has dtype int64"));
+  EXPECT_TRUE(FailsCleanly(ReadAll(StubDir() / "stub-int-weight.pt"),
+                           "stub-int-weight.pt",
+                           "layer1.0.conv1.weight: has dtype int64"));
 }
 
 TEST(ModelCorrupt, RefusesBrokenArchives) {
   const std::vector<Tensor> tensors = TinyStateDict();
   const Bytes pickle = StateDictPickle(tensors);
-  EXPECT_TRUE(FailsCleanly(MakeZip({{"archive/version", {'3'}}}),
-                           "nopickle.pt", "without a data.pkl"));
+  EXPECT_TRUE(FailsCleanly(MakeZip({{"archive/version", {'3'}}}), "nopickle.pt",
+                           "without a data.pkl"));
   EXPECT_TRUE(FailsCleanly(MakeZip({}), "emptyzip.pt", "data.pkl"));
   {
     std::vector<Tensor> t = tensors;
@@ -446,14 +466,14 @@ TEST(ModelCorrupt, RefusesBrokenArchives) {
   {  // a pickle of something else than a dict
     PickleWriter p;
     p.Op(0x80).Op(2).Op(']').Op('.');
-    EXPECT_TRUE(FailsCleanly(CheckpointZip({}, p.bytes()), "list.pt",
-                             "not a dict"));
+    EXPECT_TRUE(
+        FailsCleanly(CheckpointZip({}, p.bytes()), "list.pt", "not a dict"));
   }
   {  // a dict without tensors
     PickleWriter p;
     p.Op(0x80).Op(2).Op('}').Op('.');
-    EXPECT_TRUE(FailsCleanly(CheckpointZip({}, p.bytes()), "nothing.pt",
-                             "no tensors"));
+    EXPECT_TRUE(
+        FailsCleanly(CheckpointZip({}, p.bytes()), "nothing.pt", "no tensors"));
   }
   {  // a zip whose data is damaged (CRC mismatch)
     Bytes zip = CheckpointZip(tensors);
@@ -481,7 +501,7 @@ TEST(ModelCorrupt, RefusesNonModels) {
   EXPECT_TRUE(FailsCleanly(Bytes(text.begin(), text.end()), "text.bin",
                            "not a model file (neither a torch.save zip nor "
                            "ONNX)"));
-  const Bytes npy = testing::ReadFileBytes(StubDir() / "stub-basic.mean-vec.npy");
+  const Bytes npy = ReadAll(StubDir() / "stub-basic.mean-vec.npy");
   EXPECT_TRUE(FailsCleanly(npy, "mean-vec.npy", "not a model file"));
 }
 
@@ -495,14 +515,13 @@ TEST(ModelCorrupt, DirectoryIsAnIoError) {
 }
 
 TEST(ModelCorrupt, RefusesBrokenOnnxGraphs) {
+  EXPECT_TRUE(FailsCleanly(ReadAll(StubDir() / "stub-missing-initializer.onnx"),
+                           "missing.onnx", "is missing (no initializer)"));
+  EXPECT_TRUE(FailsCleanly(ReadAll(StubDir() / "stub-wrong-kernel.onnx"),
+                           "kernel.onnx",
+                           "kernel_shape [5, 5] does not match its weight"));
   EXPECT_TRUE(FailsCleanly(
-      testing::ReadFileBytes(StubDir() / "stub-missing-initializer.onnx"),
-      "missing.onnx", "is missing (no initializer)"));
-  EXPECT_TRUE(FailsCleanly(
-      testing::ReadFileBytes(StubDir() / "stub-wrong-kernel.onnx"),
-      "kernel.onnx", "kernel_shape [5, 5] does not match its weight"));
-  EXPECT_TRUE(FailsCleanly(
-      testing::ReadFileBytes(StubDir() / "stub-stem-5x5.onnx"), "stem.onnx",
+      ReadAll(StubDir() / "stub-stem-5x5.onnx"), "stem.onnx",
       "conv1 (stem) is [2, 1, 5x5] stride 1 padding 2, the architecture "
       "needs [2, 1, 3x3] stride 1 padding 1"));
 }
@@ -512,7 +531,7 @@ TEST(ModelCorrupt, RefusesBrokenOnnxGraphs) {
 TEST(ModelCorrupt, TruncatedSyntheticPicklesFailCleanly) {
   const std::vector<Tensor> tensors = TinyStateDict();
   const Bytes pickle = StateDictPickle(tensors);
-  for (size_t length = 0; length < pickle.size(); length += 7) {
+  for (size_t length = 0; length < pickle.size(); length += 11) {
     const Bytes cut(pickle.begin(), pickle.begin() + length);
     ASSERT_TRUE(FailsCleanly(CheckpointZip(tensors, cut), "cut.pt")) << length;
   }
@@ -523,7 +542,8 @@ TEST(ModelCorrupt, FlippedSyntheticPicklesLoadOrFailCleanly) {
   const Bytes pickle = StateDictPickle(tensors);
   std::mt19937 rng(42);
   int loaded = 0;
-  for (int trial = 0; trial < 1500; ++trial) {
+  constexpr int kTrials = 1000;
+  for (int trial = 0; trial < kTrials; ++trial) {
     Bytes flipped = pickle;
     const int flips = 1 + static_cast<int>(rng() % 3);
     for (int f = 0; f < flips; ++f)
@@ -537,14 +557,15 @@ TEST(ModelCorrupt, FlippedSyntheticPicklesLoadOrFailCleanly) {
       ASSERT_EQ(error.code(), ErrorCode::kModelError) << error.what();
       ASSERT_EQ(std::string(error.what()).rfind("flipped.pt: ", 0), 0u)
           << error.what();
+      ASSERT_TRUE(IsPrintable(error.what())) << error.what();
     }
   }
   // Most flips hit structure; a few only change a name or a number.
-  EXPECT_LT(loaded, 1500);
+  EXPECT_LT(loaded, kTrials);
 }
 
 void FlipFile(const fs::path& path, int trials, uint32_t seed) {
-  Bytes bytes = testing::ReadFileBytes(path);
+  Bytes bytes = ReadAll(path);
   ASSERT_FALSE(bytes.empty());
   std::mt19937 rng(seed);
   const std::string name = path.filename().string();
@@ -558,24 +579,23 @@ void FlipFile(const fs::path& path, int trials, uint32_t seed) {
 }
 
 void TruncateFile(const fs::path& path, int cuts) {
-  const Bytes bytes = testing::ReadFileBytes(path);
+  const Bytes bytes = ReadAll(path);
   const std::string name = path.filename().string();
   for (int i = 0; i < cuts; ++i) {
     // Spread over the file, the last cut one byte short of the end.
-    const size_t length = i + 1 == cuts ? bytes.size() - 1
-                                        : bytes.size() * i / cuts;
+    const size_t length =
+        i + 1 == cuts ? bytes.size() - 1 : bytes.size() * i / cuts;
     ASSERT_TRUE(FailsCleanly(std::span(bytes.data(), length), name))
         << "truncated to " << length;
   }
 }
 
 TEST(ModelCorrupt, DamagedStubFilesLoadOrFailCleanly) {
-  for (const char* name :
-       {"stub-basic-pyannote.bin", "stub-basic-wespeaker.pt",
-        "stub-basic-mixed.pt", "stub-basic.onnx", "stub-bottleneck.pt",
-        "stub-bottleneck.onnx"}) {
+  for (const char* name : {"stub-basic-pyannote.bin", "stub-basic-wespeaker.pt",
+                           "stub-basic-mixed.pt", "stub-basic.onnx",
+                           "stub-bottleneck.pt", "stub-bottleneck.onnx"}) {
     SCOPED_TRACE(name);
-    FlipFile(StubDir() / name, 300, 7);
+    FlipFile(StubDir() / name, 200, 7);
     TruncateFile(StubDir() / name, 60);
   }
 }
@@ -594,12 +614,11 @@ TEST(ModelCorrupt, FlippedKitModelsLoadOrFailCleanly) {
   for (const char* name :
        {"pytorch_model.bin", "avg_model.pt", "voxceleb_resnet34_LM.onnx"}) {
     SCOPED_TRACE(name);
-    Bytes bytes = testing::ReadFileBytes(testing::ReferenceDir() / "models" /
-                                         name);
+    Bytes bytes = ReadAll(testing::ReferenceDir() / "models" / name);
     // The structure lives at the ends: the pickle and zip headers at the
     // start, the central directory at the end; the ONNX graph nodes first.
     std::mt19937 rng(99);
-    for (int trial = 0; trial < 12; ++trial) {
+    for (int trial = 0; trial < 8; ++trial) {
       const size_t span = 64 * 1024;
       size_t at = rng() % span;
       if (trial % 2) at = bytes.size() - 1 - at;

@@ -12,6 +12,9 @@ Run with /usr/bin/python3 (Debian's torch 1.13 + torchaudio 0.13).
       (sinc_interp_hann, lowpass_filter_width 6, rolloff 0.99: the defaults,
       as pyannote.audio uses them). "kernel OUT FROM_HZ TO_HZ" writes the
       float32 kernel [new][2 * width + orig] of _get_sinc_resample_kernel.
+      "mean IN OUT CHANNELS" reads interleaved float32 frames and writes
+      x.mean(dim=0) of the [channels, frames] tensor, as pyannote.audio
+      downmixes.
       Jobs share one interpreter, since importing torch takes seconds.
 """
 import math
@@ -39,6 +42,13 @@ def kernel(dst, from_hz, to_hz):
     print(f"kernel {k.shape[0]} {k.shape[1]} {width}")
 
 
+def mean(src, dst, channels):
+    x = np.fromfile(src, dtype="<f4").reshape(-1, channels)
+    # Contiguous [channels, frames], as loaders return it.
+    t = torch.from_numpy(np.ascontiguousarray(x.T))
+    t.mean(dim=0).numpy().astype("<f4").tofile(dst)
+
+
 def main(argv):
     torch.set_num_threads(1)
     if len(argv) == 2 and argv[1] == "check":
@@ -53,6 +63,8 @@ def main(argv):
                 continue
             if parts[0] == "resample" and len(parts) == 5:
                 resample(parts[1], parts[2], int(parts[3]), int(parts[4]))
+            elif parts[0] == "mean" and len(parts) == 4:
+                mean(parts[1], parts[2], int(parts[3]))
             elif parts[0] == "kernel" and len(parts) == 4:
                 kernel(parts[1], int(parts[2]), int(parts[3]))
             else:

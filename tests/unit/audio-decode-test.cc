@@ -129,8 +129,8 @@ TEST(AudioDecodeTest, EveryManifestCaseDecodesToItsSampleCount) {
         std::minmax_element(loaded.samples.begin(), loaded.samples.end());
     EXPECT_GE(*lo, -1.01f);
     EXPECT_LE(*hi, 1.01f);
-    EXPECT_NEAR(loaded.info.DurationSeconds(),
-                loaded.samples.size() / 16000.0, 1e-3);
+    EXPECT_NEAR(loaded.info.DurationSeconds(), loaded.samples.size() / 16000.0,
+                1e-3);
   }
 }
 
@@ -308,14 +308,14 @@ TEST(AudioDecodeTest, EveryWavSampleFormatConvertsExactly) {
           PutLe(&data, u, 8);
           interleaved.push_back(static_cast<float>(x));
         } else if (f.bits == 8) {
-          const int v = std::clamp(static_cast<int>(std::lround(x * 128)) + 128,
-                                   0, 255);
+          const int v =
+              std::clamp(static_cast<int>(std::lround(x * 128)) + 128, 0, 255);
           data.push_back(static_cast<uint8_t>(v));
           interleaved.push_back((v - 128) / 128.0f);
         } else {
           const double full = std::ldexp(1.0, f.bits - 1);
-          const int64_t v = std::clamp<int64_t>(std::llround(x * full),
-                                                -full, full - 1);
+          const int64_t v =
+              std::clamp<int64_t>(std::llround(x * full), -full, full - 1);
           PutLe(&data, static_cast<uint64_t>(v), f.bits / 8);
           interleaved.push_back(static_cast<float>(v / full));
         }
@@ -447,8 +447,8 @@ std::vector<uint8_t> EncodeMp2(int rate_hz, int channels, double seconds,
     auto* samples = reinterpret_cast<int16_t*>(frame->data[0]);
     for (int i = 0; i < ctx->frame_size; ++i) {
       const double t = static_cast<double>(start + i) / rate_hz;
-      const auto v =
-          static_cast<int16_t>(std::lround(8000 * std::sin(2 * M_PI * freq_hz * t)));
+      const auto v = static_cast<int16_t>(
+          std::lround(8000 * std::sin(2 * M_PI * freq_hz * t)));
       for (int c = 0; c < channels; ++c) samples[i * channels + c] = v;
     }
     if (avcodec_send_frame(ctx, frame) < 0) break;
@@ -520,9 +520,9 @@ TEST(AudioDecodeTest, ConcurrentDecodesAgree) {
 // Not a pass/fail check: prints decode times for the report (best of 5).
 TEST(AudioDecodeTest, DecodeSpeed) {
   VOXPRINT_REQUIRE_REFERENCE_KIT();
-  for (const char* file : {"sample.wav", "sample.mp3", "stereo_44k.wav",
-                           "sample_48k_24bit.flac", "sample.ogg",
-                           "sample.m4a", "sample.webm"}) {
+  for (const char* file :
+       {"sample.wav", "sample.mp3", "stereo_44k.wav", "sample_48k_24bit.flac",
+        "sample.ogg", "sample.m4a", "sample.webm"}) {
     const std::string path = (ReferenceDir() / "audio" / file).string();
     double best_decode_ms = 1e9, best_load_ms = 1e9;
     for (int run = 0; run < 5; ++run) {
@@ -533,16 +533,15 @@ TEST(AudioDecodeTest, DecodeSpeed) {
       const auto t2 = std::chrono::steady_clock::now();
       ASSERT_FALSE(decoded.mono.samples.empty());
       ASSERT_FALSE(loaded.samples.empty());
-      best_decode_ms = std::min(
-          best_decode_ms,
-          std::chrono::duration<double, std::milli>(t1 - t0).count());
-      best_load_ms = std::min(
-          best_load_ms,
-          std::chrono::duration<double, std::milli>(t2 - t1).count());
+      best_decode_ms =
+          std::min(best_decode_ms,
+                   std::chrono::duration<double, std::milli>(t1 - t0).count());
+      best_load_ms =
+          std::min(best_load_ms,
+                   std::chrono::duration<double, std::milli>(t2 - t1).count());
     }
     std::cout << "[ timing   ] " << file << ": decode " << best_decode_ms
-              << " ms, decode + resample to 16 kHz " << best_load_ms
-              << " ms\n";
+              << " ms, decode + resample to 16 kHz " << best_load_ms << " ms\n";
   }
 }
 

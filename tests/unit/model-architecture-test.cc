@@ -135,7 +135,8 @@ ResNetWeights ZeroWeights(const ResNetArchitecture& arch) {
       ResidualBlock block;
       for (const ConvSpec& spec : BlockConvSpecs(arch, s, b))
         block.convs.push_back(make(spec));
-      if (auto shortcut = ShortcutSpec(arch, s, b)) block.shortcut = make(*shortcut);
+      if (auto shortcut = ShortcutSpec(arch, s, b))
+        block.shortcut = make(*shortcut);
       w.stages[s].push_back(std::move(block));
     }
   }
@@ -211,7 +212,8 @@ TEST(ValidateWeights, RefusesEveryKindOfMismatch) {
   {
     ResNetWeights w = good;
     w.stages[1][1].convs[1].weight[3] = std::numeric_limits<float>::quiet_NaN();
-    ExpectInvalid(w, "layer2.1.conv2 weight holds a non-finite value at index 3");
+    ExpectInvalid(w,
+                  "layer2.1.conv2 weight holds a non-finite value at index 3");
   }
   {
     ResNetWeights w = good;

@@ -2,13 +2,13 @@
 #include "model/model-file.h"
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -237,9 +237,9 @@ TEST(StubModels, BasicCheckpointsFoldLikeTorch) {
   EXPECT_EQ(LoadModelFile((StubDir() / "stub-basic-pyannote.bin").string())
                 .info.format,
             ModelFormat::kPyannoteCheckpoint);
-  EXPECT_EQ(LoadModelFile((StubDir() / "stub-basic-mixed.pt").string())
-                .info.format,
-            ModelFormat::kWespeakerCheckpoint);
+  EXPECT_EQ(
+      LoadModelFile((StubDir() / "stub-basic-mixed.pt").string()).info.format,
+      ModelFormat::kWespeakerCheckpoint);
 }
 
 TEST(StubModels, BasicOnnxFoldsMeanVecIntoTheBias) {
@@ -263,9 +263,9 @@ TEST(StubModels, BasicOnnxFoldsMeanVecIntoTheBias) {
   ResNetWeights without_mean = onnx.weights;
   without_mean.embedding_bias = torch.weights.embedding_bias;
   std::string worst_layer;
-  EXPECT_LT(MaxLayerRelativeDifference(without_mean, torch.weights,
-                                       &worst_layer),
-            1e-5)
+  EXPECT_LT(
+      MaxLayerRelativeDifference(without_mean, torch.weights, &worst_layer),
+      1e-5)
       << worst_layer;
 }
 
@@ -293,9 +293,9 @@ TEST(StubModels, BottleneckCheckpointAndOnnxMapToBottleneckResNet) {
       Flatten(torch.weights),
       LoadNpy(StubDir() / "stub-bottleneck.folded.npy").values, 0.0));
   std::string worst_layer;
-  EXPECT_LT(MaxLayerRelativeDifference(onnx.weights, torch.weights,
-                                       &worst_layer),
-            1e-5)
+  EXPECT_LT(
+      MaxLayerRelativeDifference(onnx.weights, torch.weights, &worst_layer),
+      1e-5)
       << worst_layer;
   // Measured with /usr/bin/python3 on the stub's state dict (trainable
   // parameters, running statistics excluded): see make_stub_models.py.
@@ -303,8 +303,8 @@ TEST(StubModels, BottleneckCheckpointAndOnnxMapToBottleneckResNet) {
 }
 
 TEST(StubModels, LoadModelBytesUsesTheGivenName) {
-  const std::vector<uint8_t> bytes = ::voxprint::testing::ReadFileBytes(
-      StubDir() / "stub-basic-wespeaker.pt");
+  const std::vector<uint8_t> bytes =
+      ::voxprint::testing::ReadFileBytes(StubDir() / "stub-basic-wespeaker.pt");
   const LoadedModel model = LoadModelBytes(bytes, "upload.pt");
   EXPECT_EQ(model.info.path, "upload.pt");
   EXPECT_EQ(model.info.file_size_bytes, static_cast<int64_t>(bytes.size()));

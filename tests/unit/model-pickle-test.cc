@@ -1,13 +1,12 @@
 // The restricted pickle interpreter: opcode semantics, torch tensors,
 // refusal of dangerous calls, and limits.
-#include "model/pickle.h"
-
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "model/pickle.h"
 #include "voxprint/error.h"
 
 namespace voxprint::model::pickle {
@@ -79,7 +78,7 @@ class Builder {
 };
 
 PickleResult Interpret(const std::vector<uint8_t>& bytes,
-                 const PickleLimits& limits = {}) {
+                       const PickleLimits& limits = {}) {
   return Unpickle(bytes, "test.bin (archive/data.pkl)", limits);
 }
 
@@ -92,8 +91,8 @@ void ExpectRefused(const std::vector<uint8_t>& bytes,
   } catch (const Error& error) {
     EXPECT_EQ(error.code(), ErrorCode::kModelError);
     const std::string message = error.what();
-    EXPECT_EQ(message.rfind("test.bin (archive/data.pkl): pickle at offset ", 0),
-              0u)
+    EXPECT_EQ(
+        message.rfind("test.bin (archive/data.pkl): pickle at offset ", 0), 0u)
         << message;
     EXPECT_NE(message.find(fragment), std::string::npos) << message;
   }
@@ -193,11 +192,11 @@ TEST(Pickle, ReadsWhatPythonWritesInProtocols2To5) {
 TEST(Pickle, SmallIntegersAndLongs) {
   Builder p;
   p.Proto().Mark();
-  p.Op('K').Op(200);                          // BININT1
-  p.Op('M').Le<uint16_t>(60000);              // BININT2
-  p.Op(0x8a).Op(1).Op(0xff);                  // LONG1 -1
-  p.Op(0x8a).Op(0);                           // LONG1 0
-  p.Op(0x8b).Le<int32_t>(2).Raw({0x00, 0x80});  // LONG4 -32768
+  p.Op('K').Op(200);                                  // BININT1
+  p.Op('M').Le<uint16_t>(60000);                      // BININT2
+  p.Op(0x8a).Op(1).Op(0xff);                          // LONG1 -1
+  p.Op(0x8a).Op(0);                                   // LONG1 0
+  p.Op(0x8b).Le<int32_t>(2).Raw({0x00, 0x80});        // LONG4 -32768
   p.Op(0x8a).Op(8).Raw({0, 0, 0, 0, 0, 0, 0, 0x80});  // INT64_MIN
   p.Tuple().Stop();
   const PickleResult result = Interpret(p.bytes());
@@ -289,15 +288,23 @@ TEST(Pickle, EnumsAndCustomClassesStayInert) {
 
 TEST(Pickle, RefusesDangerousCalls) {
   const std::vector<std::pair<std::string, std::string>> refused = {
-      {"os", "system"},         {"posix", "system"},
-      {"nt", "system"},         {"subprocess", "Popen"},
+      {"os", "system"},
+      {"posix", "system"},
+      {"nt", "system"},
+      {"subprocess", "Popen"},
       {"subprocess", "check_output"},
-      {"builtins", "eval"},     {"builtins", "exec"},
-      {"__builtin__", "eval"},  {"builtins", "__import__"},
-      {"builtins", "open"},     {"builtins", "compile"},
-      {"shutil", "rmtree"},     {"_codecs", "decode"},
-      {"sys", "exit"},          {"runpy", "run_path"},
-      {"webbrowser", "open"},   {"pickle", "loads"},
+      {"builtins", "eval"},
+      {"builtins", "exec"},
+      {"__builtin__", "eval"},
+      {"builtins", "__import__"},
+      {"builtins", "open"},
+      {"builtins", "compile"},
+      {"shutil", "rmtree"},
+      {"_codecs", "decode"},
+      {"sys", "exit"},
+      {"runpy", "run_path"},
+      {"webbrowser", "open"},
+      {"pickle", "loads"},
       {"importlib", "import_module"},
   };
   for (const auto& [module, name] : refused) {
@@ -355,7 +362,8 @@ TEST(Pickle, RefusesMalformedAndAbsurdInput) {
   ExpectRefused({0x80, 0x02, 'N'}, "truncated");  // no STOP
   ExpectRefused({0x80, 0x02, '.'}, "STOP with an empty stack");
   ExpectRefused({0x80, 0x09, 'N', '.'}, "unsupported pickle protocol 9");
-  ExpectRefused({0x80, 0x02, 'N', 0xff, '.'}, "offset 3: unsupported opcode 0xff");
+  ExpectRefused({0x80, 0x02, 'N', 0xff, '.'},
+                "offset 3: unsupported opcode 0xff");
   ExpectRefused({0x80, 0x02, 'i', 'o', 's', '\n'}, "unsupported opcode 0x69");
   ExpectRefused({0x80, 0x02, 'h', 5, '.'}, "memo entry 5 was never stored");
   ExpectRefused({0x80, 0x02, 'a', '.'}, "pop from an empty stack");
@@ -448,8 +456,7 @@ TEST(Pickle, EnforcesLimits) {
   Builder items;  // a list appended to itself over and over
   items.Proto().Op(']').Op('q').Op(0);
   for (int i = 0; i < 200; ++i) items.Op('h').Op(0).Op('a');
-  ExpectRefused(items.Stop().bytes(), "containers hold more than 100",
-                limits);
+  ExpectRefused(items.Stop().bytes(), "containers hold more than 100", limits);
 
   limits = {};
   limits.max_stack = 10;

@@ -1,12 +1,11 @@
 // MapStateDict on synthetic in-memory state dicts: architecture detection,
 // BatchNorm folding and refusals.
-#include "model/state-dict.h"
-
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <string>
 
+#include "model/state-dict.h"
 #include "voxprint/error.h"
 
 namespace voxprint::model {
@@ -85,7 +84,8 @@ TEST(MapStateDict, DetectsBasicArchitectureWithAnyPrefix) {
     SCOPED_TRACE(prefix);
     const ResNetWeights w = MapStateDict(MakeStateDict(Tiny(), prefix), "x");
     EXPECT_EQ(w.architecture.block, ResidualBlockKind::kBasic);
-    EXPECT_EQ(w.architecture.blocks_per_stage, (std::array<int, 4>{1, 2, 1, 2}));
+    EXPECT_EQ(w.architecture.blocks_per_stage,
+              (std::array<int, 4>{1, 2, 1, 2}));
     EXPECT_EQ(w.architecture.base_channels, 2);
     EXPECT_EQ(w.architecture.embedding_dim, 3);
     EXPECT_EQ(w.architecture.name, "ResNet14");
@@ -142,8 +142,9 @@ TEST(MapStateDict, RefusesWrongShapes) {
   HostStateDict sd = MakeStateDict(Tiny(), "resnet.");
   sd.tensors["resnet.layer2.0.conv2.weight"].shape = {4, 4, 1, 1};
   sd.tensors["resnet.layer2.0.conv2.weight"].values.resize(16);
-  ExpectRefused(sd, "resnet.layer2.0.conv2.weight has shape [4, 4, 1, 1], "
-                    "expected [4, 4, 3, 3]");
+  ExpectRefused(sd,
+                "resnet.layer2.0.conv2.weight has shape [4, 4, 1, 1], "
+                "expected [4, 4, 3, 3]");
 
   sd = MakeStateDict(Tiny(), "");
   sd.tensors["bn1.running_var"].shape = {3};
@@ -196,8 +197,9 @@ TEST(MapStateDict, RefusesNegativeVarianceAndAbsurdSizes) {
 
   sd = MakeStateDict(Tiny(), "");
   sd.tensors["conv1.weight"].shape = {int64_t{1} << 40, 1, 3, 3};
-  ExpectRefused(sd, "conv1.weight has shape [1099511627776, 1, 3, 3] (out of "
-                    "range)");
+  ExpectRefused(sd,
+                "conv1.weight has shape [1099511627776, 1, 3, 3] (out of "
+                "range)");
   sd = MakeStateDict(Tiny(), "");
   sd.tensors["conv1.weight"].shape = {5000, 1, 3, 3};
   ExpectRefused(sd, "base channel count 5000 is out of range");

@@ -1,6 +1,7 @@
 // Window planning (pyannote's chunking) and cosine similarity.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <vector>
 
 #include "scoring/windows.h"

@@ -5,6 +5,11 @@ import { $, fillInfo, showError } from './dom.js';
 
 let loaded = false;
 
+// Float32 settings arrive as doubles (0.9700000286102295): show them short.
+function short(value) {
+  return typeof value === 'number' ? String(Number(value.toPrecision(7))) : String(value);
+}
+
 function yesNo(value) {
   return value ? 'yes' : 'no';
 }
@@ -48,12 +53,12 @@ export function applyModel(model) {
   fillInfo($('model-features'), [
     ['Type', features.type],
     ['Mel bins', String(features.num_mel_bins)],
-    ['Frame length / shift', `${features.frame_length_ms} ms / ${features.frame_shift_ms} ms`],
+    ['Frame length / shift', `${short(features.frame_length_ms)} ms / ${short(features.frame_shift_ms)} ms`],
     ['Window', features.window],
-    ['Pre-emphasis', String(features.preemphasis)],
-    ['Dither', String(features.dither)],
+    ['Pre-emphasis', short(features.preemphasis)],
+    ['Dither', short(features.dither)],
     ['Snip edges', yesNo(features.snip_edges)],
-    ['Waveform scale', String(features.waveform_scale)],
+    ['Waveform scale', short(features.waveform_scale)],
     ['Normalisation', features.mean_normalization],
   ]);
   $('model-license').textContent = model.license;

@@ -1,13 +1,15 @@
 // oneDNN implementation of the CPU backend.
 //
-// Prepare: copies the folded weights, then compiles one representative shape
-// so that every convolution's weights are reordered once into the layout its
-// primitive prefers. Reordered weights are cached per (layer, weights memory
-// descriptor): the preferred layout of a primitive can depend on the input
+// Prepare: copies the folded weights, picks each convolution's algorithm
+// (Winograd or direct, see ChooseAlgorithm), then compiles representative
+// shapes so that every convolution's weights are reordered once into the
+// layout its primitive prefers. Reordered weights are cached per (layer,
+// weights memory descriptor): the preferred layout can depend on the input
 // shape (Winograd blocking does), so another shape may add an entry.
 //
-// Session: per (batch, frames) a compiled shape holds the primitives (their
-// creation costs tens of ms for long inputs) and the memory descriptors; the
+// Session: per (batch, frames) a compiled shape holds the primitives and the
+// memory descriptors (compiling costs ~5 ms, plus weight reorders the first
+// time a layout appears); the
 // activation buffers and the scratchpad belong to the session and are reused
 // across calls (fresh buffers per call cost page faults). Long inputs run as
 // overlapping time tiles whose halo covers the receptive field, so the result
@@ -40,8 +42,10 @@ using dnnl::memory;
 using Tag = memory::format_tag;
 using DataType = memory::data_type;
 
-// Shape compiled at Prepare to reorder the weights once (3 s of audio).
-constexpr int64_t kWarmupFrames = 296;
+// Shapes compiled at Prepare so that the weights get reordered there: a 3 s
+// window and a time tile (Winograd's weight layout differs between short and
+// long inputs; other layouts still get cached on first use).
+constexpr int64_t kWarmupWindowFrames = 298;
 
 const char* IsaName(dnnl::cpu_isa isa) {
   switch (isa) {
@@ -114,9 +118,9 @@ class AlignedBuffer {
     const size_t rounded = (bytes + 63) / 64 * 64;
     void* fresh = std::aligned_alloc(64, rounded);
     if (fresh == nullptr)
-      throw Error(ErrorCode::kResourceLimit,
-                  "cpu backend: cannot allocate " + std::to_string(rounded) +
-                      " bytes of activations");
+      throw Error(ErrorCode::kResourceLimit, "cpu backend: cannot allocate " +
+                                                 std::to_string(rounded) +
+                                                 " bytes of activations");
     std::free(data_);
     data_ = fresh;
     bytes_ = rounded;
@@ -134,9 +138,8 @@ std::string LayoutName(const memory::desc& desc) {
   const memory::dims dims = desc.dims();
   if (desc.data.format_kind != dnnl_blocked || dims.size() != 4) return "other";
   const std::pair<Tag, const char*> known[] = {
-      {Tag::nchw, "nchw"},       {Tag::nhwc, "nhwc"},
-      {Tag::nChw8c, "nChw8c"},   {Tag::nChw16c, "nChw16c"},
-      {Tag::acdb, "nhwc"},       {Tag::abdc, "ncwh"}};
+      {Tag::nchw, "nchw"},       {Tag::nhwc, "nhwc"}, {Tag::nChw8c, "nChw8c"},
+      {Tag::nChw16c, "nChw16c"}, {Tag::acdb, "nhwc"}, {Tag::abdc, "ncwh"}};
   for (const auto& [tag, name] : known)
     if (desc == memory::desc(dims, desc.data_type(), tag)) return name;
   return "blocked";
@@ -205,12 +208,11 @@ class CpuPreparedModel final
       conv.step.weights = nullptr;
       conv.weight = step.weights->weight;
       conv.bias = step.weights->bias;
-      conv.plain_weights =
-          memory({{step.out_channels, step.in_channels, step.kernel,
-                   step.kernel},
-                  DataType::f32,
-                  Tag::oihw},
-                 engine_, conv.weight.data());
+      conv.plain_weights = memory(
+          {{step.out_channels, step.in_channels, step.kernel, step.kernel},
+           DataType::f32,
+           Tag::oihw},
+          engine_, conv.weight.data());
       conv.bias_memory = memory({{step.out_channels}, DataType::f32, Tag::x},
                                 engine_, conv.bias.data());
       conv.algorithm = ChooseAlgorithm(step);
@@ -223,9 +225,9 @@ class CpuPreparedModel final
       activation_tag_ = Tag::nChw16c;
     linear_weight_ = weights.embedding_weight;
     linear_bias_ = weights.embedding_bias;
-    linear_plain_weights_ =
-        memory({{plan_.embedding_dim, plan_.pooled_dim}, DataType::f32, Tag::oi},
-               engine_, linear_weight_.data());
+    linear_plain_weights_ = memory(
+        {{plan_.embedding_dim, plan_.pooled_dim}, DataType::f32, Tag::oi},
+        engine_, linear_weight_.data());
     linear_bias_memory_ = memory({{plan_.embedding_dim}, DataType::f32, Tag::x},
                                  engine_, linear_bias_.data());
     const int64_t tile = tuning_.tile_frames;
@@ -244,7 +246,7 @@ class CpuPreparedModel final
                       " frames); limits must be positive");
   }
 
-  // Compiles the warm-up shape so the weights get reordered here, once.
+  // Compiles the warm-up shapes so the weights get reordered here, once.
   void Warmup();
 
   std::unique_ptr<Session> NewSession() const override;
@@ -309,11 +311,12 @@ class CpuPreparedModel final
       case ConvAlgorithm::kAuto:
         break;
     }
-    // Rule measured on ResNet34 (B=1, 30 s, AVX-512): oneDNN's Winograd
-    // F(4x4, 3x3) runs every 3x3 stride-1 trunk conv (32..256 channels) in
-    // about half the time of direct, at 9e-6 relative error on the whole
-    // network. The stem (1 input channel), the strided and the 1x1 convs
-    // have no Winograd kernel and stay direct.
+    // Rule measured on ResNet34 (AVX-512; 1x30 s, 28x3 s, 64x1.5 s, 1x1.5 s):
+    // oneDNN's Winograd F(4x4, 3x3) runs every 3x3 stride-1 trunk conv
+    // (32..256 channels) in about half the time of direct, and the whole
+    // network in 0.5-0.6x, at 9e-6 relative error against the reference
+    // (direct: 7e-6). The stem (1 input channel), the strided and the 1x1
+    // convs have no Winograd kernel and stay direct.
     return winograd_shape && step.in_channels >= 16 && step.out_channels >= 16
                ? dnnl::algorithm::convolution_winograd
                : dnnl::algorithm::convolution_direct;
@@ -331,7 +334,8 @@ class CpuPreparedModel final
   memory linear_plain_weights_;
   memory linear_bias_memory_;
   mutable std::mutex mutex_;
-  mutable std::unordered_map<size_t, std::vector<std::pair<memory::desc, memory>>>
+  mutable std::unordered_map<size_t,
+                             std::vector<std::pair<memory::desc, memory>>>
       reordered_;
 };
 
@@ -371,31 +375,50 @@ class ShapeCompiler {
       const int64_t out_rows = step.OutputLength(rows[step.src_buffer]);
       const int64_t out_cols = step.OutputLength(cols[step.src_buffer]);
       VOXPRINT_CHECK(out_rows > 0 && out_cols > 0, step.name + " too short");
-      const memory::dims src_dims = {b, step.in_channels,
-                                     rows[step.src_buffer],
+      const memory::dims src_dims = {b, step.in_channels, rows[step.src_buffer],
                                      cols[step.src_buffer]};
       const memory::dims dst_dims = {b, step.out_channels, out_rows, out_cols};
 
       // Preferred: read the source as it is and write the layout policy's
       // format (or the residual's layout, which the sum post-op needs);
       // then direct with the same layouts; then any layout plus reorders.
+      // oneDNN's reference kernels (what remains for odd layouts) are slower
+      // than any reorder, so they are the last resort.
       const memory::desc any_src(src_dims, DataType::f32, Tag::any);
-      const memory::desc policy_dst(dst_dims, DataType::f32,
-                                    model_.activation_tag());
+      const memory::desc any_dst(dst_dims, DataType::f32, Tag::any);
+      const bool blocks_fit = step.out_channels % 16 == 0;
+      const memory::desc policy_dst =
+          blocks_fit
+              ? memory::desc(dst_dims, DataType::f32, model_.activation_tag())
+              : any_dst;
       const memory::desc preferred_dst =
           step.accumulate ? desc_of[step.dst_buffer] : policy_dst;
-      const memory::desc any_dst(dst_dims, DataType::f32, Tag::any);
       const dnnl::algorithm direct = dnnl::algorithm::convolution_direct;
       const std::tuple<dnnl::algorithm, memory::desc, memory::desc> attempts[] =
           {{conv.algorithm, desc_of[step.src_buffer], preferred_dst},
            {direct, desc_of[step.src_buffer], preferred_dst},
            {conv.algorithm, any_src, preferred_dst},
            {direct, any_src, preferred_dst},
+           {conv.algorithm, any_src, any_dst},
            {direct, any_src, any_dst}};
-      std::optional<dnnl::convolution_forward::primitive_desc> pd;
+      std::optional<dnnl::convolution_forward::primitive_desc> pd, reference;
+      dnnl::algorithm used = direct, reference_used = direct;
       for (const auto& [algorithm, src, dst] : attempts) {
-        pd = CreateConv(step, algorithm, src, dst);
-        if (pd) break;
+        auto candidate = CreateConv(step, algorithm, src, dst);
+        if (!candidate) continue;
+        if (std::string(candidate->impl_info_str()).rfind("ref", 0) != 0) {
+          pd = std::move(candidate);
+          used = algorithm;
+          break;
+        }
+        if (!reference) {
+          reference = std::move(candidate);
+          reference_used = algorithm;
+        }
+      }
+      if (!pd) {
+        pd = std::move(reference);
+        used = reference_used;
       }
       VOXPRINT_CHECK(pd.has_value(), step.name + ": no convolution");
       if (step.accumulate && pd->dst_desc() != desc_of[step.dst_buffer]) {
@@ -428,8 +451,7 @@ class ShapeCompiler {
       if (!step.accumulate) {
         // The destination's previous content is dead: reuse its slot when
         // the buffer had one.
-        if (slot_of[step.dst_buffer] < 0)
-          slot_of[step.dst_buffer] = NewSlot(0);
+        if (slot_of[step.dst_buffer] < 0) slot_of[step.dst_buffer] = NewSlot(0);
         desc_of[step.dst_buffer] = pd->dst_desc();
       }
       const int dst_slot = slot_of[step.dst_buffer];
@@ -439,19 +461,19 @@ class ShapeCompiler {
 
       CompiledShape::Op op;
       op.primitive = dnnl::convolution_forward(*pd);
-      op.args[DNNL_ARG_SRC] = memory(pd->src_desc(), model_.engine(),
-                                     DNNL_MEMORY_NONE);
-      op.args[DNNL_ARG_DST] = memory(pd->dst_desc(), model_.engine(),
-                                     DNNL_MEMORY_NONE);
+      op.args[DNNL_ARG_SRC] =
+          memory(pd->src_desc(), model_.engine(), DNNL_MEMORY_NONE);
+      op.args[DNNL_ARG_DST] =
+          memory(pd->dst_desc(), model_.engine(), DNNL_MEMORY_NONE);
       op.args[DNNL_ARG_WEIGHTS] = model_.Weights(i, pd->weights_desc());
       op.args[DNNL_ARG_BIAS] = conv.bias_memory;
       op.bindings = {{DNNL_ARG_SRC, src_slot}, {DNNL_ARG_DST, dst_slot}};
       AddScratchpad(op, pd->scratchpad_desc());
       shape_->ops.push_back(std::move(op));
-      shape_->algorithms.push_back(
-          step.name + ": " + AlgorithmName(used_algorithm_) + " (" +
-          pd->impl_info_str() + ", " + LayoutName(pd->src_desc()) + " -> " +
-          LayoutName(pd->dst_desc()) + ")");
+      shape_->algorithms.push_back(step.name + ": " + AlgorithmName(used) +
+                                   " (" + pd->impl_info_str() + ", " +
+                                   LayoutName(pd->src_desc()) + " -> " +
+                                   LayoutName(pd->dst_desc()) + ")");
     }
 
     // The trunk output, in plain NCHW for the pooling loops.
@@ -527,9 +549,7 @@ class ShapeCompiler {
       const dnnl::convolution_forward::desc desc(
           dnnl::prop_kind::forward_inference, algorithm, src, weights, bias,
           dst, strides, padding, padding);
-      dnnl::convolution_forward::primitive_desc pd(desc, attr,
-                                                   model_.engine());
-      used_algorithm_ = algorithm;
+      dnnl::convolution_forward::primitive_desc pd(desc, attr, model_.engine());
       return pd;
     } catch (const dnnl::error& e) {
       if (e.status != dnnl_unimplemented) throw;
@@ -545,7 +565,6 @@ class ShapeCompiler {
   const NetworkPlan& plan_;
   std::unique_ptr<CompiledShape> shape_;
   size_t scratchpad_bytes_ = 0;
-  dnnl::algorithm used_algorithm_ = dnnl::algorithm::convolution_direct;
 };
 
 // --------------------------------------------------------------------------
@@ -590,9 +609,11 @@ class CpuSession final : public Session {
     }
     ShapeCompiler compiler(*model_, batch, frames);
     std::unique_ptr<CompiledShape> shape = compiler.Compile();
-    scratchpad_bytes_ = std::max(scratchpad_bytes_, compiler.scratchpad_bytes());
+    scratchpad_bytes_ =
+        std::max(scratchpad_bytes_, compiler.scratchpad_bytes());
     shapes_.push_front(std::move(shape));
-    while (static_cast<int>(shapes_.size()) > model_->tuning().max_cached_shapes)
+    while (static_cast<int>(shapes_.size()) >
+           model_->tuning().max_cached_shapes)
       shapes_.pop_back();
     last_algorithms_ = shapes_.front()->algorithms;
     return *shapes_.front();
@@ -619,8 +640,8 @@ class CpuSession final : public Session {
     VOXPRINT_CHECK(total_out > 0, "network output is empty");
     const bool tiled = frames > tuning.max_untiled_frames;
     const int64_t width = tiled ? tuning.tile_frames : frames;
-    const int chunk = static_cast<int>(std::clamp<int64_t>(
-        tuning.max_batch_frames / width, 1, batch));
+    const int chunk = static_cast<int>(
+        std::clamp<int64_t>(tuning.max_batch_frames / width, 1, batch));
 
     std::vector<float> embeddings(static_cast<size_t>(batch) *
                                   plan.embedding_dim);
@@ -637,9 +658,9 @@ class CpuSession final : public Session {
         RunTiles(features, frames, b0, count, total_out, state);
       }
       Embed(state, count,
-            std::span<float>(embeddings).subspan(
-                static_cast<size_t>(b0) * plan.embedding_dim,
-                static_cast<size_t>(count) * plan.embedding_dim));
+            std::span<float>(embeddings)
+                .subspan(static_cast<size_t>(b0) * plan.embedding_dim,
+                         static_cast<size_t>(count) * plan.embedding_dim));
     }
     return embeddings;
   }
@@ -661,13 +682,16 @@ class CpuSession final : public Session {
       const int64_t first =
           start == 0 ? 0 : CeilDiv(start + plan.receptive_left, stride);
       const int64_t last =
-          end == frames
-              ? total_out
-              : FloorDiv(end - 1 - plan.receptive_right, stride) + 1;
+          end == frames ? total_out
+                        : FloorDiv(end - 1 - plan.receptive_right, stride) + 1;
       VOXPRINT_CHECK(first <= taken && last > taken, "time tiles leave a gap");
       RunTile(features, frames, b0, count, start, end, taken, last, state);
       taken = last;
-      start = FloorDiv(stride * taken - plan.receptive_left, stride) * stride;
+      const int64_t next =
+          FloorDiv(stride * taken - plan.receptive_left, stride) * stride;
+      VOXPRINT_CHECK(next > start || taken == total_out,
+                     "time tiles do not advance");
+      start = next;
     }
   }
 
@@ -816,7 +840,8 @@ class CpuSession final : public Session {
 
 void CpuPreparedModel::Warmup() {
   CpuSession session(shared_from_this());
-  session.Shape(1, kWarmupFrames);
+  session.Shape(1, kWarmupWindowFrames);
+  session.Shape(1, tuning_.tile_frames);
 }
 
 std::unique_ptr<Session> CpuPreparedModel::NewSession() const {
@@ -830,10 +855,10 @@ class CpuBackend final : public Backend {
   CpuBackend(const BackendOptions& options, const CpuTuning& tuning)
       : options_(options), tuning_(tuning) {
     if (options.num_threads < 0)
-      throw Error(ErrorCode::kInvalidArgument,
-                  "backend option num_threads: " +
-                      std::to_string(options.num_threads) +
-                      " (expected 0 for all cores, or a positive count)");
+      throw Error(
+          ErrorCode::kInvalidArgument,
+          "backend option num_threads: " + std::to_string(options.num_threads) +
+              " (expected 0 for all cores, or a positive count)");
     if (options.precision == "bf16")
       throw Error(ErrorCode::kInvalidArgument,
                   "backend option precision: bf16 not supported yet on cpu");

@@ -3,6 +3,7 @@
 // Exit status 77 (CTest skip) when the reference kit is absent.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
@@ -348,6 +349,34 @@ describe('server with small limits (--max-upload-mb 1 --max-audio-seconds 10)', 
     const response = await server.request('/api/embed', { method: 'POST', body: form([['file', 'big.wav', big]]) });
     assertJsonError(response, 413, 'payload_too_large');
     assert.ok(response.ms < 5000, `took ${response.ms} ms`);
+  });
+
+  test('413 is the answer to the headers alone: no body needs to be sent', async () => {
+    const { hostname, port } = new URL(server.url);
+    const reply = await new Promise((resolve, reject) => {
+      const socket = net.connect(Number(port), hostname);
+      let text = '';
+      socket.setEncoding('latin1');
+      socket.setTimeout(5000, () => {
+        socket.destroy();
+        reject(new Error(`no answer within 5 s; got ${JSON.stringify(text)}`));
+      });
+      socket.on('data', (chunk) => {
+        text += chunk;
+      });
+      socket.on('end', () => {
+        socket.destroy();
+        resolve(text);
+      });
+      socket.on('error', reject);
+      // Announces 100 MiB and sends none of it.
+      socket.write(
+        'POST /api/embed HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\n' +
+          `Content-Length: ${100 << 20}\r\n\r\n`,
+      );
+    });
+    assert.match(reply, /^HTTP\/1\.1 413 /);
+    assert.match(reply, /"error":"payload_too_large"/);
   });
 
   test('an oversized chunked upload (no Content-Length) is cut off with 413', async () => {

@@ -1,0 +1,109 @@
+// The network alone (no audio front end): the reference fbank of a kit case,
+// through every backend and model file, against the reference whole-file
+// embedding. Also the CPU backend's algorithms and time tiling on real
+// weights.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "backends/cpu/cpu-backend.h"
+#include "model/model-file.h"
+#include "support/reference-kit.h"
+#include "voxprint/backend.h"
+
+namespace voxprint {
+namespace {
+
+using testing::CloseInRelativeL2;
+using testing::LoadNpy;
+using testing::ReferenceDir;
+
+constexpr double kTolerance = 1e-4;
+
+// Loaded once per model file for the whole program.
+const model::ResNetWeights& Weights(const std::string& file) {
+  static std::mutex mutex;
+  static std::map<std::string, std::unique_ptr<model::LoadedModel>> models;
+  std::lock_guard lock(mutex);
+  auto& loaded = models[file];
+  if (!loaded)
+    loaded = std::make_unique<model::LoadedModel>(
+        model::LoadModelFile((ReferenceDir() / "models" / file).string()));
+  return loaded->weights;
+}
+
+struct Case {
+  std::string fbank;     // [frames, 80], mean already subtracted
+  std::string expected;  // [256]
+};
+
+std::vector<float> Embed(const PreparedModel& model, const Case& c) {
+  const auto fbank = LoadNpy(ReferenceDir() / "expected" / c.fbank);
+  EXPECT_EQ(fbank.shape.size(), 2u);
+  return model.NewSession()->Run(fbank.values, 1, fbank.shape[0]);
+}
+
+const Case kSample = {"sample_wav.fbank.npy", "sample_wav.whole.npy"};
+const Case kShort = {"short_1s_wav.fbank.npy", "short_1s_wav.whole.npy"};
+const Case kMeeting = {"dev00_wav.fbank.npy", "dev00_wav.whole.npy"};
+
+class NetworkGolden : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(NetworkGolden, WholeFileEmbeddingsMatchReference) {
+  VOXPRINT_REQUIRE_REFERENCE_KIT();
+  BackendOptions options;
+  options.num_threads = 2;
+  for (const char* file :
+       {"pytorch_model.bin", "avg_model.pt", "voxceleb_resnet34_LM.onnx"}) {
+    SCOPED_TRACE(file);
+    auto model = CreateBackend(GetParam(), options)->Prepare(Weights(file));
+    EXPECT_EQ(model->EmbeddingDim(), 256);
+    for (const Case& c : {kSample, kShort, kMeeting}) {
+      SCOPED_TRACE(c.fbank);
+      const auto expected = LoadNpy(ReferenceDir() / "expected" / c.expected);
+      const auto actual = Embed(*model, c);
+      EXPECT_TRUE(CloseInRelativeL2(actual, expected.values, kTolerance));
+      std::cout << file << " " << c.fbank << ": rel L2 "
+                << testing::RelativeL2(actual, expected.values) << "\n";
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cpu, NetworkGolden, ::testing::Values("cpu"));
+
+class CpuNetworkGolden
+    : public ::testing::TestWithParam<backends::cpu::ConvAlgorithm> {};
+
+TEST_P(CpuNetworkGolden, AlgorithmsAndTilesMatchReference) {
+  VOXPRINT_REQUIRE_REFERENCE_KIT();
+  BackendOptions options;
+  options.num_threads = 2;
+  backends::cpu::CpuTuning tuning;
+  tuning.algorithm = GetParam();
+  backends::cpu::CpuTuning tiled = tuning;
+  tiled.max_untiled_frames = 1000;  // 2998 frames -> tiles of 1024
+  tiled.tile_frames = 1024;
+  const auto& weights = Weights("pytorch_model.bin");
+  const auto expected = LoadNpy(ReferenceDir() / "expected" / kSample.expected);
+  for (const auto& t : {tuning, tiled}) {
+    SCOPED_TRACE("tile_frames " + std::to_string(t.tile_frames));
+    auto model = backends::cpu::CreateCpuBackend(options, t)->Prepare(weights);
+    const auto actual = Embed(*model, kSample);
+    EXPECT_TRUE(CloseInRelativeL2(actual, expected.values, kTolerance));
+    std::cout << "algorithm " << static_cast<int>(GetParam()) << " tile "
+              << t.tile_frames << ": rel L2 "
+              << testing::RelativeL2(actual, expected.values) << "\n";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    All, CpuNetworkGolden,
+    ::testing::Values(backends::cpu::ConvAlgorithm::kAuto,
+                      backends::cpu::ConvAlgorithm::kDirect,
+                      backends::cpu::ConvAlgorithm::kWinograd));
+
+}  // namespace
+}  // namespace voxprint
