@@ -41,6 +41,12 @@ void ModelFlags::AddTo(CLI::App& command) {
   command.add_option("--threads", threads, "Compute threads (0: all cores)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  command
+      .add_option("--precision", precision,
+                  "fp32 (reference parity) or bf16 (faster, opt-in, less "
+                  "exact)")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
 }
 
 std::unique_ptr<Extractor> ModelFlags::MakeExtractor(bool quiet) const {
@@ -51,6 +57,7 @@ std::unique_ptr<Extractor> ModelFlags::MakeExtractor(bool quiet) const {
       });
   options.device = device;
   options.backend.num_threads = threads;
+  options.backend.precision = precision;
   auto extractor = std::make_unique<Extractor>(options);
   if (!quiet && !extractor->DeviceChoice().empty())
     std::cerr << "voxprint: " << extractor->DeviceChoice() << std::endl;

@@ -24,11 +24,13 @@ enum ExitCode : int {
 };
 int ExitCodeFor(ErrorCode code);
 
-// Flags that choose and run the model: --model, --device, --threads.
+// Flags that choose and run the model: --model, --device, --threads,
+// --precision.
 struct ModelFlags {
   std::string model_path;
   std::string device = "auto";
   int threads = 0;
+  std::string precision = "fp32";
   void AddTo(CLI::App& command);
   // Resolves the model file (flag, $VOXPRINT_MODEL, cache, download) and
   // loads it. Logs the device choice on stderr.

@@ -531,6 +531,12 @@ int RunServer(const ServerOptions& options) {
   http.set_write_timeout(options.io_timeout_s, 0);
   http.set_payload_max_length(options.max_upload_bytes);
   http.set_default_headers({{"X-Content-Type-Options", "nosniff"}});
+  // httplib's default is SO_REUSEPORT, which lets a second server share a
+  // busy port silently; SO_REUSEADDR alone still allows a quick restart.
+  http.set_socket_options([](socket_t fd) {
+    const int yes = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
 
   http.set_expect_100_continue_handler(
       [&config](const httplib::Request& request, httplib::Response& response) {

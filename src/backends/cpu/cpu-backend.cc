@@ -26,7 +26,6 @@
 #include <limits>
 #include <list>
 #include <mutex>
-#include <new>
 #include <optional>
 #include <tuple>
 #include <unordered_map>

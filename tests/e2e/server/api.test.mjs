@@ -2,7 +2,7 @@
 // the reference kit. Node built-ins only: `node api.test.mjs`.
 // Exit status 77 (CTest skip) when the reference kit is absent.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -316,6 +316,23 @@ describe('main server', () => {
     });
     assert.equal(response.status, 200, response.text);
     assert.match(response.json.results[0].path, /voice\.wav$/);
+  });
+
+  test('start-up failures are one error line and a non-zero exit: busy port, bad model', () => {
+    const { port } = new URL(server.url);
+    const busy = spawnSync(binary, ['serve', '--port', port, '--model', modelPath()], {
+      encoding: 'utf8',
+      timeout: 60000,
+    });
+    assert.equal(busy.status, 7, busy.stderr);
+    assert.match(busy.stderr, /voxprint: error: cannot listen on 127\.0\.0\.1:\d+: Address already in use/);
+    const badModel = spawnSync(binary, ['serve', '--port', '0', '--model', audioPath('sample.wav')], {
+      encoding: 'utf8',
+      timeout: 60000,
+    });
+    assert.equal(badModel.status, 4, badModel.stderr);
+    assert.match(badModel.stderr, /voxprint: error: .*sample\.wav/);
+    server.assertAlive();
   });
 
   test('the page and its assets are served from the binary', async () => {
