@@ -297,6 +297,15 @@ def write_results(path, machine, results, table, stages, args):
         "",
         "## Results",
         "",
+    ]
+    busy = max(float(x) for x in (machine["load_average"] + " " +
+                                  machine["load_average_end"]).split())
+    if busy > 0.5 * machine["cores"]:
+        lines += [
+            f"**The machine was busy (load average up to {busy:.1f} on "
+            f"{machine['cores']} cores): these timings are noisy, and more "
+            "threads may even look slower. Rerun on an idle machine.**", ""]
+    lines += [
         table,
         "",
         "How to read it:",

@@ -26,7 +26,7 @@ int RunCompare(const CompareFlags& flags) {
   json["b"] = flags.b;
   json["duration_a_s"] = a.duration_s;
   json["duration_b_s"] = b.duration_s;
-  std::cout << json.dump(2) << std::endl;
+  std::cout << apps::DumpJson(json) << std::endl;
   return kExitOk;
 }
 

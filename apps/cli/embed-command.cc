@@ -106,7 +106,7 @@ int RunEmbed(const EmbedFlags& flags) {
     }
   }
   if (flags.format == "json") {
-    const std::string document = nlohmann::json{{"results", results}}.dump(2);
+    const std::string document = apps::DumpJson(nlohmann::json{{"results", results}});
     if (flags.output.empty())
       std::cout << document << std::endl;
     else

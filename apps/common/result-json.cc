@@ -95,4 +95,8 @@ nlohmann::json ComparisonToJson(double similarity, double threshold) {
           {"same_speaker", similarity > threshold}};
 }
 
+std::string DumpJson(const nlohmann::json& json, int indent) {
+  return json.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 }  // namespace voxprint::apps

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "voxprint/extractor.h"
 
@@ -17,5 +18,9 @@ nlohmann::json ModelInfoToJson(const Extractor& extractor);
 
 // {"similarity", "threshold", "same_speaker"}
 nlohmann::json ComparisonToJson(double similarity, double threshold);
+
+// Serialises for output. File names are not always valid UTF-8; invalid
+// bytes become U+FFFD instead of failing the whole document.
+std::string DumpJson(const nlohmann::json& json, int indent = 2);
 
 }  // namespace voxprint::apps

@@ -24,6 +24,7 @@
 #include <string>
 #include <thread>
 
+#include "common/result-json.h"
 #include "routes.h"
 #include "server.h"
 #include "static-assets.h"
@@ -89,10 +90,7 @@ void Send(httplib::Response& response, const ApiResponse& api) {
     response.set_header(name, value);
   if (api.status >= 400 && api.body.contains("error"))
     t_error_code = api.body["error"].get<std::string>();
-  // Upload names and messages may hold invalid UTF-8; JSON must not.
-  response.set_content(
-      api.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-      "application/json");
+  response.set_content(apps::DumpJson(api.body, -1), "application/json");
 }
 
 std::string Lower(std::string text) {

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -45,6 +46,22 @@ class Session {
   // Returns row-major [batch, embedding_dim]. frames >= 1.
   virtual std::vector<float> Run(std::span<const float> features, int batch,
                                  int64_t frames) = 0;
+
+  // Fills out[0, count * bins) with rows [first_frame, first_frame + count)
+  // of a [frames, bins] feature matrix (mean already subtracted).
+  using FeatureSource =
+      std::function<void(int64_t first_frame, int64_t count, float* out)>;
+  // One item (batch 1) whose features are fetched range by range, so that a
+  // long input never needs its whole feature matrix in memory. Ranges come
+  // with first_frame non-decreasing (they may overlap: tiles and their
+  // halo). Returns [embedding_dim]. The default fetches everything at once.
+  virtual std::vector<float> RunWithFeatureSource(int64_t frames, int bins,
+                                                  const FeatureSource& source) {
+    std::vector<float> features(static_cast<size_t>(frames) *
+                                static_cast<size_t>(bins));
+    source(0, frames, features.data());
+    return Run(features, 1, frames);
+  }
 };
 
 class PreparedModel {

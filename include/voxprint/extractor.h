@@ -27,6 +27,11 @@ struct ExtractorOptions {
   BackendOptions backend;        // threads, precision
   AudioLimits audio_limits;      // bounds on decoded input
   int max_parallel_runs = 4;     // backend sessions kept for concurrent calls
+  // Whole-mode embeddings (no excerpt) of files or uploads whose header
+  // states a longer duration stream through the pipeline in two decoding
+  // passes, in memory that does not grow with the length (same result).
+  // <= 0: never.
+  double streaming_threshold_s = 1200.0;
 };
 
 enum class WindowMode { kWhole, kSliding };

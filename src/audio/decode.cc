@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <span>
@@ -21,6 +22,8 @@
 
 #include "audio/ffmpeg-handles.h"
 #include "audio/sample-convert.h"
+#include "audio/stream-decoder.h"
+#include "audio/streaming-resampler.h"
 #include "voxprint/audio.h"
 #include "voxprint/error.h"
 
@@ -213,6 +216,46 @@ class Decoder {
     return Finish();
   }
 
+  // Pull mode (StreamDecoder): Open(), then Step() and TakeSegments() until
+  // Step() returns false, then CheckDecodedSomething().
+  void OpenForStreaming() { Open(); }
+  bool StepForStreaming() { return Step(); }
+  // Moves out the samples decoded since the last call, per run of one rate;
+  // the last run's rate is kept so that a change is still noticed.
+  std::vector<Segment> TakeSegments() {
+    std::vector<Segment> taken;
+    for (Segment& segment : segments_) {
+      if (!segment.samples.empty()) taken.push_back(std::move(segment));
+    }
+    if (!segments_.empty()) {
+      const int rate = segments_.back().sample_rate_hz;
+      segments_.clear();
+      segments_.push_back(Segment{rate, {}});
+    }
+    return taken;
+  }
+  void CheckDecodedSomething() const {
+    if (segments_.empty()) {
+      std::string reason = "no audio samples could be decoded";
+      if (last_error_ != 0) reason += " (" + AvErrorString(last_error_) + ")";
+      Fail(ErrorCode::kCorruptInput, reason);
+    }
+  }
+  const AudioInfo& info() const { return info_; }
+  // From the container header; <= 0 when it does not say.
+  double HeaderDurationSeconds() const {
+    const AVStream* stream = format_->streams[stream_index_];
+    if (stream->duration != AV_NOPTS_VALUE && stream->duration > 0 &&
+        stream->time_base.den > 0) {
+      return static_cast<double>(stream->duration) * stream->time_base.num /
+             stream->time_base.den;
+    }
+    if (format_->duration != AV_NOPTS_VALUE && format_->duration > 0)
+      return static_cast<double>(format_->duration) / AV_TIME_BASE;
+    return 0.0;
+  }
+  const std::string& name() const { return name_; }
+
  private:
   [[noreturn]] void Fail(ErrorCode code, const std::string& reason) const {
     throw Error(code, name_ + ": " + reason);
@@ -381,26 +424,34 @@ class Decoder {
   }
 
   void DecodeAll() {
-    while (!stop_) {
+    while (Step()) {
+    }
+  }
+
+  // Decodes one packet (or, at the end, drains the decoder); false once the
+  // input is exhausted. Decoded samples go to segments_.
+  bool Step() {
+    if (done_) return false;
+    if (!stop_) {
       const int read = av_read_frame(format_.get(), packet_.get());
-      if (read < 0) {
-        // End of data, or a demuxer that cannot make sense of the rest:
-        // either way what was decoded so far is kept.
-        FailOnOutOfMemory(read);
-        if (read != AVERROR_EOF) last_error_ = read;
-        break;
-      }
-      if (packet_->stream_index != stream_index_) {
+      if (read >= 0) {
+        if (packet_->stream_index != stream_index_) {
+          av_packet_unref(packet_.get());
+          return true;
+        }
+        const int sent = avcodec_send_packet(codec_.get(), packet_.get());
         av_packet_unref(packet_.get());
-        continue;
+        if (sent < 0 && sent != AVERROR(EAGAIN)) {
+          OnDecodeError(sent);
+          return true;
+        }
+        ReceiveFrames();
+        return true;
       }
-      const int sent = avcodec_send_packet(codec_.get(), packet_.get());
-      av_packet_unref(packet_.get());
-      if (sent < 0 && sent != AVERROR(EAGAIN)) {
-        OnDecodeError(sent);
-        continue;
-      }
-      ReceiveFrames();
+      // End of data, or a demuxer that cannot make sense of the rest:
+      // either way what was decoded so far is kept.
+      FailOnOutOfMemory(read);
+      if (read != AVERROR_EOF) last_error_ = read;
     }
     FailOnReadError();
     // Drain the frames the decoder still holds (delay, end padding).
@@ -408,6 +459,8 @@ class Decoder {
       stop_ = false;
       ReceiveFrames();
     }
+    done_ = true;
+    return false;
   }
 
   void ReceiveFrames() {
@@ -534,6 +587,7 @@ class Decoder {
   int consecutive_errors_ = 0;
   int last_error_ = 0;
   bool stop_ = false;
+  bool done_ = false;
 };
 
 DecodedAudio DecodeFrom(Source& source, bool seekable, const std::string& name,
@@ -564,3 +618,109 @@ DecodedAudio DecodeAudioBytes(std::span<const uint8_t> bytes,
 }
 
 }  // namespace voxprint
+
+// ----------------------------------------------------------------------------
+// StreamDecoder: the Decoder above in pull mode.
+
+namespace voxprint::audio {
+
+struct StreamDecoder::Impl {
+  std::unique_ptr<Source> source;
+  std::unique_ptr<Decoder> decoder;
+  int rate_hz = 0;      // of the output: the first decoded rate
+  int run_rate_hz = 0;  // of the run of samples being decoded now
+  // Runs at another rate are brought to rate_hz each on its own, as
+  // Decoder::Finish does with whole segments.
+  std::unique_ptr<StreamingResampler> resampler;
+  int64_t frames = 0;
+  bool ended = false;
+
+  template <typename Function>
+  auto Guarded(Function&& function) {
+    try {
+      return function();
+    } catch (const std::bad_alloc&) {
+      throw Error(ErrorCode::kResourceLimit,
+                  decoder->name() + ": out of memory");
+    }
+  }
+
+  void Append(const Segment& segment, std::vector<float>* out) {
+    if (rate_hz == 0) rate_hz = segment.sample_rate_hz;
+    if (segment.sample_rate_hz != run_rate_hz) {
+      if (resampler) resampler->Finish(out);
+      resampler.reset();
+      run_rate_hz = segment.sample_rate_hz;
+      if (run_rate_hz != rate_hz)
+        resampler = std::make_unique<StreamingResampler>(run_rate_hz, rate_hz);
+    }
+    if (resampler) {
+      resampler->Push(segment.samples, out);
+    } else {
+      out->insert(out->end(), segment.samples.begin(), segment.samples.end());
+    }
+  }
+
+  bool Next(std::vector<float>* out) {
+    out->clear();
+    while (out->empty() && !ended) {
+      const bool more = decoder->StepForStreaming();
+      for (const Segment& segment : decoder->TakeSegments())
+        Append(segment, out);
+      if (!more) {
+        ended = true;
+        decoder->CheckDecodedSomething();
+        if (resampler) resampler->Finish(out);
+        resampler.reset();
+      }
+    }
+    frames += static_cast<int64_t>(out->size());
+    return !out->empty();
+  }
+};
+
+StreamDecoder::StreamDecoder(std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl)) {}
+StreamDecoder::~StreamDecoder() = default;
+
+std::unique_ptr<StreamDecoder> StreamDecoder::OpenFile(
+    const std::string& path, const AudioLimits& limits) {
+  SilenceFfmpegLogging();
+  auto impl = std::make_unique<Impl>();
+  auto source = std::make_unique<FileSource>(path);
+  const bool seekable = source->size() >= 0;
+  impl->decoder = std::make_unique<Decoder>(*source, seekable, path, limits);
+  impl->source = std::move(source);
+  impl->Guarded([&] { impl->decoder->OpenForStreaming(); });
+  return std::unique_ptr<StreamDecoder>(new StreamDecoder(std::move(impl)));
+}
+
+std::unique_ptr<StreamDecoder> StreamDecoder::OpenBytes(
+    std::span<const uint8_t> bytes, const std::string& name,
+    const AudioLimits& limits) {
+  SilenceFfmpegLogging();
+  auto impl = std::make_unique<Impl>();
+  impl->source = std::make_unique<MemorySource>(bytes);
+  impl->decoder =
+      std::make_unique<Decoder>(*impl->source, true, name, limits);
+  impl->Guarded([&] { impl->decoder->OpenForStreaming(); });
+  return std::unique_ptr<StreamDecoder>(new StreamDecoder(std::move(impl)));
+}
+
+double StreamDecoder::HeaderDurationSeconds() const {
+  return impl_->decoder->HeaderDurationSeconds();
+}
+
+bool StreamDecoder::Next(std::vector<float>* out) {
+  return impl_->Guarded([&] { return impl_->Next(out); });
+}
+
+int StreamDecoder::SampleRateHz() const { return impl_->rate_hz; }
+
+AudioInfo StreamDecoder::Info() const {
+  AudioInfo info = impl_->decoder->info();
+  info.frames = impl_->frames;
+  return info;
+}
+
+}  // namespace voxprint::audio

@@ -5,7 +5,9 @@
 #include <cmath>
 #include <string>
 
+#include "audio/stream-decoder.h"
 #include "model/model-file.h"
+#include "pipeline/long-audio.h"
 #include "pipeline/session-pool.h"
 #include "scoring/windows.h"
 #include "voxprint/error.h"
@@ -183,6 +185,47 @@ struct Extractor::Impl {
                               samples_16k.begin() + last);
   }
 
+  // Whole mode on an input whose header says it is longer than the
+  // streaming threshold: the bounded-memory two-pass path (long-audio.h).
+  // Anything else, or an input whose header cannot be read (the in-memory
+  // path then reports why), gives nullopt.
+  std::optional<EmbeddingResult> EmbedLong(const pipeline::StreamOpener& open,
+                                           const std::string& name,
+                                           const EmbedRequest& request) const {
+    if (request.mode != WindowMode::kWhole || request.start_s ||
+        request.end_s || !(options.streaming_threshold_s > 0))
+      return std::nullopt;
+    const auto started = std::chrono::steady_clock::now();
+    std::unique_ptr<audio::StreamDecoder> first;
+    try {
+      first = open();
+    } catch (const Error&) {
+      return std::nullopt;
+    }
+    if (!(first->HeaderDurationSeconds() > options.streaming_threshold_s))
+      return std::nullopt;
+    // Pass 1 reuses the decoder already open; pass 2 opens the input again.
+    const pipeline::StreamOpener reopen = [&] {
+      return first ? std::move(first) : open();
+    };
+    auto session = sessions->Borrow();
+    pipeline::LongAudioEmbedding embedded = NamingErrors(name, [&] {
+      return pipeline::EmbedLongAudio(reopen, fbank, *session, name,
+                                      kMinFrames);
+    });
+    EmbeddingResult result;
+    result.source = name;
+    result.audio = embedded.info;
+    result.mode = WindowMode::kWhole;
+    result.duration_s =
+        static_cast<double>(embedded.samples_16k) / kModelSampleRateHz;
+    result.embedding = std::move(embedded.embedding);
+    result.processing_s = std::chrono::duration<double>(
+                              std::chrono::steady_clock::now() - started)
+                              .count();
+    return result;
+  }
+
   EmbeddingResult Embed(const DecodedAudio& decoded, const std::string& name,
                         const EmbedRequest& request) const {
     const auto started = std::chrono::steady_clock::now();
@@ -235,6 +278,13 @@ Extractor::~Extractor() = default;
 EmbeddingResult Extractor::EmbedFile(const std::string& path,
                                      const EmbedRequest& request) const {
   request.Validate();
+  if (auto streamed = impl_->EmbedLong(
+          [&] {
+            return audio::StreamDecoder::OpenFile(path,
+                                                  impl_->options.audio_limits);
+          },
+          path, request))
+    return std::move(*streamed);
   return impl_->Embed(DecodeAudioFile(path, impl_->options.audio_limits), path,
                       request);
 }
@@ -243,6 +293,13 @@ EmbeddingResult Extractor::EmbedBytes(std::span<const uint8_t> bytes,
                                       const std::string& name,
                                       const EmbedRequest& request) const {
   request.Validate();
+  if (auto streamed = impl_->EmbedLong(
+          [&] {
+            return audio::StreamDecoder::OpenBytes(
+                bytes, name, impl_->options.audio_limits);
+          },
+          name, request))
+    return std::move(*streamed);
   return impl_->Embed(
       DecodeAudioBytes(bytes, name, impl_->options.audio_limits), name,
       request);

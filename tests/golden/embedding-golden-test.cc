@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <ostream>
 #include <string>
 
 #include "support/reference-kit.h"
@@ -53,6 +54,10 @@ struct GoldenCase {
   int case_index = -1;  // -1: the kit is absent
   std::string audio;    // for the test name
 };
+
+void PrintTo(const GoldenCase& golden, std::ostream* out) {
+  *out << golden.model_file << " on " << golden.audio;
+}
 
 std::string CaseName(const ::testing::TestParamInfo<GoldenCase>& info) {
   if (info.param.case_index < 0) return "kit_absent";

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "support/fbank-compare.h"
 #include "support/reference-kit.h"
 #include "voxprint/audio.h"
 #include "voxprint/error.h"
@@ -30,27 +31,18 @@ using testing::CloseInRelativeL2;
 using testing::LoadNpy;
 using testing::ReferenceDir;
 
-// How far our float32 fbank may be from the kit's in one value. Each FFT's
-// rounding perturbs every output bin by about eps * sqrt(E), E the frame's
-// energy, so a log mel energy e moves by ~eps * sqrt(E / e): ~1e-5 in strong
-// bins, but ~1e-3 in the rare bins 100 dB below their frame (sample.wav has
-// such values where torchaudio itself is 1.2e-3 from a float64 computation).
-// Hence a floor plus that noise term, E and e from our un-normalised output,
-// and a hard cap on any single value. A wrong detail (window, preemphasis,
-// mel edges) scores 50 to 20000 times the allowance.
-constexpr double kCapAbs = 1e-2;
-
+// Per-value bounds: see support/fbank-compare.h for why a floor plus an
+// FFT-noise term.
 struct Tolerance {
-  double floor_abs;     // allowed |diff| in every value, before the noise term
-  double noise_factor;  // the noise term's multiple of eps * sqrt(E / e)
-  double relative_l2;   // whole-array |ours - kit| / |kit|
+  testing::FbankTolerance per_value;
+  double relative_l2;  // whole-array |ours - kit| / |kit|
 };
 // 16 kHz WAVs test the features alone (measured: worst |diff|/allowed 0.11,
 // relative L2 <= 3.4e-6).
-constexpr Tolerance kNative16k = {1e-4, 4.0, 1e-5};
+constexpr Tolerance kNative16k = {{1e-4, 4.0}, 1e-5};
 // The other cases add our decoder's and resampler's own float32 rounding
 // (not torchaudio's), which moves even strong bins by a few 1e-4.
-constexpr Tolerance kDecoded = {1e-3, 4.0, 1e-4};
+constexpr Tolerance kDecoded = {{1e-3, 4.0}, 1e-4};
 // MP3 and Vorbis: the kit decoded them with libsndfile, i.e. with libmpg123's
 // SIMD float synthesis and libvorbis; FFmpeg's own decoders (mp3float, vorbis)
 // compute the same transforms in another float32 order. No FFmpeg decoder or
@@ -66,8 +58,8 @@ constexpr Tolerance kDecoded = {1e-3, 4.0, 1e-4};
 // worst. Measured for ours, over the 1e-3 floor: MP3 max|diff| 3.9e-3,
 // needs a noise factor of 10.0, relative L2 2.7e-5; Vorbis 1.2e-3, 0.03,
 // 9.5e-6. Hence a noise factor of 25 (2.5x the MP3 need), the same floor and
-// relative L2 bound as the other decoded cases, and kCapAbs on any value.
-constexpr Tolerance kLossyDecoded = {1e-3, 25.0, 1e-4};
+// relative L2 bound as the other decoded cases, and the cap on any value.
+constexpr Tolerance kLossyDecoded = {{1e-3, 25.0}, 1e-4};
 
 // Codecs (AudioInfo::codec, FFmpeg's decoder names) for which the kit used
 // another decoder implementation than ours.
@@ -101,53 +93,9 @@ bool IsNative16kWav(const AudioInfo& info) {
 }
 
 struct Measured {
-  double max_abs = 0.0;    // plain max |ours - kit|
-  double max_score = 0.0;  // max |ours - kit| / allowed
-  // The smallest Tolerance::noise_factor that would pass every value, at
-  // the floor used (0 when the floor alone covers them).
-  double needed_noise_factor = 0.0;
+  testing::FbankComparison values;
   double relative_l2 = 0.0;  // |ours - kit| / |kit|
 };
-
-// `ours` and `kit` are mean-subtracted [frames, bins]; `ours_raw` is our
-// un-normalised output, the energies for the noise term.
-::testing::AssertionResult CompareFbank(std::span<const float> ours,
-                                        std::span<const float> kit,
-                                        const Features& ours_raw,
-                                        const Tolerance& tolerance,
-                                        Measured& measured) {
-  if (ours.size() != kit.size() || ours.size() != ours_raw.values.size())
-    return ::testing::AssertionFailure()
-           << "sizes " << ours.size() << " vs " << kit.size();
-  const double eps = std::numeric_limits<float>::epsilon();
-  const int bins = ours_raw.num_bins;
-  ::testing::AssertionResult result = ::testing::AssertionSuccess();
-  for (int64_t t = 0; t < ours_raw.num_frames; ++t) {
-    const float* raw = ours_raw.Row(t);
-    const double peak = *std::max_element(raw, raw + bins);
-    double sum = 0.0;
-    for (int m = 0; m < bins; ++m) sum += std::exp(raw[m] - peak);
-    const double log_total = peak + std::log(sum);
-    for (int m = 0; m < bins; ++m) {
-      const size_t i = static_cast<size_t>(t) * bins + m;
-      const double d = std::fabs(static_cast<double>(ours[i]) - kit[i]);
-      const double noise = eps * std::exp(0.5 * (log_total - raw[m]));
-      const double allowed =
-          tolerance.floor_abs + tolerance.noise_factor * noise;
-      measured.max_abs = std::max(measured.max_abs, d);
-      measured.max_score = std::max(measured.max_score, d / allowed);
-      measured.needed_noise_factor = std::max(
-          measured.needed_noise_factor, (d - tolerance.floor_abs) / noise);
-      if (result && (!(d <= allowed) || !(d <= kCapAbs))) {
-        result = ::testing::AssertionFailure()
-                 << "frame " << t << " bin " << m << ": " << ours[i]
-                 << " vs kit " << kit[i] << ", |diff| " << d << " > allowed "
-                 << std::min(allowed, kCapAbs);
-      }
-    }
-  }
-  return result;
-}
 
 // Checks one case; returns what it measured (for the log line).
 Measured CheckCase(const FbankCase& c, const Audio16k& audio,
@@ -165,8 +113,9 @@ Measured CheckCase(const FbankCase& c, const Audio16k& audio,
   if (expected.shape.size() != 2) return measured;
   EXPECT_EQ(features.num_frames, expected.shape[0]);
   EXPECT_EQ(features.num_bins, expected.shape[1]);
-  EXPECT_TRUE(
-      CompareFbank(features.values, expected.values, raw, tolerance, measured));
+  measured.values = testing::CompareFbank(features.values, expected.values, raw,
+                                         tolerance.per_value);
+  EXPECT_TRUE(measured.values.result);
   measured.relative_l2 = testing::RelativeL2(features.values, expected.values);
   // Digital silence is ~0 after mean subtraction (the kit holds torch's
   // float32 residue, -9.5e-7): a relative error means nothing there.
@@ -181,9 +130,9 @@ Measured CheckCase(const FbankCase& c, const Audio16k& audio,
 }
 
 void Report(const FbankCase& c, const Measured& m) {
-  std::cout << "[ measured ] " << c.audio << ": max|diff| " << m.max_abs
-            << ", worst |diff|/allowed " << m.max_score
-            << ", noise factor needed " << m.needed_noise_factor
+  std::cout << "[ measured ] " << c.audio << ": max|diff| " << m.values.max_abs
+            << ", worst |diff|/allowed " << m.values.max_score
+            << ", noise factor needed " << m.values.needed_noise_factor
             << ", relative L2 " << m.relative_l2 << "\n";
 }
 

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "support/reference-kit.h"
+#include "support/wav-builder.h"
 #include "voxprint/audio.h"
 #include "voxprint/error.h"
 
@@ -69,27 +70,13 @@ int64_t DecodeOrError(const std::vector<uint8_t>& bytes,
   }
 }
 
-void PutLe(std::vector<uint8_t>* out, uint64_t value, int bytes) {
-  for (int i = 0; i < bytes; ++i) out->push_back((value >> (8 * i)) & 0xff);
-}
+using testing::PutLittleEndian;
 
-// A 16-bit PCM WAV header declaring `data_bytes` of data, followed by
-// `present_bytes` of actual data.
 std::vector<uint8_t> WavWithHeader(int channels, uint32_t rate_hz,
                                    uint32_t data_bytes, size_t present_bytes,
                                    int format_tag = 1, int bits = 16) {
-  std::vector<uint8_t> wav = {'R', 'I', 'F', 'F'};
-  PutLe(&wav, 36 + static_cast<uint64_t>(data_bytes), 4);
-  for (char c : std::string("WAVEfmt ")) wav.push_back(c);
-  PutLe(&wav, 16, 4);
-  PutLe(&wav, format_tag, 2);
-  PutLe(&wav, channels, 2);
-  PutLe(&wav, rate_hz, 4);
-  PutLe(&wav, static_cast<uint64_t>(rate_hz) * channels * bits / 8, 4);
-  PutLe(&wav, channels * bits / 8, 2);
-  PutLe(&wav, bits, 2);
-  for (char c : std::string("data")) wav.push_back(c);
-  PutLe(&wav, data_bytes, 4);
+  std::vector<uint8_t> wav =
+      testing::WavHeader(format_tag, channels, rate_hz, bits, data_bytes);
   std::mt19937 rng(1);
   for (size_t i = 0; i < present_bytes; ++i) wav.push_back(rng() & 0x3f);
   return wav;
@@ -201,20 +188,20 @@ TEST(AudioErrorsTest, TextAndVideoOnlyInputsAreUnsupported) {
 
   // BMP: a 2x2 24-bit image, read by FFmpeg as one video frame.
   std::vector<uint8_t> bmp = {'B', 'M'};
-  PutLe(&bmp, 54 + 16, 4);
-  PutLe(&bmp, 0, 4);
-  PutLe(&bmp, 54, 4);
-  PutLe(&bmp, 40, 4);
-  PutLe(&bmp, 2, 4);
-  PutLe(&bmp, 2, 4);
-  PutLe(&bmp, 1, 2);
-  PutLe(&bmp, 24, 2);
-  PutLe(&bmp, 0, 4);
-  PutLe(&bmp, 16, 4);
-  PutLe(&bmp, 2835, 4);
-  PutLe(&bmp, 2835, 4);
-  PutLe(&bmp, 0, 4);
-  PutLe(&bmp, 0, 4);
+  PutLittleEndian(&bmp, 54 + 16, 4);
+  PutLittleEndian(&bmp, 0, 4);
+  PutLittleEndian(&bmp, 54, 4);
+  PutLittleEndian(&bmp, 40, 4);
+  PutLittleEndian(&bmp, 2, 4);
+  PutLittleEndian(&bmp, 2, 4);
+  PutLittleEndian(&bmp, 1, 2);
+  PutLittleEndian(&bmp, 24, 2);
+  PutLittleEndian(&bmp, 0, 4);
+  PutLittleEndian(&bmp, 16, 4);
+  PutLittleEndian(&bmp, 2835, 4);
+  PutLittleEndian(&bmp, 2835, 4);
+  PutLittleEndian(&bmp, 0, 4);
+  PutLittleEndian(&bmp, 0, 4);
   bmp.resize(bmp.size() + 16, 0x7f);
   EXPECT_EQ(
       ExpectError([&] { DecodeAudioBytes(bmp, "image.bmp"); }, "image.bmp"),
@@ -272,7 +259,7 @@ TEST(AudioErrorsTest, ImplausibleWavParametersAreRefused) {
                   std::numeric_limits<float>::infinity(), 0.0f}) {
     uint32_t u;
     std::memcpy(&u, &v, 4);
-    PutLe(&nan_wav, u, 4);
+    PutLittleEndian(&nan_wav, u, 4);
   }
   EXPECT_EQ(
       ExpectError([&] { DecodeAudioBytes(nan_wav, "nan.wav"); }, "nan.wav"),

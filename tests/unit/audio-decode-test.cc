@@ -20,6 +20,7 @@
 
 #include "audio/sample-convert.h"
 #include "support/reference-kit.h"
+#include "support/wav-builder.h"
 #include "voxprint/audio.h"
 #include "voxprint/error.h"
 
@@ -63,25 +64,13 @@ void WriteBytes(const fs::path& path, const std::vector<uint8_t>& bytes) {
   ASSERT_TRUE(out.good()) << path;
 }
 
-void PutLe(std::vector<uint8_t>* out, uint64_t value, int bytes) {
-  for (int i = 0; i < bytes; ++i) out->push_back((value >> (8 * i)) & 0xff);
-}
+using testing::PutLittleEndian;
 
 // A RIFF/WAVE file: format tag 1 (PCM) or 3 (IEEE float).
 std::vector<uint8_t> MakeWav(int format_tag, int channels, int rate_hz,
                              int bits, const std::vector<uint8_t>& data) {
-  std::vector<uint8_t> wav = {'R', 'I', 'F', 'F'};
-  PutLe(&wav, 36 + data.size(), 4);
-  for (char c : std::string("WAVEfmt ")) wav.push_back(c);
-  PutLe(&wav, 16, 4);
-  PutLe(&wav, format_tag, 2);
-  PutLe(&wav, channels, 2);
-  PutLe(&wav, rate_hz, 4);
-  PutLe(&wav, static_cast<uint64_t>(rate_hz) * channels * bits / 8, 4);
-  PutLe(&wav, channels * bits / 8, 2);
-  PutLe(&wav, bits, 2);
-  for (char c : std::string("data")) wav.push_back(c);
-  PutLe(&wav, data.size(), 4);
+  std::vector<uint8_t> wav =
+      testing::WavHeader(format_tag, channels, rate_hz, bits, data.size());
   wav.insert(wav.end(), data.begin(), data.end());
   return wav;
 }
@@ -300,12 +289,12 @@ TEST(AudioDecodeTest, EveryWavSampleFormatConvertsExactly) {
           const float v = static_cast<float>(x);
           uint32_t u;
           std::memcpy(&u, &v, 4);
-          PutLe(&data, u, 4);
+          PutLittleEndian(&data, u, 4);
           interleaved.push_back(v);
         } else if (f.format_tag == 3) {
           uint64_t u;
           std::memcpy(&u, &x, 8);
-          PutLe(&data, u, 8);
+          PutLittleEndian(&data, u, 8);
           interleaved.push_back(static_cast<float>(x));
         } else if (f.bits == 8) {
           const int v =
@@ -316,7 +305,7 @@ TEST(AudioDecodeTest, EveryWavSampleFormatConvertsExactly) {
           const double full = std::ldexp(1.0, f.bits - 1);
           const int64_t v =
               std::clamp<int64_t>(std::llround(x * full), -full, full - 1);
-          PutLe(&data, static_cast<uint64_t>(v), f.bits / 8);
+          PutLittleEndian(&data, static_cast<uint64_t>(v), f.bits / 8);
           interleaved.push_back(static_cast<float>(v / full));
         }
       }

@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/fbank-compare.h"
 #include "support/reference-kit.h"
 #include "voxprint/error.h"
 #include "voxprint/features.h"
@@ -297,60 +298,13 @@ TEST(FbankTest, ThirtySecondsTiming) {
 
 constexpr const char* kPython = "/usr/bin/python3";
 
-// How far two float32 fbank implementations may differ in one value. Each
-// FFT's rounding perturbs every output bin by about eps * sqrt(E), E the
-// frame's energy, so a log mel energy e moves by ~eps * sqrt(E / e): ~1e-5 in
-// strong bins, but up to a few 1e-3 in the rare bins that lie 100 dB below
-// their frame (measured: torchaudio itself is that far from a float64
-// computation there). Hence a floor plus that noise term, with E and e taken
-// from our own un-normalised features; plus a hard cap on any single value.
-constexpr double kFloorAbs = 1e-4;
-constexpr double kFftNoiseFactor = 4.0;  // measured need: < 0.3
-constexpr double kCapAbs = 1e-2;
+// Measured need: noise factor < 0.3.
+constexpr testing::FbankTolerance kVersusTorchaudio = {1e-4, 4.0};
 
-struct FbankDiff {
-  double max_abs = 0.0;    // plain max |ours - reference|
-  double max_score = 0.0;  // max |ours - reference| / allowed
-  ::testing::AssertionResult result = ::testing::AssertionSuccess();
-};
-
-// `ours` and `reference` are [frames, bins] (both raw or both mean-subtracted);
-// `ours_raw` is our un-normalised output, the energies for the noise term.
-FbankDiff CompareFbank(std::span<const float> ours,
-                       std::span<const float> reference,
-                       const Features& ours_raw) {
-  FbankDiff diff;
-  if (ours.size() != reference.size() ||
-      ours.size() != ours_raw.values.size()) {
-    diff.result = ::testing::AssertionFailure()
-                  << "sizes " << ours.size() << " vs " << reference.size();
-    return diff;
-  }
-  const double eps = std::numeric_limits<float>::epsilon();
-  const int bins = ours_raw.num_bins;
-  for (int64_t t = 0; t < ours_raw.num_frames; ++t) {
-    const float* raw = ours_raw.Row(t);
-    const double peak = *std::max_element(raw, raw + bins);
-    double sum = 0.0;
-    for (int m = 0; m < bins; ++m) sum += std::exp(raw[m] - peak);
-    const double log_total = peak + std::log(sum);
-    for (int m = 0; m < bins; ++m) {
-      const size_t i = static_cast<size_t>(t) * bins + m;
-      const double d = std::fabs(static_cast<double>(ours[i]) - reference[i]);
-      const double allowed =
-          kFloorAbs +
-          kFftNoiseFactor * eps * std::exp(0.5 * (log_total - raw[m]));
-      diff.max_abs = std::max(diff.max_abs, d);
-      diff.max_score = std::max(diff.max_score, d / allowed);
-      if (diff.result && (!(d <= allowed) || !(d <= kCapAbs))) {
-        diff.result = ::testing::AssertionFailure()
-                      << "frame " << t << " bin " << m << ": " << ours[i]
-                      << " vs reference " << reference[i] << ", |diff| " << d
-                      << " > allowed " << std::min(allowed, kCapAbs);
-      }
-    }
-  }
-  return diff;
+testing::FbankComparison CompareFbank(std::span<const float> ours,
+                                      std::span<const float> reference,
+                                      const Features& ours_raw) {
+  return testing::CompareFbank(ours, reference, ours_raw, kVersusTorchaudio);
 }
 
 void WriteNpy(const fs::path& path, std::span<const float> values) {
@@ -505,7 +459,7 @@ TEST_F(TorchaudioCrossCheck, RandomSignalsMatchTorchaudio) {
     ASSERT_EQ(expected[i].shape.size(), 2u);
     ASSERT_EQ(ours_raw.num_frames, expected[i].shape[0]);
     ASSERT_EQ(ours_raw.num_bins, expected[i].shape[1]);
-    const FbankDiff raw =
+    const testing::FbankComparison raw =
         CompareFbank(ours_raw.values, expected[i].values, ours_raw);
     EXPECT_TRUE(raw.result) << "before mean subtraction";
 
@@ -517,7 +471,7 @@ TEST_F(TorchaudioCrossCheck, RandomSignalsMatchTorchaudio) {
     SubtractMeanOverTime(theirs);
     Features ours = ours_raw;
     SubtractMeanOverTime(ours);
-    const FbankDiff normalised =
+    const testing::FbankComparison normalised =
         CompareFbank(ours.values, theirs.values, ours_raw);
     EXPECT_TRUE(normalised.result) << "after mean subtraction";
 

@@ -1,11 +1,17 @@
 // oneDNN implementation of the CPU backend.
 //
-// Prepare: copies the folded weights, picks each convolution's algorithm
-// (Winograd or direct, see ChooseAlgorithm), then compiles representative
-// shapes so that every convolution's weights are reordered once into the
-// layout its primitive prefers. Reordered weights are cached per (layer,
-// weights memory descriptor): the preferred layout can depend on the input
-// shape (Winograd blocking does), so another shape may add an entry.
+// Prepare: copies the folded weights and picks each convolution's algorithm
+// (Winograd or direct, see ChooseAlgorithm); it compiles nothing, so it is
+// cheap (start-up latency). A layer's weights are reordered into the layout
+// its primitive prefers when a compiled shape first asks for that layout,
+// under the model's mutex. The preferred layout can depend on the input shape
+// (Winograd blocking does), so the reordered copies are shared by the
+// compiled shapes that use them and freed with the last one: the prepared
+// model holds the plain weights plus only the layouts in use.
+//
+// Precision "bf16" runs every convolution with bf16 weights and activations
+// (f32 bias, f32 accumulation inside oneDNN); the input, the pooling and the
+// linear layer stay f32.
 //
 // Session: per (batch, frames) a compiled shape holds the primitives and the
 // memory descriptors (compiling costs ~5 ms, plus weight reorders the first
@@ -25,6 +31,7 @@
 #include <dnnl.hpp>
 #include <limits>
 #include <list>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <tuple>
@@ -41,10 +48,17 @@ using dnnl::memory;
 using Tag = memory::format_tag;
 using DataType = memory::data_type;
 
-// Shapes compiled at Prepare so that the weights get reordered there: a 3 s
-// window and a time tile (Winograd's weight layout differs between short and
-// long inputs; other layouts still get cached on first use).
-constexpr int64_t kWarmupWindowFrames = 298;
+// Weights of one layer in one layout, shared by the compiled shapes that use
+// it (the prepared model keeps only a weak reference to reordered copies).
+using SharedWeights = std::shared_ptr<const memory>;
+
+// oneDNN 2.6 runs bf16 convolutions natively from AVX512_BF16 on (AMX
+// includes it); below that it would emulate bf16, slower than f32.
+bool NativeBf16() {
+  const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  const auto bf16 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_bf16);
+  return (isa & bf16) == bf16;
+}
 
 const char* IsaName(dnnl::cpu_isa isa) {
   switch (isa) {
@@ -169,6 +183,7 @@ struct CompiledShape {
     dnnl::primitive primitive;
     std::unordered_map<int, memory> args;
     std::vector<std::pair<int, int>> bindings;  // (arg, slot)
+    SharedWeights weights;  // keeps args[DNNL_ARG_WEIGHTS]'s layout cached
   };
   int batch = 0;
   int64_t frames = 0;
@@ -193,13 +208,16 @@ class CpuPreparedModel final
       public std::enable_shared_from_this<CpuPreparedModel> {
  public:
   CpuPreparedModel(const model::ResNetWeights& weights, int num_threads,
-                   const CpuTuning& tuning)
+                   const CpuTuning& tuning, DataType conv_type)
       : engine_(dnnl::engine::kind::cpu, 0),
         plan_(BuildNetworkPlan(weights)),
         num_threads_(num_threads),
-        tuning_(tuning) {
-    winograd_available_ =
-        tuning_.algorithm != ConvAlgorithm::kDirect && WinogradAvailable();
+        tuning_(tuning),
+        conv_type_(conv_type) {
+    // oneDNN 2.6 has no bf16 Winograd.
+    winograd_available_ = conv_type_ == DataType::f32 &&
+                          tuning_.algorithm != ConvAlgorithm::kDirect &&
+                          WinogradAvailable();
     convs_.reserve(plan_.steps.size());
     for (const ConvStep& step : plan_.steps) {
       PreparedConv conv;
@@ -229,12 +247,13 @@ class CpuPreparedModel final
         engine_, linear_weight_.data());
     linear_bias_memory_ = memory({{plan_.embedding_dim}, DataType::f32, Tag::x},
                                  engine_, linear_bias_.data());
+    reordered_.resize(convs_.size() + 1);
     const int64_t tile = tuning_.tile_frames;
     if (tile % plan_.time_stride != 0 ||
         tile < 2 * (plan_.receptive_left + plan_.receptive_right) +
                    4 * plan_.time_stride ||
         tuning_.max_untiled_frames < 1 || tuning_.max_batch_frames < 1 ||
-        tuning_.max_cached_shapes < 1)
+        tuning_.max_cached_shapes < 1 || tuning_.min_winograd_batch_frames < 0)
       throw Error(ErrorCode::kInvalidArgument,
                   "cpu backend tuning: tile_frames " + std::to_string(tile) +
                       " must be a multiple of " +
@@ -245,9 +264,6 @@ class CpuPreparedModel final
                       " frames); limits must be positive");
   }
 
-  // Compiles the warm-up shapes so the weights get reordered here, once.
-  void Warmup();
-
   std::unique_ptr<Session> NewSession() const override;
   int EmbeddingDim() const override { return plan_.embedding_dim; }
 
@@ -257,28 +273,48 @@ class CpuPreparedModel final
   int num_threads() const { return num_threads_; }
   const CpuTuning& tuning() const { return tuning_; }
   const memory& linear_bias() const { return linear_bias_memory_; }
+  // Data type of the convolutions' weights and activations (f32 or bf16).
+  DataType conv_type() const { return conv_type_; }
   // Layout requested for activations: any (each primitive's choice), or
   // nChw16c when Winograd runs somewhere (its only layout), which avoids
   // reorders between layers.
   Tag activation_tag() const { return activation_tag_; }
 
   // Weights of layer `index` (convs, then the linear layer at convs().size())
-  // in layout `desc`; reordered on first request, then shared. Thread-safe.
-  memory Weights(size_t index, const memory::desc& desc) const {
+  // in layout `desc`: reordered on the first request while no compiled shape
+  // holds that layout, else shared. Thread-safe.
+  SharedWeights Weights(size_t index, const memory::desc& desc) const {
     const memory& plain = index < convs_.size() ? convs_[index].plain_weights
                                                 : linear_plain_weights_;
-    if (desc == plain.get_desc()) return plain;
+    // The plain copy lives as long as the model, which sessions keep alive.
+    if (desc == plain.get_desc()) return std::make_shared<const memory>(plain);
     std::lock_guard<std::mutex> lock(mutex_);
-    auto& entries = reordered_[index];
+    auto& entries = reordered_.at(index);
+    std::erase_if(entries, [](const auto& e) { return e.second.expired(); });
     for (const auto& [cached_desc, cached] : entries)
-      if (cached_desc == desc) return cached;
+      if (cached_desc == desc)
+        if (SharedWeights live = cached.lock()) return live;
     memory source = plain;
-    memory reordered(desc, engine_);
+    auto reordered = std::make_shared<memory>(desc, engine_);
     dnnl::stream stream(engine_);
-    dnnl::reorder(source, reordered).execute(stream, source, reordered);
+    dnnl::reorder(source, *reordered).execute(stream, source, *reordered);
     stream.wait();
     entries.emplace_back(desc, reordered);
     return reordered;
+  }
+
+  // Bytes of weights held: plain copies plus the reordered layouts in use.
+  size_t WeightBytes() const {
+    size_t bytes = linear_plain_weights_.get_desc().get_size() +
+                   linear_bias_memory_.get_desc().get_size();
+    for (const PreparedConv& conv : convs_)
+      bytes += conv.plain_weights.get_desc().get_size() +
+               conv.bias_memory.get_desc().get_size();
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& entries : reordered_)
+      for (const auto& [desc, cached] : entries)
+        if (!cached.expired()) bytes += desc.get_size();
+    return bytes;
   }
 
  private:
@@ -315,7 +351,10 @@ class CpuPreparedModel final
     // (32..256 channels) in about half the time of direct, and the whole
     // network in 0.5-0.6x, at 9e-6 relative error against the reference
     // (direct: 7e-6). The stem (1 input channel), the strided and the 1x1
-    // convs have no Winograd kernel and stay direct.
+    // convs have no Winograd kernel and stay direct. Runs shorter than
+    // CpuTuning::min_winograd_batch_frames still use direct (ShapeCompiler):
+    // the one-time Winograd weight transform (~300 ms of CPU on AMD EPYC
+    // Zen 4, one thread) would dominate a single short embedding.
     return winograd_shape && step.in_channels >= 16 && step.out_channels >= 16
                ? dnnl::algorithm::convolution_winograd
                : dnnl::algorithm::convolution_direct;
@@ -325,6 +364,7 @@ class CpuPreparedModel final
   NetworkPlan plan_;
   int num_threads_;
   CpuTuning tuning_;
+  DataType conv_type_;
   bool winograd_available_ = false;
   Tag activation_tag_ = Tag::any;
   std::vector<PreparedConv> convs_;
@@ -333,8 +373,10 @@ class CpuPreparedModel final
   memory linear_plain_weights_;
   memory linear_bias_memory_;
   mutable std::mutex mutex_;
-  mutable std::unordered_map<size_t,
-                             std::vector<std::pair<memory::desc, memory>>>
+  // Per layer (convs, then the linear layer): reordered copies, alive while
+  // some compiled shape holds them.
+  mutable std::vector<
+      std::vector<std::pair<memory::desc, std::weak_ptr<const memory>>>>
       reordered_;
 };
 
@@ -368,9 +410,15 @@ class ShapeCompiler {
     rows[plan_.input_buffer] = plan_.feature_dim;
     cols[plan_.input_buffer] = shape_->frames;
 
+    const CpuTuning& tuning = model_.tuning();
+    const bool short_run =
+        tuning.algorithm == ConvAlgorithm::kAuto &&
+        batch * shape_->frames < tuning.min_winograd_batch_frames;
     for (size_t i = 0; i < plan_.steps.size(); ++i) {
       const ConvStep& step = plan_.steps[i];
       const PreparedConv& conv = model_.convs()[i];
+      const dnnl::algorithm algorithm =
+          short_run ? dnnl::algorithm::convolution_direct : conv.algorithm;
       const int64_t out_rows = step.OutputLength(rows[step.src_buffer]);
       const int64_t out_cols = step.OutputLength(cols[step.src_buffer]);
       VOXPRINT_CHECK(out_rows > 0 && out_cols > 0, step.name + " too short");
@@ -383,22 +431,22 @@ class ShapeCompiler {
       // then direct with the same layouts; then any layout plus reorders.
       // oneDNN's reference kernels (what remains for odd layouts) are slower
       // than any reorder, so they are the last resort.
-      const memory::desc any_src(src_dims, DataType::f32, Tag::any);
-      const memory::desc any_dst(dst_dims, DataType::f32, Tag::any);
+      const DataType type = model_.conv_type();
+      const memory::desc any_src(src_dims, type, Tag::any);
+      const memory::desc any_dst(dst_dims, type, Tag::any);
       const bool blocks_fit = step.out_channels % 16 == 0;
       const memory::desc policy_dst =
-          blocks_fit
-              ? memory::desc(dst_dims, DataType::f32, model_.activation_tag())
-              : any_dst;
+          blocks_fit ? memory::desc(dst_dims, type, model_.activation_tag())
+                     : any_dst;
       const memory::desc preferred_dst =
           step.accumulate ? desc_of[step.dst_buffer] : policy_dst;
       const dnnl::algorithm direct = dnnl::algorithm::convolution_direct;
       const std::tuple<dnnl::algorithm, memory::desc, memory::desc> attempts[] =
-          {{conv.algorithm, desc_of[step.src_buffer], preferred_dst},
+          {{algorithm, desc_of[step.src_buffer], preferred_dst},
            {direct, desc_of[step.src_buffer], preferred_dst},
-           {conv.algorithm, any_src, preferred_dst},
+           {algorithm, any_src, preferred_dst},
            {direct, any_src, preferred_dst},
-           {conv.algorithm, any_src, any_dst},
+           {algorithm, any_src, any_dst},
            {direct, any_src, any_dst}};
       std::optional<dnnl::convolution_forward::primitive_desc> pd, reference;
       dnnl::algorithm used = direct, reference_used = direct;
@@ -464,7 +512,8 @@ class ShapeCompiler {
           memory(pd->src_desc(), model_.engine(), DNNL_MEMORY_NONE);
       op.args[DNNL_ARG_DST] =
           memory(pd->dst_desc(), model_.engine(), DNNL_MEMORY_NONE);
-      op.args[DNNL_ARG_WEIGHTS] = model_.Weights(i, pd->weights_desc());
+      op.weights = model_.Weights(i, pd->weights_desc());
+      op.args[DNNL_ARG_WEIGHTS] = *op.weights;
       op.args[DNNL_ARG_BIAS] = conv.bias_memory;
       op.bindings = {{DNNL_ARG_SRC, src_slot}, {DNNL_ARG_DST, dst_slot}};
       AddScratchpad(op, pd->scratchpad_desc());
@@ -530,9 +579,12 @@ class ShapeCompiler {
   std::optional<dnnl::convolution_forward::primitive_desc> CreateConv(
       const ConvStep& step, dnnl::algorithm algorithm, const memory::desc& src,
       const memory::desc& dst) {
+    // Only the chosen precision: bf16 reads the f32 input through a reorder.
+    const DataType type = model_.conv_type();
+    if (src.data_type() != type || dst.data_type() != type) return std::nullopt;
     const memory::desc weights(
-        {step.out_channels, step.in_channels, step.kernel, step.kernel},
-        DataType::f32, Tag::any);
+        {step.out_channels, step.in_channels, step.kernel, step.kernel}, type,
+        Tag::any);
     const memory::desc bias({step.out_channels}, DataType::f32, Tag::x);
     dnnl::post_ops post_ops;
     // Order matters: the residual is added before the ReLU.
@@ -622,6 +674,36 @@ class CpuSession final : public Session {
     return last_algorithms_;
   }
 
+  // Long inputs run the same tiles as Run() (same result), each fetched from
+  // `source` just before it runs, so only one tile of features is held.
+  std::vector<float> RunWithFeatureSource(
+      int64_t frames, int bins, const FeatureSource& source) override {
+    const NetworkPlan& plan = model_->plan();
+    if (bins != plan.feature_dim || frames < 1)
+      throw Error(ErrorCode::kInvalidArgument,
+                  "features: " + std::to_string(frames) + " frames of " +
+                      std::to_string(bins) + " bins, the model takes " +
+                      std::to_string(plan.feature_dim));
+    if (frames <= model_->tuning().max_untiled_frames)
+      return Session::RunWithFeatureSource(frames, bins, source);
+    UseThreads(model_->num_threads());
+    try {
+      const int64_t total_out = plan.OutputFrames(frames);
+      VOXPRINT_CHECK(total_out > 0, "network output is empty");
+      const size_t row_count =
+          static_cast<size_t>(plan.output_channels) * plan.output_rows;
+      PoolingState state;
+      state.mean.assign(row_count, 0.0);
+      state.m2.assign(row_count, 0.0);
+      RunTiles({}, frames, 0, 1, total_out, state, &source);
+      std::vector<float> embedding(plan.embedding_dim);
+      Embed(state, 1, embedding);
+      return embedding;
+    } catch (const dnnl::error& e) {
+      RethrowDnnl(e, "cpu backend run");
+    }
+  }
+
  private:
   // Per row (batch item, channel * rows + row): running mean and M2 over the
   // frames seen so far (Chan et al. merge of per-tile two-pass statistics).
@@ -670,7 +752,8 @@ class CpuSession final : public Session {
   // whole receptive field lies inside the tile (or the tile reaches the
   // input's edge, where the zero padding is the same).
   void RunTiles(std::span<const float> features, int64_t frames, int b0,
-                int count, int64_t total_out, PoolingState& state) {
+                int count, int64_t total_out, PoolingState& state,
+                const FeatureSource* source = nullptr) {
     const NetworkPlan& plan = model_->plan();
     const int64_t stride = plan.time_stride;
     const int64_t width = model_->tuning().tile_frames;
@@ -684,7 +767,14 @@ class CpuSession final : public Session {
           end == frames ? total_out
                         : FloorDiv(end - 1 - plan.receptive_right, stride) + 1;
       VOXPRINT_CHECK(first <= taken && last > taken, "time tiles leave a gap");
-      RunTile(features, frames, b0, count, start, end, taken, last, state);
+      if (source != nullptr) {
+        // Streaming (batch 1): this tile's rows come from the source.
+        source_tile_.resize(static_cast<size_t>(end - start) *
+                            plan.feature_dim);
+        (*source)(start, end - start, source_tile_.data());
+      }
+      RunTile(features, frames, b0, count, start, end, taken, last, state,
+              source != nullptr ? source_tile_.data() : nullptr);
       taken = last;
       const int64_t next =
           FloorDiv(stride * taken - plan.receptive_left, stride) * stride;
@@ -698,7 +788,8 @@ class CpuSession final : public Session {
   // trunk output frames [out_begin, out_end) (global indices) to `state`.
   void RunTile(std::span<const float> features, int64_t frames, int b0,
                int count, int64_t start, int64_t end, int64_t out_begin,
-               int64_t out_end, PoolingState& state) {
+               int64_t out_end, PoolingState& state,
+               const float* tile_rows = nullptr) {
     const NetworkPlan& plan = model_->plan();
     const int64_t width = end - start;
     const CompiledShape& shape = Shape(count, width);
@@ -713,8 +804,11 @@ class CpuSession final : public Session {
     const int bins = plan.feature_dim;
     float* input = slots_[shape.input_slot].floats();
     for (int b = 0; b < count; ++b) {
-      const float* src = features.data() +
-                         (static_cast<size_t>(b0 + b) * frames + start) * bins;
+      const float* src =
+          tile_rows != nullptr
+              ? tile_rows + static_cast<size_t>(b) * width * bins
+              : features.data() +
+                    (static_cast<size_t>(b0 + b) * frames + start) * bins;
       float* dst = input + static_cast<size_t>(b) * bins * width;
       for (int64_t t = 0; t < width; ++t)
         for (int f = 0; f < bins; ++f) dst[f * width + t] = src[t * bins + f];
@@ -798,8 +892,9 @@ class CpuSession final : public Session {
         memory(src, model_->engine(), DNNL_MEMORY_NONE);
     linear.op.args[DNNL_ARG_DST] =
         memory(dst, model_->engine(), DNNL_MEMORY_NONE);
-    linear.op.args[DNNL_ARG_WEIGHTS] =
+    linear.op.weights =
         model_->Weights(model_->convs().size(), pd.weights_desc());
+    linear.op.args[DNNL_ARG_WEIGHTS] = *linear.op.weights;
     linear.op.args[DNNL_ARG_BIAS] = model_->linear_bias();
     linear.scratchpad_bytes = pd.scratchpad_desc().get_size();
     if (linear.scratchpad_bytes > 0)
@@ -835,13 +930,8 @@ class CpuSession final : public Session {
   AlignedBuffer stats_;
   AlignedBuffer embed_out_;
   std::vector<std::string> last_algorithms_;
+  std::vector<float> source_tile_;  // RunWithFeatureSource's current tile
 };
-
-void CpuPreparedModel::Warmup() {
-  CpuSession session(shared_from_this());
-  session.Shape(1, kWarmupWindowFrames);
-  session.Shape(1, tuning_.tile_frames);
-}
 
 std::unique_ptr<Session> CpuPreparedModel::NewSession() const {
   return std::make_unique<CpuSession>(shared_from_this());
@@ -858,10 +948,7 @@ class CpuBackend final : public Backend {
           ErrorCode::kInvalidArgument,
           "backend option num_threads: " + std::to_string(options.num_threads) +
               " (expected 0 for all cores, or a positive count)");
-    if (options.precision == "bf16")
-      throw Error(ErrorCode::kInvalidArgument,
-                  "backend option precision: bf16 not supported yet on cpu");
-    if (options.precision != "fp32")
+    if (options.precision != "fp32" && options.precision != "bf16")
       throw Error(ErrorCode::kInvalidArgument,
                   "backend option precision: \"" + options.precision +
                       "\" (expected fp32 or bf16)");
@@ -869,6 +956,12 @@ class CpuBackend final : public Backend {
         options.num_threads > 0 ? options.num_threads : omp_get_num_procs();
     try {
       description_ = LibraryDescription();
+      if (options.precision == "bf16" && !NativeBf16())
+        throw Error(ErrorCode::kInvalidArgument,
+                    "backend option precision: bf16 needs a CPU with native "
+                    "bf16 instructions (AVX512_BF16 or AMX); this one has " +
+                        std::string(IsaName(dnnl::get_effective_cpu_isa())) +
+                        " (oneDNN would emulate bf16, slower than fp32)");
     } catch (const dnnl::error& e) {
       RethrowDnnl(e, "cpu backend");
     }
@@ -888,10 +981,9 @@ class CpuBackend final : public Backend {
       const model::ResNetWeights& weights) const override {
     UseThreads(num_threads_);
     try {
-      auto prepared =
-          std::make_shared<CpuPreparedModel>(weights, num_threads_, tuning_);
-      prepared->Warmup();
-      return prepared;
+      return std::make_shared<CpuPreparedModel>(
+          weights, num_threads_, tuning_,
+          options_.precision == "bf16" ? DataType::bf16 : DataType::f32);
     } catch (const dnnl::error& e) {
       RethrowDnnl(e, "cpu backend prepare");
     }
@@ -909,6 +1001,14 @@ class CpuBackend final : public Backend {
 std::unique_ptr<Backend> CreateCpuBackend(const BackendOptions& options,
                                           const CpuTuning& tuning) {
   return std::make_unique<CpuBackend>(options, tuning);
+}
+
+bool NativeBf16Available() { return NativeBf16(); }
+
+size_t PreparedWeightBytes(const PreparedModel& model) {
+  if (const auto* cpu = dynamic_cast<const CpuPreparedModel*>(&model))
+    return cpu->WeightBytes();
+  return 0;
 }
 
 std::vector<std::string> LastLayerAlgorithms(const Session& session) {

@@ -4,6 +4,7 @@
 // not carry: the convolution algorithm and the time tiling.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -37,10 +38,26 @@ struct CpuTuning {
   int64_t max_batch_frames = 16384;
   // Compiled shapes each session keeps (least recently used dropped).
   int max_cached_shapes = 16;
+  // kAuto uses Winograd only for runs of at least this many batch * frames.
+  // Winograd's one-time weight transform (~200-300 ms of CPU for ResNet34,
+  // per layout) costs more than it saves on one short input (3 s: ~118 ->
+  // ~68 ms of CPU), so a single short input starts faster with direct
+  // convolutions; batches and long inputs (tiles) get Winograd.
+  int64_t min_winograd_batch_frames = 1000;
 };
 
 std::unique_ptr<Backend> CreateCpuBackend(const BackendOptions& options,
                                           const CpuTuning& tuning = {});
+
+// Whether this CPU runs bf16 convolutions natively (AVX512_BF16 or AMX), the
+// condition for BackendOptions::precision "bf16" (else kInvalidArgument).
+bool NativeBf16Available();
+
+// Bytes of weights a prepared CPU model holds now: the plain f32 copies plus
+// the reordered layouts that some live compiled shape uses (reordered lazily,
+// freed with the last session shape using them). 0 for other backends.
+// Thread-safe.
+size_t PreparedWeightBytes(const PreparedModel& model);
 
 // Per convolution of a prepared CPU model: "<layer>: <algorithm>" as used by
 // the last shape a session compiled; for reports. Empty for other backends.

@@ -1,0 +1,54 @@
+// Pull-based decoding (internal): the same mono samples as DecodeAudioFile /
+// DecodeAudioBytes, handed out block by block so that memory stays bounded
+// whatever the length of the input.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "voxprint/audio.h"
+
+namespace voxprint::audio {
+
+// Not thread-safe; one per pass over an input. Throws voxprint::Error with
+// the same codes and messages as DecodeAudioFile.
+class StreamDecoder {
+ public:
+  // Opens the input and reads its header (no samples yet).
+  static std::unique_ptr<StreamDecoder> OpenFile(const std::string& path,
+                                                 const AudioLimits& limits);
+  // `bytes` must outlive the decoder.
+  static std::unique_ptr<StreamDecoder> OpenBytes(
+      std::span<const uint8_t> bytes, const std::string& name,
+      const AudioLimits& limits);
+  ~StreamDecoder();
+  StreamDecoder(const StreamDecoder&) = delete;
+  StreamDecoder& operator=(const StreamDecoder&) = delete;
+
+  // Duration the container header states, in seconds; 0 when unknown.
+  double HeaderDurationSeconds() const;
+
+  // Replaces *out with the next mono samples (at SampleRateHz()); false,
+  // with *out empty, at the end. Blocks are a packet or so long.
+  bool Next(std::vector<float>* out);
+
+  // The rate of the samples Next() gives: the stream's first decoded rate
+  // (later runs at other rates are resampled to it, as DecodeAudio* does).
+  // Known once Next() has returned true.
+  int SampleRateHz() const;
+
+  // What DecodeAudio* would report in DecodedAudio::info; frames is complete
+  // once Next() has returned false.
+  AudioInfo Info() const;
+
+  struct Impl;
+
+ private:
+  explicit StreamDecoder(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace voxprint::audio
