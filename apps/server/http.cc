@@ -586,26 +586,21 @@ int RunServer(const ServerOptions& options) {
            [&routes](const httplib::Request&, httplib::Response& response) {
              Send(response, routes.OpenApi());
            });
-  http.Post("/api/embed",
-            [&](const httplib::Request& request, httplib::Response& response,
-                const httplib::ContentReader& reader) {
-              ApiRequest api;
-              if (auto error = ReadRequest(request, reader, config, &api)) {
-                Send(response, *error);
-                return;
-              }
-              Send(response, routes.Embed(std::move(api)));
-            });
-  http.Post("/api/compare",
-            [&](const httplib::Request& request, httplib::Response& response,
-                const httplib::ContentReader& reader) {
-              ApiRequest api;
-              if (auto error = ReadRequest(request, reader, config, &api)) {
-                Send(response, *error);
-                return;
-              }
-              Send(response, routes.Compare(std::move(api)));
-            });
+  // Both upload endpoints read the body alike and differ only in the route.
+  auto upload_route = [&](ApiResponse (Routes::*handle)(ApiRequest)) {
+    return [&, handle](const httplib::Request& request,
+                       httplib::Response& response,
+                       const httplib::ContentReader& reader) {
+      ApiRequest api;
+      if (auto error = ReadRequest(request, reader, config, &api)) {
+        Send(response, *error);
+        return;
+      }
+      Send(response, (routes.*handle)(std::move(api)));
+    };
+  };
+  http.Post("/api/embed", upload_route(&Routes::Embed));
+  http.Post("/api/compare", upload_route(&Routes::Compare));
   http.Get(".*", ServeStatic);
 
   int port = options.port;

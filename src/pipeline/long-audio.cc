@@ -1,9 +1,5 @@
 #include "pipeline/long-audio.h"
 
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
-
 #include <algorithm>
 #include <span>
 #include <utility>
@@ -50,7 +46,10 @@ class FeatureStream {
     return 0;
   }
 
-  int64_t samples_16k() const { return samples_16k_; }
+  // 16 kHz samples so far (all of them once Next() has returned 0).
+  int64_t samples_16k() const {
+    return samples_16k_ + static_cast<int64_t>(pending_.size());
+  }
   AudioInfo Info() const { return decoder_->Info(); }
 
  private:
@@ -71,13 +70,6 @@ class FeatureStream {
     return frames;
   }
 
- public:
-  // Samples after the last frame (counted once the stream has ended).
-  int64_t leftover_samples() const {
-    return static_cast<int64_t>(pending_.size());
-  }
-
- private:
   std::unique_ptr<audio::StreamDecoder> decoder_;
   FbankOptions fbank_;
   std::unique_ptr<audio::StreamingResampler> resampler_;
@@ -86,15 +78,6 @@ class FeatureStream {
   int64_t samples_16k_ = 0;
   bool ended_ = false;
 };
-
-// Hands freed heap pages back to the system (glibc keeps them by default):
-// what loading the model and other calls freed would otherwise stay in the
-// peak resident size of a run that is meant to be small.
-void ReleaseFreedMemory() {
-#if defined(__GLIBC__)
-  malloc_trim(0);
-#endif
-}
 
 }  // namespace
 
@@ -107,7 +90,6 @@ LongAudioEmbedding EmbedLongAudio(const StreamOpener& open,
 
   // Pass 1: the per-bin mean over all frames, summed as SubtractMeanOverTime
   // sums (frame by frame, in double) so the means are the same floats.
-  ReleaseFreedMemory();
   std::vector<double> sums(static_cast<size_t>(bins), 0.0);
   int64_t total_frames = 0;
   LongAudioEmbedding result;
@@ -121,7 +103,7 @@ LongAudioEmbedding EmbedLongAudio(const StreamOpener& open,
       total_frames += n;
     }
     result.info = stream.Info();
-    result.samples_16k = stream.samples_16k() + stream.leftover_samples();
+    result.samples_16k = stream.samples_16k();
   }
   if (total_frames < min_frames)
     throw Error(ErrorCode::kCorruptInput,
@@ -133,8 +115,6 @@ LongAudioEmbedding EmbedLongAudio(const StreamOpener& open,
   std::vector<float> means(static_cast<size_t>(bins));
   for (int m = 0; m < bins; ++m)
     means[m] = static_cast<float>(sums[m] / total_frames);
-
-  ReleaseFreedMemory();
 
   // Pass 2: the network asks for tiles (with their halo) in increasing
   // order; `window` holds the mean-subtracted frames from the current tile's

@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -102,58 +101,27 @@ TEST_P(CpuNetworkGolden, AlgorithmsAndTilesMatchReference) {
   }
 }
 
-// Seconds of one run.
-double RunSeconds(Session& session, const std::vector<float>& fbank,
-                  int64_t frames) {
-  const auto started = std::chrono::steady_clock::now();
-  session.Run(fbank, 1, frames);
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                       started)
-      .count();
-}
-
 // bf16 is opt-in and trades accuracy for speed: it must stay within
 // kBf16Tolerance of the reference (measured 4.44e-2 on sample.wav with the
-// kit's weights: bf16 keeps 8 significant bits through 36 layers) and not be
-// slower than fp32. Measured on AMD EPYC (Zen 4, AVX512_BF16), 30 s, one
-// thread: bf16 ~0.60 s of CPU, fp32 Winograd ~0.65 s, fp32 direct ~1.21 s
-// (bf16 has no Winograd in oneDNN 2.6); the margin absorbs the noise of a
-// shared machine.
+// kit's weights: bf16 keeps 8 significant bits through 36 layers). Its speed
+// is the benchmark's business (bench/), not a unit test's.
 constexpr double kBf16Tolerance = 6e-2;
-constexpr double kBf16SlowdownMargin = 1.10;
 
-TEST(CpuNetworkGoldenBf16, WithinBoundAndNotSlower) {
+TEST(CpuNetworkGoldenBf16, WithinDocumentedBound) {
   VOXPRINT_REQUIRE_REFERENCE_KIT();
   if (!backends::cpu::NativeBf16Available())
     GTEST_SKIP() << "no native bf16 on this CPU (bf16 is refused there)";
   const auto& weights = Weights("pytorch_model.bin");
   const auto fbank = LoadNpy(ReferenceDir() / "expected" / kSample.fbank);
   const auto expected = LoadNpy(ReferenceDir() / "expected" / kSample.expected);
-  const int64_t frames = fbank.shape[0];
-  BackendOptions fp32;
-  fp32.num_threads = 2;
-  BackendOptions bf16 = fp32;
+  BackendOptions bf16;
   bf16.precision = "bf16";
-  auto fp32_session =
-      CreateBackend("cpu", fp32)->Prepare(weights)->NewSession();
-  auto bf16_session =
-      CreateBackend("cpu", bf16)->Prepare(weights)->NewSession();
-
-  const auto actual = bf16_session->Run(fbank.values, 1, frames);
+  auto session = CreateBackend("cpu", bf16)->Prepare(weights)->NewSession();
+  const auto actual = session->Run(fbank.values, 1, fbank.shape[0]);
   const double error = testing::RelativeL2(actual, expected.values);
   EXPECT_LT(error, kBf16Tolerance);
   EXPECT_GT(error, 1e-4);  // bf16 really ran
-  // Best of interleaved runs (after the first, which compiles the shape):
-  // the machine may be shared, and interleaving spreads its noise evenly.
-  fp32_session->Run(fbank.values, 1, frames);
-  double fp32_s = 1e30, bf16_s = 1e30;
-  for (int i = 0; i < 4; ++i) {
-    fp32_s = std::min(fp32_s, RunSeconds(*fp32_session, fbank.values, frames));
-    bf16_s = std::min(bf16_s, RunSeconds(*bf16_session, fbank.values, frames));
-  }
-  EXPECT_LE(bf16_s, fp32_s * kBf16SlowdownMargin);
-  std::cout << "bf16: rel L2 " << error << ", best run " << bf16_s * 1e3
-            << " ms vs fp32 " << fp32_s * 1e3 << " ms\n";
+  std::cout << "bf16: rel L2 " << error << "\n";
 }
 
 INSTANTIATE_TEST_SUITE_P(

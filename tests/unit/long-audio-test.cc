@@ -15,6 +15,7 @@
 #include "audio/stream-decoder.h"
 #include "audio/streaming-resampler.h"
 #include "support/reference-kit.h"
+#include "support/wav-builder.h"
 #include "voxprint/audio.h"
 #include "voxprint/error.h"
 #include "voxprint/extractor.h"
@@ -130,27 +131,11 @@ TEST(StreamDecoderTest, ReportsErrorsAsDecodeAudioFileDoes) {
 
 // A mono IEEE-float WAV (decoded exactly as it is written).
 std::vector<uint8_t> FloatWav(std::span<const float> samples, int rate_hz) {
-  std::vector<uint8_t> bytes;
-  const auto put = [&](const void* data, size_t n) {
-    const auto* p = static_cast<const uint8_t*>(data);
-    bytes.insert(bytes.end(), p, p + n);
-  };
-  const auto u32 = [&](uint32_t v) { put(&v, 4); };
-  const auto u16 = [&](uint16_t v) { put(&v, 2); };
-  const uint32_t data_bytes = static_cast<uint32_t>(samples.size() * 4);
-  put("RIFF", 4);
-  u32(36 + data_bytes);
-  put("WAVEfmt ", 8);
-  u32(16);
-  u16(3);  // IEEE float
-  u16(1);
-  u32(static_cast<uint32_t>(rate_hz));
-  u32(static_cast<uint32_t>(rate_hz) * 4);
-  u16(4);
-  u16(32);
-  put("data", 4);
-  u32(data_bytes);
-  put(samples.data(), data_bytes);
+  const uint64_t data_bytes = samples.size() * sizeof(float);
+  std::vector<uint8_t> bytes = testing::WavHeader(
+      3, 1, static_cast<uint32_t>(rate_hz), 32, data_bytes);
+  const auto* data = reinterpret_cast<const uint8_t*>(samples.data());
+  bytes.insert(bytes.end(), data, data + data_bytes);
   return bytes;
 }
 

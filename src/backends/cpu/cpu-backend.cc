@@ -674,8 +674,9 @@ class CpuSession final : public Session {
     return last_algorithms_;
   }
 
-  // Long inputs run the same tiles as Run() (same result), each fetched from
-  // `source` just before it runs, so only one tile of features is held.
+  // Long inputs run as time tiles like Run()'s, each fetched from `source`
+  // just before it runs, so only one tile of features is held.
+  static constexpr int64_t kStreamingTileFrames = 2048;
   std::vector<float> RunWithFeatureSource(
       int64_t frames, int bins, const FeatureSource& source) override {
     const NetworkPlan& plan = model_->plan();
@@ -695,6 +696,14 @@ class CpuSession final : public Session {
       PoolingState state;
       state.mean.assign(row_count, 0.0);
       state.m2.assign(row_count, 0.0);
+      // Narrower tiles than Run()'s: the activations dominate the memory of
+      // a long run (~60 KB per tile frame); the halo stays a small share.
+      const int64_t halo = 2 * (plan.receptive_left + plan.receptive_right) +
+                           4 * plan.time_stride;
+      const int64_t narrow =
+          std::max(halo, std::min(model_->tuning().tile_frames,
+                                  kStreamingTileFrames));
+      stream_tile_frames_ = CeilDiv(narrow, plan.time_stride) * plan.time_stride;
       RunTiles({}, frames, 0, 1, total_out, state, &source);
       std::vector<float> embedding(plan.embedding_dim);
       Embed(state, 1, embedding);
@@ -756,7 +765,8 @@ class CpuSession final : public Session {
                 const FeatureSource* source = nullptr) {
     const NetworkPlan& plan = model_->plan();
     const int64_t stride = plan.time_stride;
-    const int64_t width = model_->tuning().tile_frames;
+    const int64_t width =
+        source != nullptr ? stream_tile_frames_ : model_->tuning().tile_frames;
     int64_t taken = 0;
     int64_t start = 0;
     while (taken < total_out) {
@@ -931,6 +941,7 @@ class CpuSession final : public Session {
   AlignedBuffer embed_out_;
   std::vector<std::string> last_algorithms_;
   std::vector<float> source_tile_;  // RunWithFeatureSource's current tile
+  int64_t stream_tile_frames_ = 0;  // and its tile width
 };
 
 std::unique_ptr<Session> CpuPreparedModel::NewSession() const {

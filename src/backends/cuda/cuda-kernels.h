@@ -1,0 +1,43 @@
+// Element-wise and reduction kernels of the CUDA backend (internal).
+//
+// Plain host functions that enqueue a kernel on `stream` and return the
+// launch status; they never synchronize and never throw, so that this header
+// needs no CUDA compiler and the caller converts statuses to voxprint::Error.
+// All tensors are fp32 device pointers, row-major.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace voxprint::backends::cuda {
+
+// features [batch, frames, bins] -> image [batch, 1, bins, frames].
+cudaError_t LaunchTransposeFeatures(const float* features, float* image,
+                                    int batch, int64_t frames, int bins,
+                                    cudaStream_t stream);
+
+// x [batch, channels, plane] += bias[channel], then ReLU when `relu`.
+cudaError_t LaunchBiasActivation(float* x, const float* bias, int batch,
+                                 int channels, int64_t plane, bool relu,
+                                 cudaStream_t stream);
+
+// x [batch, rows, frames] -> stats [batch, 2 * rows]: the means of all rows,
+// then their unbiased standard deviations (NaN for frames == 1, as torch),
+// accumulated in double.
+cudaError_t LaunchStatisticsPooling(const float* x, float* stats, int batch,
+                                    int rows, int64_t frames,
+                                    cudaStream_t stream);
+
+// out [batch, out_dim] = in [batch, in_dim] * weight [out_dim, in_dim]^T +
+// bias, accumulated in double.
+cudaError_t LaunchLinear(const float* in, const float* weight,
+                         const float* bias, float* out, int batch, int in_dim,
+                         int out_dim, cudaStream_t stream);
+
+// cudaSuccess when this build's kernels can run on the current device (else
+// e.g. cudaErrorNoKernelImageForDevice: the GPU is older than the
+// architectures compiled in).
+cudaError_t CheckKernelsRunnable();
+
+}  // namespace voxprint::backends::cuda
