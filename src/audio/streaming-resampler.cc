@@ -10,7 +10,19 @@
 namespace voxprint::audio {
 namespace {
 
-// Must match resample.cc: every output is one float32 chain over its taps in
+// torch computes the strided conv1d one of two ways, each summing every
+// output as a chain over the kernel columns in increasing order, in float32:
+//  - oneDNN when the padded input is longer than 20480 samples (torch's
+//    use_mkldnn rule for one batch, one channel and a 1-row kernel): a chain
+//    of fused multiply-adds;
+//  - otherwise im2col + the reference BLAS sgemm: a product, then a sum.
+// Doing the same gives torchaudio's output bit for bit wherever our kernel
+// taps equal torch's (all but ~0.5% of them, see sinc-kernel.cc). Outputs of
+// one phase in consecutive frames use the same taps, so kLanes of them run
+// side by side: independent chains keep the FMA units busy while each chain
+// keeps its own order.
+//
+// Every output is one float32 chain over its taps in
 // increasing order (skipping taps over the zero padding), with fused
 // multiply-adds when the padded input reaches torch's oneDNN threshold and a
 // product-then-sum otherwise. Each output depends only on the input and its
@@ -83,11 +95,14 @@ struct LibraryFma {
 };
 struct MultiplyAdd {
   float operator()(float a, float b, float c) const {
+    // Two statements: compilers may fuse a * b + c within one expression.
     const float product = a * b;
     return c + product;
   }
 };
 
+// Without -mfma, std::fma is a library call on x86-64; a clone compiled for
+// FMA hardware makes it one instruction. Other targets have FMA as baseline.
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 struct InstructionFma {
   [[gnu::always_inline]] float operator()(float a, float b, float c) const {
