@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <string>
 
 #include "voxprint/error.h"
 
@@ -202,6 +203,23 @@ NetworkPlan BuildNetworkPlan(const model::ResNetWeights& weights) {
                           " values, expected " +
                           std::to_string(plan.embedding_dim));
   return plan;
+}
+
+void NetworkPlan::CheckFeatures(std::span<const float> features, int batch,
+                                int64_t frames) const {
+  if (batch < 1 || frames < 1)
+    throw Error(ErrorCode::kInvalidArgument,
+                "features: batch " + std::to_string(batch) + " and frames " +
+                    std::to_string(frames) + " must be positive");
+  const uint64_t per_item = static_cast<uint64_t>(feature_dim);
+  if (features.size() / per_item / static_cast<uint64_t>(batch) !=
+          static_cast<uint64_t>(frames) ||
+      features.size() % (per_item * batch) != 0)
+    throw Error(ErrorCode::kInvalidArgument,
+                "features: " + std::to_string(features.size()) +
+                    " values do not match [" + std::to_string(batch) + ", " +
+                    std::to_string(frames) + ", " +
+                    std::to_string(feature_dim) + "]");
 }
 
 }  // namespace voxprint::backends

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,10 @@ struct NetworkPlan {
 
   // Trunk output frames for `frames` input frames (0: input too short).
   int64_t OutputFrames(int64_t frames) const;
+  // Throws ErrorCode::kInvalidArgument unless `features` holds
+  // [batch, frames, feature_dim] values with batch, frames >= 1.
+  void CheckFeatures(std::span<const float> features, int batch,
+                     int64_t frames) const;
 };
 
 // Checks every shape (channel chaining, weight sizes, residual shapes match

@@ -13,6 +13,7 @@
 #include "backends/registry.h"
 #include "model/model-file.h"
 #include "model/resnet-weights.h"
+#include "support/random-resnet.h"
 #include "support/reference-kit.h"
 #include "voxprint/backend.h"
 #include "voxprint/error.h"
@@ -20,9 +21,8 @@
 namespace voxprint {
 namespace {
 
-using model::FoldedConv;
-using model::ResidualBlock;
 using model::ResNetWeights;
+using testing::RandomFeatures;
 using testing::CloseInRelativeL2;
 
 // Empty when "cuda" can be created here, else why not.
@@ -113,25 +113,6 @@ TEST(CudaRegistry, DeviceIndexIsChecked) {
 // ---------------------------------------------------------------------------
 // Conformance to the CPU backend (needs a GPU).
 
-FoldedConv RandomConv(int in, int out, int kernel, int stride,
-                      std::mt19937& rng) {
-  FoldedConv conv;
-  conv.in_channels = in;
-  conv.out_channels = out;
-  conv.kernel = kernel;
-  conv.stride = stride;
-  conv.padding = kernel / 2;
-  // He scaling keeps activations of order one through the layers.
-  std::normal_distribution<float> weight(
-      0.0f, std::sqrt(2.0f / static_cast<float>(in * kernel * kernel)));
-  std::normal_distribution<float> bias(0.0f, 0.1f);
-  conv.weight.resize(static_cast<size_t>(out) * in * kernel * kernel);
-  for (float& w : conv.weight) w = weight(rng);
-  conv.bias.resize(out);
-  for (float& b : conv.bias) b = bias(rng);
-  return conv;
-}
-
 ResNetWeights RandomWeights(ResidualBlockKind kind, int feature_dim,
                             uint32_t seed) {
   ResNetArchitecture arch;
@@ -141,52 +122,9 @@ ResNetWeights RandomWeights(ResidualBlockKind kind, int feature_dim,
   arch.base_channels = 8;
   arch.feature_dim = feature_dim;
   arch.embedding_dim = 16;
-  std::mt19937 rng(seed);
-  ResNetWeights w;
-  w.architecture = arch;
-  const int expansion = arch.Expansion();
-  w.stem = RandomConv(1, arch.base_channels, 3, 1, rng);
-  int in_planes = arch.base_channels;
-  int rows = feature_dim;
-  w.stages.resize(4);
-  for (int s = 0; s < 4; ++s) {
-    const int planes = arch.base_channels << s;
-    for (int b = 0; b < arch.blocks_per_stage[s]; ++b) {
-      const int stride = (s > 0 && b == 0) ? 2 : 1;
-      if (stride == 2) rows = (rows - 1) / 2 + 1;
-      ResidualBlock block;
-      if (kind == ResidualBlockKind::kBasic) {
-        block.convs.push_back(RandomConv(in_planes, planes, 3, stride, rng));
-        block.convs.push_back(RandomConv(planes, planes, 3, 1, rng));
-      } else {
-        block.convs.push_back(RandomConv(in_planes, planes, 1, 1, rng));
-        block.convs.push_back(RandomConv(planes, planes, 3, stride, rng));
-        block.convs.push_back(
-            RandomConv(planes, planes * expansion, 1, 1, rng));
-      }
-      if (stride != 1 || in_planes != planes * expansion)
-        block.shortcut =
-            RandomConv(in_planes, planes * expansion, 1, stride, rng);
-      in_planes = planes * expansion;
-      w.stages[s].push_back(std::move(block));
-    }
-  }
-  const int pooled = 2 * in_planes * rows;
-  std::normal_distribution<float> dist(0.0f, 1.0f / std::sqrt(pooled * 1.0f));
-  w.embedding_weight.resize(static_cast<size_t>(arch.embedding_dim) * pooled);
-  for (float& x : w.embedding_weight) x = dist(rng);
-  w.embedding_bias.resize(arch.embedding_dim);
-  for (float& x : w.embedding_bias) x = dist(rng);
-  return w;
+  return testing::RandomWeights(arch, seed);
 }
 
-std::vector<float> RandomFeatures(size_t count, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> v(count);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
 
 std::vector<float> RunOn(const std::string& device, const ResNetWeights& w,
                          const std::vector<float>& features, int batch,

@@ -629,19 +629,7 @@ class CpuSession final : public Session {
   std::vector<float> Run(std::span<const float> features, int batch,
                          int64_t frames) override {
     const NetworkPlan& plan = model_->plan();
-    if (batch < 1 || frames < 1)
-      throw Error(ErrorCode::kInvalidArgument,
-                  "features: batch " + std::to_string(batch) + " and frames " +
-                      std::to_string(frames) + " must be positive");
-    const uint64_t per_item = static_cast<uint64_t>(plan.feature_dim);
-    if (features.size() / per_item / static_cast<uint64_t>(batch) !=
-            static_cast<uint64_t>(frames) ||
-        features.size() % (per_item * batch) != 0)
-      throw Error(ErrorCode::kInvalidArgument,
-                  "features: " + std::to_string(features.size()) +
-                      " values do not match [" + std::to_string(batch) + ", " +
-                      std::to_string(frames) + ", " +
-                      std::to_string(plan.feature_dim) + "]");
+    plan.CheckFeatures(features, batch, frames);
     UseThreads(model_->num_threads());
     try {
       return RunChecked(features, batch, frames);

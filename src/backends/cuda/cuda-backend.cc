@@ -256,19 +256,7 @@ class CudaSession final : public Session {
   std::vector<float> Run(std::span<const float> features, int batch,
                          int64_t frames) override {
     const NetworkPlan& plan = model_->plan();
-    if (batch < 1 || frames < 1)
-      throw Error(ErrorCode::kInvalidArgument,
-                  "features: batch " + std::to_string(batch) + " and frames " +
-                      std::to_string(frames) + " must be positive");
-    const uint64_t per_item = static_cast<uint64_t>(plan.feature_dim);
-    if (features.size() / per_item / static_cast<uint64_t>(batch) !=
-            static_cast<uint64_t>(frames) ||
-        features.size() % (per_item * batch) != 0)
-      throw Error(ErrorCode::kInvalidArgument,
-                  "features: " + std::to_string(features.size()) +
-                      " values do not match [" + std::to_string(batch) + ", " +
-                      std::to_string(frames) + ", " +
-                      std::to_string(plan.feature_dim) + "]");
+    plan.CheckFeatures(features, batch, frames);
     if (plan.OutputFrames(frames) <= 0)
       throw Error(ErrorCode::kInvalidArgument,
                   "features: " + std::to_string(frames) +
@@ -277,7 +265,8 @@ class CudaSession final : public Session {
     const int64_t fit = std::max<int64_t>(1, kMaxBatchFrames / frames);
     const int chunk = static_cast<int>(
         std::min<int64_t>({batch, fit, int64_t{kMaxChunkBatch}}));
-    const size_t item_values = static_cast<size_t>(frames) * per_item;
+    const size_t item_values =
+        static_cast<size_t>(frames) * static_cast<size_t>(plan.feature_dim);
     std::vector<float> out(static_cast<size_t>(batch) * plan.embedding_dim);
     for (int first = 0; first < batch; first += chunk) {
       const int count = std::min(chunk, batch - first);
