@@ -2,7 +2,6 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
-
 #include <memory>
 #include <string>
 
@@ -14,13 +13,13 @@ namespace voxprint::cli {
 // Documented exit codes (README, `voxprint --help`).
 enum ExitCode : int {
   kExitOk = 0,
-  kExitInternal = 1,      // a bug in voxprint
-  kExitUsage = 2,         // bad flags or parameter values
-  kExitBadAudio = 3,      // input not audio, undecodable or too short
-  kExitModel = 4,         // model file missing, corrupt or unsafe
-  kExitDevice = 5,        // requested device unavailable
-  kExitLimit = 6,         // input beyond a limit
-  kExitIo = 7,            // file cannot be read or written
+  kExitInternal = 1,  // a bug in voxprint
+  kExitUsage = 2,     // bad flags or parameter values
+  kExitBadAudio = 3,  // input not audio, undecodable or too short
+  kExitModel = 4,     // model file missing, corrupt or unsafe
+  kExitDevice = 5,    // requested device unavailable
+  kExitLimit = 6,     // input beyond a limit
+  kExitIo = 7,        // file cannot be read or written
 };
 int ExitCodeFor(ErrorCode code);
 

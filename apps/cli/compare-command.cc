@@ -39,8 +39,9 @@ CLI::App* AddCompareCommand(CLI::App& root, std::function<int()>& run) {
       "Are two recordings the same speaker? Prints JSON {similarity, "
       "threshold, same_speaker} (same_speaker: similarity > threshold).");
   flags->model.AddTo(*command);
-  command->add_option("--threshold", flags->threshold,
-                      "Cosine similarity above which it is the same speaker")
+  command
+      ->add_option("--threshold", flags->threshold,
+                   "Cosine similarity above which it is the same speaker")
       ->check(CLI::Range(-1.0, 1.0))
       ->capture_default_str();
   command->add_option("a", flags->a, "First audio file")->required();

@@ -57,8 +57,8 @@ std::vector<std::string> OutputPaths(const EmbedFlags& flags) {
 
 int RunEmbed(const EmbedFlags& flags) {
   EmbedRequest request;
-  request.mode = flags.window == "sliding" ? WindowMode::kSliding
-                                           : WindowMode::kWhole;
+  request.mode =
+      flags.window == "sliding" ? WindowMode::kSliding : WindowMode::kWhole;
   request.window_duration_s = flags.duration_s;
   request.window_step_s = flags.step_s;
   request.start_s = flags.start_s;
@@ -106,7 +106,8 @@ int RunEmbed(const EmbedFlags& flags) {
     }
   }
   if (flags.format == "json") {
-    const std::string document = apps::DumpJson(nlohmann::json{{"results", results}});
+    const std::string document =
+        apps::DumpJson(nlohmann::json{{"results", results}});
     if (flags.output.empty())
       std::cout << document << std::endl;
     else
@@ -131,18 +132,19 @@ CLI::App* AddEmbedCommand(CLI::App& root, std::function<int()>& run) {
   command->add_option("--window", flags->window, "whole or sliding")
       ->check(CLI::IsMember({"whole", "sliding"}))
       ->capture_default_str();
-  command->add_option("--duration", flags->duration_s,
-                      "Sliding window length in seconds")
+  command
+      ->add_option("--duration", flags->duration_s,
+                   "Sliding window length in seconds")
       ->capture_default_str();
-  command->add_option("--step", flags->step_s,
-                      "Sliding window step in seconds")
+  command->add_option("--step", flags->step_s, "Sliding window step in seconds")
       ->capture_default_str();
   command->add_option("--start", flags->start_s,
                       "Start of the excerpt to embed, in seconds");
   command->add_option("--end", flags->end_s,
                       "End of the excerpt to embed, in seconds");
-  command->add_option("--format", flags->format,
-                      "json, npy (float32 [256] or [windows, 256]) or csv")
+  command
+      ->add_option("--format", flags->format,
+                   "json, npy (float32 [256] or [windows, 256]) or csv")
       ->check(CLI::IsMember({"json", "npy", "csv"}))
       ->capture_default_str();
   command->add_option("--output,-o", flags->output,
@@ -151,7 +153,8 @@ CLI::App* AddEmbedCommand(CLI::App& root, std::function<int()>& run) {
   command->add_flag("--quiet,-q", flags->quiet, "No progress on stderr");
   command->add_option("files", flags->files, "Audio files (any common format)")
       ->required();
-  command->callback([flags, &run] { run = [flags] { return RunEmbed(*flags); }; });
+  command->callback(
+      [flags, &run] { run = [flags] { return RunEmbed(*flags); }; });
   return command;
 }
 

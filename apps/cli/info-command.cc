@@ -18,7 +18,8 @@ CLI::App* AddInfoCommand(CLI::App& root, std::function<int()>& run) {
   command->callback([flags, &run] {
     run = [flags] {
       const std::unique_ptr<Extractor> extractor = flags->MakeExtractor(true);
-      std::cout << apps::DumpJson(apps::ModelInfoToJson(*extractor)) << std::endl;
+      std::cout << apps::DumpJson(apps::ModelInfoToJson(*extractor))
+                << std::endl;
       return kExitOk;
     };
   });

@@ -1,6 +1,5 @@
 // voxprint: speaker embeddings from the command line.
 #include <CLI/CLI.hpp>
-
 #include <exception>
 #include <functional>
 #include <iostream>

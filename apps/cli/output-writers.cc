@@ -63,8 +63,7 @@ std::string EncodeCsv(const EmbeddingResult& result) {
   csv.precision(9);
   const bool sliding = result.mode == WindowMode::kSliding;
   if (sliding) csv << "start_s,end_s,";
-  for (int64_t d = 0; d < matrix.dim; ++d)
-    csv << (d ? "," : "") << "dim_" << d;
+  for (int64_t d = 0; d < matrix.dim; ++d) csv << (d ? "," : "") << "dim_" << d;
   csv << "\n";
   for (int64_t r = 0; r < matrix.rows; ++r) {
     if (sliding)
@@ -78,7 +77,8 @@ std::string EncodeCsv(const EmbeddingResult& result) {
 
 void WriteFile(const std::string& path, const std::string& content) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) throw Error(ErrorCode::kIoError, path + ": cannot open for writing");
+  if (!out)
+    throw Error(ErrorCode::kIoError, path + ": cannot open for writing");
   out.write(content.data(), static_cast<std::streamsize>(content.size()));
   out.close();
   if (!out) throw Error(ErrorCode::kIoError, path + ": write failed");

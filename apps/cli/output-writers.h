@@ -14,7 +14,7 @@ struct EmbeddingMatrix {
   std::vector<float> values;  // row-major [rows, dim]
   int64_t rows = 0;
   int64_t dim = 0;
-  bool is_vector = true;      // whole mode: shape [dim], else [rows, dim]
+  bool is_vector = true;  // whole mode: shape [dim], else [rows, dim]
 };
 EmbeddingMatrix ToMatrix(const EmbeddingResult& result);
 

@@ -56,7 +56,8 @@ nlohmann::json ModelInfoToJson(const Extractor& extractor) {
   const BackendInfo device = extractor.Device();
   return {
       {"architecture", arch.name},
-      {"block", arch.block == ResidualBlockKind::kBasic ? "basic" : "bottleneck"},
+      {"block",
+       arch.block == ResidualBlockKind::kBasic ? "basic" : "bottleneck"},
       {"blocks_per_stage", arch.blocks_per_stage},
       {"base_channels", arch.base_channels},
       {"parameters", arch.ParameterCount()},
@@ -96,7 +97,8 @@ nlohmann::json ComparisonToJson(double similarity, double threshold) {
 }
 
 std::string DumpJson(const nlohmann::json& json, int indent) {
-  return json.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
+  return json.dump(indent, ' ', false,
+                   nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace voxprint::apps

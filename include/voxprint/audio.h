@@ -29,11 +29,11 @@ struct AudioLimits {
 
 // What the file held before conversion.
 struct AudioInfo {
-  int sample_rate_hz = 0;   // original sample rate
-  int channels = 0;         // original channel count
-  int64_t frames = 0;       // decoded samples per channel, original rate
-  std::string container;    // FFmpeg demuxer name, e.g. "wav", "ogg"
-  std::string codec;        // FFmpeg decoder name, e.g. "pcm_s16le", "opus"
+  int sample_rate_hz = 0;  // original sample rate
+  int channels = 0;        // original channel count
+  int64_t frames = 0;      // decoded samples per channel, original rate
+  std::string container;   // FFmpeg demuxer name, e.g. "wav", "ogg"
+  std::string codec;       // FFmpeg decoder name, e.g. "pcm_s16le", "opus"
   double DurationSeconds() const {
     return sample_rate_hz > 0 ? static_cast<double>(frames) / sample_rate_hz
                               : 0.0;

@@ -3,7 +3,8 @@
 // Three levels, "prepare once, run many":
 //   Backend        one per device, made by CreateBackend("cpu" | "cuda[:N]" |
 //                  "auto"). Only "auto" may choose; asking for an unusable
-//                  device throws ErrorCode::kBackendUnavailable with the reason.
+//                  device throws ErrorCode::kBackendUnavailable with the
+//                  reason.
 //   PreparedModel  weights already in the device's layout; immutable and
 //                  thread-safe; shared by all sessions.
 //   Session        per worker: scratch memory and a cache of compiled
@@ -32,7 +33,7 @@ struct BackendOptions {
 };
 
 struct BackendInfo {
-  std::string name;         // "cpu" or "cuda"
+  std::string name;  // "cpu" or "cuda"
   int device_index = 0;
   int num_threads = 0;
   std::string description;  // ISA / GPU name, library versions

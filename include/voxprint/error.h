@@ -36,12 +36,12 @@ class Error : public std::runtime_error {
 };
 
 // Always-on invariant check: throws ErrorCode::kInternal (never aborts).
-#define VOXPRINT_CHECK(condition, message)                                  \
-  do {                                                                      \
-    if (!(condition))                                                       \
-      throw ::voxprint::Error(::voxprint::ErrorCode::kInternal,             \
-                              std::string("internal check failed: ") +      \
-                                  #condition + ": " + (message));           \
+#define VOXPRINT_CHECK(condition, message)                             \
+  do {                                                                 \
+    if (!(condition))                                                  \
+      throw ::voxprint::Error(::voxprint::ErrorCode::kInternal,        \
+                              std::string("internal check failed: ") + \
+                                  #condition + ": " + (message));      \
   } while (0)
 
 }  // namespace voxprint

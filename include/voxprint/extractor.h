@@ -22,11 +22,11 @@
 namespace voxprint {
 
 struct ExtractorOptions {
-  std::string model_path;        // any supported model file
-  std::string device = "auto";   // "auto", "cpu", "cuda", "cuda:N"
-  BackendOptions backend;        // threads, precision
-  AudioLimits audio_limits;      // bounds on decoded input
-  int max_parallel_runs = 4;     // backend sessions kept for concurrent calls
+  std::string model_path;       // any supported model file
+  std::string device = "auto";  // "auto", "cpu", "cuda", "cuda:N"
+  BackendOptions backend;       // threads, precision
+  AudioLimits audio_limits;     // bounds on decoded input
+  int max_parallel_runs = 4;    // backend sessions kept for concurrent calls
   // Whole-mode embeddings (no excerpt) of files or uploads whose header
   // states a longer duration stream through the pipeline in two decoding
   // passes, in memory that does not grow with the length (same result).
@@ -50,18 +50,19 @@ struct EmbedRequest {
 
 struct WindowEmbedding {
   double start_s = 0.0;  // in seconds of the input (excerpt offset included)
-  double end_s = 0.0;    // start + duration (a padded last chunk ends past the input)
+  double end_s =
+      0.0;  // start + duration (a padded last chunk ends past the input)
   std::vector<float> embedding;
 };
 
 struct EmbeddingResult {
-  std::string source;                  // path or upload name
-  AudioInfo audio;                     // original rate, channels, ...
-  double duration_s = 0.0;             // of the (excerpted) audio analysed
+  std::string source;       // path or upload name
+  AudioInfo audio;          // original rate, channels, ...
+  double duration_s = 0.0;  // of the (excerpted) audio analysed
   WindowMode mode = WindowMode::kWhole;
-  std::vector<float> embedding;        // whole mode
+  std::vector<float> embedding;          // whole mode
   std::vector<WindowEmbedding> windows;  // sliding mode
-  double processing_s = 0.0;           // wall time of this call
+  double processing_s = 0.0;             // wall time of this call
 };
 
 class Extractor {

@@ -13,14 +13,15 @@ namespace voxprint {
 
 struct FbankOptions {
   int sample_rate_hz = 16000;
-  float frame_length_ms = 25.0f;   // analysis window
-  float frame_shift_ms = 10.0f;    // hop between frames
+  float frame_length_ms = 25.0f;  // analysis window
+  float frame_shift_ms = 10.0f;   // hop between frames
   int num_mel_bins = 80;
-  float low_freq_hz = 20.0f;       // lowest mel bin edge
-  float high_freq_hz = 0.0f;       // <= 0: offset from Nyquist
+  float low_freq_hz = 20.0f;  // lowest mel bin edge
+  float high_freq_hz = 0.0f;  // <= 0: offset from Nyquist
   float preemphasis = 0.97f;
   bool remove_dc_offset = true;
-  float waveform_scale = 32768.0f; // samples in [-1,1] are scaled to int16 range
+  float waveform_scale =
+      32768.0f;  // samples in [-1,1] are scaled to int16 range
   // Fixed in this implementation (and by the model): Hamming window,
   // snip_edges=true, FFT size rounded up to a power of two, power spectrum,
   // log floored at float epsilon, no dither, no energy term.
@@ -38,7 +39,9 @@ struct Features {
   std::vector<float> values;
   int64_t num_frames = 0;
   int num_bins = 0;
-  const float* Row(int64_t frame) const { return values.data() + frame * num_bins; }
+  const float* Row(int64_t frame) const {
+    return values.data() + frame * num_bins;
+  }
 };
 
 // Log mel filter-bank energies of `samples` (mono, options.sample_rate_hz).

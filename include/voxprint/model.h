@@ -27,8 +27,8 @@ struct ResNetArchitecture {
   ResidualBlockKind block = ResidualBlockKind::kBasic;
   std::array<int, 4> blocks_per_stage = {3, 4, 6, 3};
   int base_channels = 32;
-  int feature_dim = 80;      // mel bins in
-  int embedding_dim = 256;   // embedding out
+  int feature_dim = 80;     // mel bins in
+  int embedding_dim = 256;  // embedding out
 
   int Expansion() const { return block == ResidualBlockKind::kBasic ? 1 : 4; }
   // Output channels of stage s (0..3).
@@ -38,9 +38,7 @@ struct ResNetArchitecture {
   // Frequency rows after the three stride-2 stages (80 -> 10).
   int OutputFrequencyRows() const;
   // Length of the pooled statistics vector: 2 * channels * rows.
-  int PooledDim() const {
-    return 2 * StageChannels(3) * OutputFrequencyRows();
-  }
+  int PooledDim() const { return 2 * StageChannels(3) * OutputFrequencyRows(); }
   // Trainable parameters of the original (unfolded) network, BatchNorm
   // scale/shift included: the number pyannote reports for the model.
   int64_t ParameterCount() const;
@@ -50,7 +48,7 @@ struct ResNetArchitecture {
 struct ModelInfo {
   std::string path;
   ModelFormat format = ModelFormat::kPyannoteCheckpoint;
-  std::string sha256;          // of the file, lower-case hex
+  std::string sha256;  // of the file, lower-case hex
   int64_t file_size_bytes = 0;
   ResNetArchitecture architecture;
 };

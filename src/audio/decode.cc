@@ -701,8 +701,7 @@ std::unique_ptr<StreamDecoder> StreamDecoder::OpenBytes(
   SilenceFfmpegLogging();
   auto impl = std::make_unique<Impl>();
   impl->source = std::make_unique<MemorySource>(bytes);
-  impl->decoder =
-      std::make_unique<Decoder>(*impl->source, true, name, limits);
+  impl->decoder = std::make_unique<Decoder>(*impl->source, true, name, limits);
   impl->Guarded([&] { impl->decoder->OpenForStreaming(); });
   return std::unique_ptr<StreamDecoder>(new StreamDecoder(std::move(impl)));
 }

@@ -19,9 +19,9 @@ std::vector<float> Resample(std::span<const float> samples, int from_hz,
   out.reserve(static_cast<size_t>(
       static_cast<double>(samples.size()) * to_hz / from_hz + 2));
   for (size_t first = 0; first < samples.size(); first += kBlockSamples)
-    resampler.Push(samples.subspan(first, std::min(kBlockSamples,
-                                                   samples.size() - first)),
-                   &out);
+    resampler.Push(
+        samples.subspan(first, std::min(kBlockSamples, samples.size() - first)),
+        &out);
   resampler.Finish(&out);
   return out;
 }

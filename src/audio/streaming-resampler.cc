@@ -33,13 +33,13 @@ constexpr int64_t kTorchMkldnnMinPaddedLength = 20481;
 // Frames [f_begin, f_end) of every phase, output k only when k < k_limit.
 struct Block {
   const SincKernel* kernel;
-  const float* buffer;     // input sample p is buffer[p - buffer_start]
+  const float* buffer;  // input sample p is buffer[p - buffer_start]
   int64_t buffer_start;
-  int64_t n;               // input samples known (all of them at the end)
+  int64_t n;  // input samples known (all of them at the end)
   int64_t f_begin;
   int64_t f_end;
   int64_t k_limit;
-  float* y;                // output k goes to y[k - f_begin * new_rate]
+  float* y;  // output k goes to y[k - f_begin * new_rate]
 };
 
 template <typename Fma>
@@ -210,8 +210,9 @@ void StreamingResampler::Emit(bool finished, std::vector<float>* out) {
     const int64_t last_k = std::min(f_end * new_rate, k_limit);
     const size_t base = out->size();
     out->resize(base + static_cast<size_t>(last_k - first_k));
-    const Block block{&k,          buffer_.data(), buffer_start_, total_in_,
-                      next_frame_, f_end,          k_limit,       out->data() + base};
+    const Block block{&k,        buffer_.data(),    buffer_start_,
+                      total_in_, next_frame_,       f_end,
+                      k_limit,   out->data() + base};
     if (fused_) {
       ApplyFused(block);
     } else {
@@ -223,8 +224,9 @@ void StreamingResampler::Emit(bool finished, std::vector<float>* out) {
   const int64_t keep_from =
       std::min(total_in_, std::max<int64_t>(0, next_frame_ * orig + lead_));
   if (keep_from > buffer_start_) {
-    buffer_.erase(buffer_.begin(),
-                  buffer_.begin() + static_cast<ptrdiff_t>(keep_from - buffer_start_));
+    buffer_.erase(
+        buffer_.begin(),
+        buffer_.begin() + static_cast<ptrdiff_t>(keep_from - buffer_start_));
     buffer_start_ = keep_from;
   }
 }

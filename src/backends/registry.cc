@@ -18,7 +18,6 @@ namespace {
 // --device cuda selects it.
 constexpr bool kCudaValidatedOnGpu = false;
 
-
 bool IsCudaName(const std::string& device) {
   return device == "cuda" || device.rfind("cuda:", 0) == 0;
 }

@@ -58,9 +58,9 @@ void EmbedRequest::Validate() const {
     throw Error(ErrorCode::kInvalidArgument,
                 "end must be a positive number of seconds");
   if (start_s && end_s && *end_s <= *start_s)
-    throw Error(ErrorCode::kInvalidArgument,
-                "end (" + Seconds(*end_s) + ") must be after start (" +
-                    Seconds(*start_s) + ")");
+    throw Error(ErrorCode::kInvalidArgument, "end (" + Seconds(*end_s) +
+                                                 ") must be after start (" +
+                                                 Seconds(*start_s) + ")");
 }
 
 struct Extractor::Impl {
@@ -79,17 +79,15 @@ struct Extractor::Impl {
 
   Features FeaturesOf(std::span<const float> samples_16k,
                       const std::string& name) const {
-    Features features = NamingErrors(name, [&] {
-      return ComputeFbank(samples_16k, fbank);
-    });
+    Features features =
+        NamingErrors(name, [&] { return ComputeFbank(samples_16k, fbank); });
     if (features.num_frames < kMinFrames)
-      throw Error(ErrorCode::kCorruptInput,
-                  name + ": too short to embed: " +
-                      std::to_string(samples_16k.size()) +
-                      " samples at 16 kHz give " +
-                      std::to_string(features.num_frames) +
-                      " frames, the model needs at least " +
-                      std::to_string(kMinFrames) + " (0.105 s)");
+      throw Error(
+          ErrorCode::kCorruptInput,
+          name + ": too short to embed: " + std::to_string(samples_16k.size()) +
+              " samples at 16 kHz give " + std::to_string(features.num_frames) +
+              " frames, the model needs at least " +
+              std::to_string(kMinFrames) + " (0.105 s)");
     SubtractMeanOverTime(features);
     return features;
   }
@@ -110,18 +108,17 @@ struct Extractor::Impl {
                                             const EmbedRequest& request,
                                             double offset_s,
                                             const std::string& name) const {
-    const scoring::ChunkPlan plan =
-        scoring::PlanChunks(static_cast<int64_t>(samples_16k.size()),
-                            request.window_duration_s, request.window_step_s,
-                            kModelSampleRateHz);
+    const scoring::ChunkPlan plan = scoring::PlanChunks(
+        static_cast<int64_t>(samples_16k.size()), request.window_duration_s,
+        request.window_step_s, kModelSampleRateHz);
     const int64_t frames = fbank.NumFrames(plan.chunk_samples);
     if (frames < kMinFrames)
       throw Error(ErrorCode::kInvalidArgument,
                   "window duration " + Seconds(request.window_duration_s) +
                       " is too short: the model needs at least 0.105 s");
     const int bins = fbank.num_mel_bins;
-    const int64_t per_batch = std::clamp<int64_t>(kMaxBatchFrames / frames, 1,
-                                                  kMaxBatchWindows);
+    const int64_t per_batch =
+        std::clamp<int64_t>(kMaxBatchFrames / frames, 1, kMaxBatchWindows);
     std::vector<WindowEmbedding> windows;
     windows.reserve(plan.starts.size());
     std::vector<float> chunk(plan.chunk_samples);
@@ -147,10 +144,12 @@ struct Extractor::Impl {
           Run(batch_features, static_cast<int>(count), frames);
       for (size_t i = 0; i < count; ++i) {
         WindowEmbedding window;
-        window.start_s = offset_s + static_cast<double>(plan.starts[first + i]) /
-                                        kModelSampleRateHz;
-        window.end_s = window.start_s + static_cast<double>(plan.chunk_samples) /
-                                            kModelSampleRateHz;
+        window.start_s =
+            offset_s +
+            static_cast<double>(plan.starts[first + i]) / kModelSampleRateHz;
+        window.end_s =
+            window.start_s +
+            static_cast<double>(plan.chunk_samples) / kModelSampleRateHz;
         window.embedding.assign(embeddings.begin() + i * embedding_dim,
                                 embeddings.begin() + (i + 1) * embedding_dim);
         windows.push_back(std::move(window));
@@ -164,8 +163,8 @@ struct Extractor::Impl {
                                     const std::string& name) {
     const int64_t total = static_cast<int64_t>(samples_16k.size());
     const double duration_s = static_cast<double>(total) / kModelSampleRateHz;
-    const int64_t first =
-        scoring::SampleAtTime(request.start_s.value_or(0.0), kModelSampleRateHz);
+    const int64_t first = scoring::SampleAtTime(request.start_s.value_or(0.0),
+                                                kModelSampleRateHz);
     int64_t last = request.end_s ? scoring::SampleAtTime(*request.end_s,
                                                          kModelSampleRateHz)
                                  : total;
@@ -238,9 +237,8 @@ struct Extractor::Impl {
     // The reference resamples the whole file and cuts the excerpt from the
     // 16 kHz signal at floor(t * 16000) (cutting at the original rate first
     // moved 8 kHz excerpts by 6e-3, measured).
-    std::vector<float> samples_16k =
-        Resample(decoded.mono.samples, decoded.mono.sample_rate_hz,
-                 kModelSampleRateHz);
+    std::vector<float> samples_16k = Resample(
+        decoded.mono.samples, decoded.mono.sample_rate_hz, kModelSampleRateHz);
     double offset_s = 0.0;
     if (request.start_s || request.end_s) {
       offset_s = request.start_s.value_or(0.0);
@@ -295,8 +293,8 @@ EmbeddingResult Extractor::EmbedBytes(std::span<const uint8_t> bytes,
   request.Validate();
   if (auto streamed = impl_->EmbedLong(
           [&] {
-            return audio::StreamDecoder::OpenBytes(
-                bytes, name, impl_->options.audio_limits);
+            return audio::StreamDecoder::OpenBytes(bytes, name,
+                                                   impl_->options.audio_limits);
           },
           name, request))
     return std::move(*streamed);
@@ -315,9 +313,9 @@ EmbeddingResult Extractor::EmbedSamples(std::span<const float> samples,
                                         int sample_rate_hz,
                                         const EmbedRequest& request) const {
   if (sample_rate_hz <= 0)
-    throw Error(ErrorCode::kInvalidArgument,
-                "sample rate must be positive, got " +
-                    std::to_string(sample_rate_hz));
+    throw Error(
+        ErrorCode::kInvalidArgument,
+        "sample rate must be positive, got " + std::to_string(sample_rate_hz));
   DecodedAudio audio;
   audio.mono.samples.assign(samples.begin(), samples.end());
   audio.mono.sample_rate_hz = sample_rate_hz;
@@ -330,8 +328,8 @@ EmbeddingResult Extractor::EmbedSamples(std::span<const float> samples,
 
 std::vector<float> Extractor::EmbedFeatures(std::span<const float> features,
                                             int batch, int64_t frames) const {
-  const int64_t expected = static_cast<int64_t>(batch) * frames *
-                           impl_->fbank.num_mel_bins;
+  const int64_t expected =
+      static_cast<int64_t>(batch) * frames * impl_->fbank.num_mel_bins;
   if (batch <= 0 || frames < Impl::kMinFrames ||
       static_cast<int64_t>(features.size()) != expected)
     throw Error(ErrorCode::kInvalidArgument,

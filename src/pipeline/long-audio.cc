@@ -83,8 +83,7 @@ class FeatureStream {
 
 LongAudioEmbedding EmbedLongAudio(const StreamOpener& open,
                                   const FbankOptions& fbank, Session& session,
-                                  const std::string& name,
-                                  int64_t min_frames) {
+                                  const std::string& name, int64_t min_frames) {
   const int bins = fbank.num_mel_bins;
   std::vector<float> rows;
 
@@ -106,12 +105,11 @@ LongAudioEmbedding EmbedLongAudio(const StreamOpener& open,
     result.samples_16k = stream.samples_16k();
   }
   if (total_frames < min_frames)
-    throw Error(ErrorCode::kCorruptInput,
-                name + ": too short to embed: " +
-                    std::to_string(result.samples_16k) +
-                    " samples at 16 kHz give " + std::to_string(total_frames) +
-                    " frames, the model needs at least " +
-                    std::to_string(min_frames));
+    throw Error(
+        ErrorCode::kCorruptInput,
+        name + ": too short to embed: " + std::to_string(result.samples_16k) +
+            " samples at 16 kHz give " + std::to_string(total_frames) +
+            " frames, the model needs at least " + std::to_string(min_frames));
   std::vector<float> means(static_cast<size_t>(bins));
   for (int m = 0; m < bins; ++m)
     means[m] = static_cast<float>(sums[m] / total_frames);

@@ -65,7 +65,6 @@ ResNetArchitecture WideBasic() {
   return arch;
 }
 
-
 // ---------------------------------------------------------------------------
 // Naive reference forward: plain loops, double accumulation, one item.
 

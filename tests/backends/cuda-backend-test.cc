@@ -22,8 +22,8 @@ namespace voxprint {
 namespace {
 
 using model::ResNetWeights;
-using testing::RandomFeatures;
 using testing::CloseInRelativeL2;
+using testing::RandomFeatures;
 
 // Empty when "cuda" can be created here, else why not.
 std::string CudaUnusableReason() {
@@ -124,7 +124,6 @@ ResNetWeights RandomWeights(ResidualBlockKind kind, int feature_dim,
   arch.embedding_dim = 16;
   return testing::RandomWeights(arch, seed);
 }
-
 
 std::vector<float> RunOn(const std::string& device, const ResNetWeights& w,
                          const std::vector<float>& features, int batch,

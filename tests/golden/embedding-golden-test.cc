@@ -46,7 +46,7 @@ const Extractor& ExtractorFor(const std::string& model_file) {
 // 16 kHz WAV inputs need no resampler and no lossy codec: the tight bound.
 double ToleranceFor(const AudioInfo& audio) {
   return audio.sample_rate_hz == 16000 && audio.container == "wav" ? 1e-4
-                                                                    : 1e-3;
+                                                                   : 1e-3;
 }
 
 struct GoldenCase {

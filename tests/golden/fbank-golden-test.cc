@@ -114,7 +114,7 @@ Measured CheckCase(const FbankCase& c, const Audio16k& audio,
   EXPECT_EQ(features.num_frames, expected.shape[0]);
   EXPECT_EQ(features.num_bins, expected.shape[1]);
   measured.values = testing::CompareFbank(features.values, expected.values, raw,
-                                         tolerance.per_value);
+                                          tolerance.per_value);
   EXPECT_TRUE(measured.values.result);
   measured.relative_l2 = testing::RelativeL2(features.values, expected.values);
   // Digital silence is ~0 after mean subtraction (the kit holds torch's

@@ -31,13 +31,13 @@ FbankComparison CompareFbank(std::span<const float> ours,
       const size_t i = static_cast<size_t>(t) * bins + m;
       const double d = std::fabs(static_cast<double>(ours[i]) - reference[i]);
       const double noise = eps * std::exp(0.5 * (log_total - raw[m]));
-      const double allowed = tolerance.floor_abs + tolerance.noise_factor * noise;
+      const double allowed =
+          tolerance.floor_abs + tolerance.noise_factor * noise;
       comparison.max_abs = std::max(comparison.max_abs, d);
       comparison.max_score = std::max(comparison.max_score, d / allowed);
       comparison.needed_noise_factor = std::max(
           comparison.needed_noise_factor, (d - tolerance.floor_abs) / noise);
-      if (comparison.result &&
-          (!(d <= allowed) || !(d <= tolerance.cap_abs))) {
+      if (comparison.result && (!(d <= allowed) || !(d <= tolerance.cap_abs))) {
         comparison.result = ::testing::AssertionFailure()
                             << "frame " << t << " bin " << m << ": " << ours[i]
                             << " vs reference " << reference[i] << ", |diff| "

@@ -18,9 +18,9 @@
 namespace voxprint::testing {
 
 struct FbankTolerance {
-  double floor_abs;      // allowed |diff| in every value, before the noise term
-  double noise_factor;   // the noise term's multiple of eps * sqrt(E / e)
-  double cap_abs = 1e-2; // never more than this in any value
+  double floor_abs;     // allowed |diff| in every value, before the noise term
+  double noise_factor;  // the noise term's multiple of eps * sqrt(E / e)
+  double cap_abs = 1e-2;  // never more than this in any value
 };
 
 struct FbankComparison {

@@ -64,7 +64,8 @@ NpyArray LoadNpy(const std::filesystem::path& path) {
     count *= array.shape.back();
   }
   const size_t data_offset = offset + header_len;
-  if (data_offset + count * sizeof(float) != bytes.size()) fail("size mismatch");
+  if (data_offset + count * sizeof(float) != bytes.size())
+    fail("size mismatch");
   array.values.resize(count);
   std::memcpy(array.values.data(), bytes.data() + data_offset,
               count * sizeof(float));

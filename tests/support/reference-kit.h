@@ -11,17 +11,18 @@
 
 namespace voxprint::testing {
 
-// The kit's directory: $VOXPRINT_REFERENCE_DIR, else <repo>/../shared/reference.
+// The kit's directory: $VOXPRINT_REFERENCE_DIR, else
+// <repo>/../shared/reference.
 std::filesystem::path ReferenceDir();
 bool HasReferenceKit();
 
 // Skips the current test, naming the path, when the kit is absent.
-#define VOXPRINT_REQUIRE_REFERENCE_KIT()                                  \
-  do {                                                                    \
-    if (!::voxprint::testing::HasReferenceKit())                          \
-      GTEST_SKIP() << "reference kit not found at "                       \
-                   << ::voxprint::testing::ReferenceDir()                 \
-                   << " (set VOXPRINT_REFERENCE_DIR)";                    \
+#define VOXPRINT_REQUIRE_REFERENCE_KIT()                  \
+  do {                                                    \
+    if (!::voxprint::testing::HasReferenceKit())          \
+      GTEST_SKIP() << "reference kit not found at "       \
+                   << ::voxprint::testing::ReferenceDir() \
+                   << " (set VOXPRINT_REFERENCE_DIR)";    \
   } while (0)
 
 // A float32 .npy array (C order).

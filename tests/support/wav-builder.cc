@@ -17,7 +17,8 @@ std::vector<uint8_t> WavHeader(int format_tag, int channels, uint32_t rate_hz,
   PutLittleEndian(&wav, format_tag, 2);
   PutLittleEndian(&wav, channels, 2);
   PutLittleEndian(&wav, rate_hz, 4);
-  PutLittleEndian(&wav, static_cast<uint64_t>(rate_hz) * channels * bits / 8, 4);
+  PutLittleEndian(&wav, static_cast<uint64_t>(rate_hz) * channels * bits / 8,
+                  4);
   PutLittleEndian(&wav, channels * bits / 8, 2);
   PutLittleEndian(&wav, bits, 2);
   for (char c : std::string("data")) wav.push_back(c);

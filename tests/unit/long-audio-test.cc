@@ -60,9 +60,9 @@ void ExpectBitIdentical(const std::vector<float>& expected,
       if (mismatches++ == 0) first = i;
     }
   }
-  EXPECT_EQ(mismatches, 0u) << what << ": first at " << first << " ("
-                            << expected[first] << " vs " << actual[first]
-                            << ")";
+  EXPECT_EQ(mismatches, 0u)
+      << what << ": first at " << first << " (" << expected[first] << " vs "
+      << actual[first] << ")";
 }
 
 TEST(StreamingResamplerTest, EqualsResampleBitForBit) {
@@ -78,7 +78,8 @@ TEST(StreamingResamplerTest, EqualsResampleBitForBit) {
       const std::vector<float> expected = Resample(x, from, 16000);
       for (const size_t block : blocks) {
         if (block == 1 && n > 30000) continue;  // slow and adds nothing
-        ExpectBitIdentical(expected, StreamResample(x, from, 16000, block, seed),
+        ExpectBitIdentical(expected,
+                           StreamResample(x, from, 16000, block, seed),
                            std::to_string(from) + " Hz, " + std::to_string(n) +
                                " samples, blocks of " + std::to_string(block));
       }
@@ -116,7 +117,8 @@ TEST(StreamDecoderTest, GivesTheSamplesOfDecodeAudioFile) {
 
 TEST(StreamDecoderTest, ReportsErrorsAsDecodeAudioFileDoes) {
   VOXPRINT_REQUIRE_REFERENCE_KIT();
-  const std::string path = (ReferenceDir() / "audio" / "not_audio.wav").string();
+  const std::string path =
+      (ReferenceDir() / "audio" / "not_audio.wav").string();
   try {
     auto stream = audio::StreamDecoder::OpenFile(path, {});
     std::vector<float> block;
@@ -132,8 +134,8 @@ TEST(StreamDecoderTest, ReportsErrorsAsDecodeAudioFileDoes) {
 // A mono IEEE-float WAV (decoded exactly as it is written).
 std::vector<uint8_t> FloatWav(std::span<const float> samples, int rate_hz) {
   const uint64_t data_bytes = samples.size() * sizeof(float);
-  std::vector<uint8_t> bytes = testing::WavHeader(
-      3, 1, static_cast<uint32_t>(rate_hz), 32, data_bytes);
+  std::vector<uint8_t> bytes =
+      testing::WavHeader(3, 1, static_cast<uint32_t>(rate_hz), 32, data_bytes);
   const auto* data = reinterpret_cast<const uint8_t*>(samples.data());
   bytes.insert(bytes.end(), data, data + data_bytes);
   return bytes;
@@ -164,8 +166,7 @@ TEST(LongAudioTest, StreamingWholeEmbeddingEqualsInMemory) {
   const EmbeddingResult in_memory = extractor.EmbedSamples(samples, 44100);
   const EmbeddingResult streamed = extractor.EmbedBytes(wav, "long.wav");
   ASSERT_EQ(streamed.embedding.size(), in_memory.embedding.size());
-  EXPECT_LE(testing::RelativeL2(streamed.embedding, in_memory.embedding),
-            1e-5);
+  EXPECT_LE(testing::RelativeL2(streamed.embedding, in_memory.embedding), 1e-5);
   EXPECT_DOUBLE_EQ(streamed.duration_s, in_memory.duration_s);
   EXPECT_EQ(streamed.audio.frames, in_memory.audio.frames);
   EXPECT_EQ(streamed.audio.sample_rate_hz, 44100);

@@ -688,10 +688,10 @@ class CpuSession final : public Session {
       // a long run (~60 KB per tile frame); the halo stays a small share.
       const int64_t halo = 2 * (plan.receptive_left + plan.receptive_right) +
                            4 * plan.time_stride;
-      const int64_t narrow =
-          std::max(halo, std::min(model_->tuning().tile_frames,
-                                  kStreamingTileFrames));
-      stream_tile_frames_ = CeilDiv(narrow, plan.time_stride) * plan.time_stride;
+      const int64_t narrow = std::max(
+          halo, std::min(model_->tuning().tile_frames, kStreamingTileFrames));
+      stream_tile_frames_ =
+          CeilDiv(narrow, plan.time_stride) * plan.time_stride;
       RunTiles({}, frames, 0, 1, total_out, state, &source);
       std::vector<float> embedding(plan.embedding_dim);
       Embed(state, 1, embedding);

@@ -35,7 +35,8 @@ std::string ReadText(const fs::path& path) {
 
 std::string Quote(const std::string& arg) {
   std::string quoted = "'";
-  for (char c : arg) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  for (char c : arg)
+    quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
   return quoted + "'";
 }
 
@@ -43,9 +44,10 @@ class CliTest : public ::testing::Test {
  protected:
   void SetUp() override {
     VOXPRINT_REQUIRE_REFERENCE_KIT();
-    scratch_ = fs::temp_directory_path() /
-               ("voxprint-cli-test-" + std::to_string(::getpid()) + "-" +
-                ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    scratch_ =
+        fs::temp_directory_path() /
+        ("voxprint-cli-test-" + std::to_string(::getpid()) + "-" +
+         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::create_directories(scratch_);
   }
   void TearDown() override {
@@ -56,13 +58,17 @@ class CliTest : public ::testing::Test {
   // Runs voxprint with `args`; the model cache points into the scratch
   // directory and downloads are off, so nothing leaves the machine.
   CliRun Voxprint(const std::vector<std::string>& args,
-               const std::string& env = "") const {
-    std::string command = "VOXPRINT_OFFLINE=1 VOXPRINT_CACHE_DIR=" +
-                          Quote(scratch_ / "cache") + " VOXPRINT_MODEL= " +
-                          env + " " + Quote(VOXPRINT_CLI_PATH);
-    for (const std::string& arg : args) command += " " + Quote(arg);
+                  const std::string& env = "") const {
+    std::string command =
+        "VOXPRINT_OFFLINE=1 VOXPRINT_CACHE_DIR=" + Quote(scratch_ / "cache") +
+        " VOXPRINT_MODEL= " + env + " " + Quote(VOXPRINT_CLI_PATH);
+    for (const std::string& arg : args) {
+      command += ' ';
+      command += Quote(arg);
+    }
     const fs::path err = scratch_ / "stderr.txt";
-    command += " 2>" + Quote(err);
+    command += " 2>";
+    command += Quote(err);
     CliRun run;
     FILE* pipe = ::popen(command.c_str(), "r");
     if (!pipe) return run;
@@ -86,7 +92,8 @@ class CliTest : public ::testing::Test {
 };
 
 TEST_F(CliTest, EmbedPrintsTheReferenceEmbedding) {
-  const CliRun run = Voxprint({"embed", Audio("sample.wav"), "--model", Model()});
+  const CliRun run =
+      Voxprint({"embed", Audio("sample.wav"), "--model", Model()});
   ASSERT_EQ(run.exit_code, 0) << run.err;
   const auto json = nlohmann::json::parse(run.out);
   ASSERT_EQ(json["results"].size(), 1u);
@@ -97,8 +104,8 @@ TEST_F(CliTest, EmbedPrintsTheReferenceEmbedding) {
   EXPECT_DOUBLE_EQ(result["duration_s"].get<double>(), 30.0);
   const std::vector<float> embedding = result["embedding"];
   EXPECT_TRUE(CloseInRelativeL2(
-      embedding, LoadNpy(ReferenceDir() / "expected/sample_wav.whole.npy").values,
-      1e-4));
+      embedding,
+      LoadNpy(ReferenceDir() / "expected/sample_wav.whole.npy").values, 1e-4));
 }
 
 TEST_F(CliTest, SlidingWindowsToNpy) {
@@ -117,8 +124,8 @@ TEST_F(CliTest, SlidingWindowsToNpy) {
 
 TEST_F(CliTest, ExcerptWithOnnxModel) {
   const CliRun run = Voxprint({"embed", Audio("sample.wav"), "--model",
-                            Model("voxceleb_resnet34_LM.onnx"), "--start", "5",
-                            "--end", "12.5"});
+                               Model("voxceleb_resnet34_LM.onnx"), "--start",
+                               "5", "--end", "12.5"});
   ASSERT_EQ(run.exit_code, 0) << run.err;
   const std::vector<float> embedding =
       nlohmann::json::parse(run.out)["results"][0]["embedding"];
@@ -130,9 +137,9 @@ TEST_F(CliTest, ExcerptWithOnnxModel) {
 
 TEST_F(CliTest, BatchWritesOneNpyPerInputNamedAfterIt) {
   const fs::path dir = scratch_ / "out";
-  const CliRun run = Voxprint({"embed", Audio("sample.wav"), Audio("sample.mp3"),
-                            Audio("short_1s.wav"), "--model", Model(),
-                            "--format", "npy", "--output", dir.string()});
+  const CliRun run = Voxprint(
+      {"embed", Audio("sample.wav"), Audio("sample.mp3"), Audio("short_1s.wav"),
+       "--model", Model(), "--format", "npy", "--output", dir.string()});
   ASSERT_EQ(run.exit_code, 0) << run.err;
   // sample.wav and sample.mp3 share a stem: the second gets a suffix.
   EXPECT_TRUE(fs::exists(dir / "sample.npy"));
@@ -145,9 +152,9 @@ TEST_F(CliTest, BatchWritesOneNpyPerInputNamedAfterIt) {
 }
 
 TEST_F(CliTest, CsvHasAHeaderAndOneRowPerWindow) {
-  const CliRun run = Voxprint({"embed", Audio("short_1s.wav"), "--model", Model(),
-                            "--window", "sliding", "--duration", "0.5",
-                            "--step", "0.25", "--format", "csv"});
+  const CliRun run = Voxprint({"embed", Audio("short_1s.wav"), "--model",
+                               Model(), "--window", "sliding", "--duration",
+                               "0.5", "--step", "0.25", "--format", "csv"});
   ASSERT_EQ(run.exit_code, 0) << run.err;
   std::istringstream lines(run.out);
   std::string header, row;
@@ -160,8 +167,8 @@ TEST_F(CliTest, CsvHasAHeaderAndOneRowPerWindow) {
 }
 
 TEST_F(CliTest, CompareSameRecordingIsSameSpeaker) {
-  const CliRun run = Voxprint({"compare", "--model", Model(), Audio("sample.wav"),
-                            Audio("sample.wav")});
+  const CliRun run = Voxprint({"compare", "--model", Model(),
+                               Audio("sample.wav"), Audio("sample.wav")});
   ASSERT_EQ(run.exit_code, 0) << run.err;
   const auto json = nlohmann::json::parse(run.out);
   EXPECT_NEAR(json["similarity"].get<double>(), 1.0, 1e-6);
@@ -172,7 +179,7 @@ TEST_F(CliTest, CompareSameRecordingIsSameSpeaker) {
 
 TEST_F(CliTest, CompareHonoursTheThreshold) {
   const CliRun run = Voxprint({"compare", "--model", Model(), "--threshold",
-                            "1.0", Audio("sample.wav"), Audio("dev00.wav")});
+                               "1.0", Audio("sample.wav"), Audio("dev00.wav")});
   ASSERT_EQ(run.exit_code, 0) << run.err;
   const auto json = nlohmann::json::parse(run.out);
   EXPECT_LT(json["similarity"].get<double>(), 1.0);
@@ -216,19 +223,22 @@ TEST_F(CliTest, EveryErrorFileFailsWithOneLineNamingIt) {
   const nlohmann::json manifest =
       nlohmann::json::parse(ReadText(ReferenceDir() / "manifest.json"));
   for (const auto& bad : manifest["errors"]) {
-    const std::string path = (ReferenceDir() / bad["audio"].get<std::string>()).string();
+    const std::string path =
+        (ReferenceDir() / bad["audio"].get<std::string>()).string();
     SCOPED_TRACE(path);
     const CliRun run = Voxprint({"embed", "-q", path, "--model", Model()});
     if (bad["audio"] == "audio/truncated.wav" && run.exit_code == 0)
       continue;  // decoders may return the samples that are present
     EXPECT_EQ(run.exit_code, 3) << run.err;
-    EXPECT_EQ(run.err.rfind("voxprint: error: " + path + ": ", 0), 0u) << run.err;
+    EXPECT_EQ(run.err.rfind("voxprint: error: " + path + ": ", 0), 0u)
+        << run.err;
     EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
   }
 }
 
 TEST_F(CliTest, MissingFileIsAnIoError) {
-  const CliRun run = Voxprint({"embed", (scratch_ / "nope.wav").string(), "--model", Model()});
+  const CliRun run =
+      Voxprint({"embed", (scratch_ / "nope.wav").string(), "--model", Model()});
   EXPECT_EQ(run.exit_code, 7) << run.err;
   EXPECT_NE(run.err.find("nope.wav"), std::string::npos);
 }
