@@ -219,6 +219,11 @@ class Decoder {
   // Pull mode (StreamDecoder): Open(), then Step() and TakeSegments() until
   // Step() returns false, then CheckDecodedSomething().
   void OpenForStreaming() { Open(); }
+  // After OpenForStreaming() and before any Step: what Run() returns.
+  DecodedAudio DecodeRest() {
+    DecodeAll();
+    return Finish();
+  }
   bool StepForStreaming() { return Step(); }
   // Moves out the samples decoded since the last call, per run of one rate;
   // the last run's rate is kept so that a change is still noticed.
@@ -708,6 +713,12 @@ std::unique_ptr<StreamDecoder> StreamDecoder::OpenBytes(
 
 double StreamDecoder::HeaderDurationSeconds() const {
   return impl_->decoder->HeaderDurationSeconds();
+}
+
+DecodedAudio StreamDecoder::DecodeAll() {
+  VOXPRINT_CHECK(impl_->frames == 0 && !impl_->ended,
+                 "DecodeAll after Next on " + impl_->decoder->name());
+  return impl_->Guarded([&] { return impl_->decoder->DecodeRest(); });
 }
 
 bool StreamDecoder::Next(std::vector<float>* out) {

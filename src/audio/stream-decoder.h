@@ -31,6 +31,11 @@ class StreamDecoder {
   // Duration the container header states, in seconds; 0 when unknown.
   double HeaderDurationSeconds() const;
 
+  // The whole input at once, exactly what DecodeAudioFile/DecodeAudioBytes
+  // return; only before any call to Next(). Lets a caller that opened the
+  // input to read its header go on without opening it again.
+  DecodedAudio DecodeAll();
+
   // Replaces *out with the next mono samples (at SampleRateHz()); false,
   // with *out empty, at the end. Blocks are a packet or so long.
   bool Next(std::vector<float>* out);

@@ -184,25 +184,21 @@ struct Extractor::Impl {
                               samples_16k.begin() + last);
   }
 
-  // Whole mode on an input whose header says it is longer than the
-  // streaming threshold: the bounded-memory two-pass path (long-audio.h).
-  // Anything else, or an input whose header cannot be read (the in-memory
-  // path then reports why), gives nullopt.
-  std::optional<EmbeddingResult> EmbedLong(const pipeline::StreamOpener& open,
-                                           const std::string& name,
-                                           const EmbedRequest& request) const {
-    if (request.mode != WindowMode::kWhole || request.start_s ||
-        request.end_s || !(options.streaming_threshold_s > 0))
-      return std::nullopt;
+  // Opens the input once. Whole mode on an input whose header says it is
+  // longer than the streaming threshold takes the bounded-memory two-pass
+  // path (long-audio.h); everything else is decoded into memory from the
+  // decoder already open.
+  EmbeddingResult EmbedStream(const pipeline::StreamOpener& open,
+                              const std::string& name,
+                              const EmbedRequest& request) const {
+    request.Validate();
+    std::unique_ptr<audio::StreamDecoder> first = open();
+    const bool long_whole =
+        request.mode == WindowMode::kWhole && !request.start_s &&
+        !request.end_s && options.streaming_threshold_s > 0 &&
+        first->HeaderDurationSeconds() > options.streaming_threshold_s;
+    if (!long_whole) return Embed(first->DecodeAll(), name, request);
     const auto started = std::chrono::steady_clock::now();
-    std::unique_ptr<audio::StreamDecoder> first;
-    try {
-      first = open();
-    } catch (const Error&) {
-      return std::nullopt;
-    }
-    if (!(first->HeaderDurationSeconds() > options.streaming_threshold_s))
-      return std::nullopt;
     // Pass 1 reuses the decoder already open; pass 2 opens the input again.
     const pipeline::StreamOpener reopen = [&] {
       return first ? std::move(first) : open();
@@ -275,32 +271,23 @@ Extractor::~Extractor() = default;
 
 EmbeddingResult Extractor::EmbedFile(const std::string& path,
                                      const EmbedRequest& request) const {
-  request.Validate();
-  if (auto streamed = impl_->EmbedLong(
-          [&] {
-            return audio::StreamDecoder::OpenFile(path,
-                                                  impl_->options.audio_limits);
-          },
-          path, request))
-    return std::move(*streamed);
-  return impl_->Embed(DecodeAudioFile(path, impl_->options.audio_limits), path,
-                      request);
+  return impl_->EmbedStream(
+      [&] {
+        return audio::StreamDecoder::OpenFile(path,
+                                              impl_->options.audio_limits);
+      },
+      path, request);
 }
 
 EmbeddingResult Extractor::EmbedBytes(std::span<const uint8_t> bytes,
                                       const std::string& name,
                                       const EmbedRequest& request) const {
-  request.Validate();
-  if (auto streamed = impl_->EmbedLong(
-          [&] {
-            return audio::StreamDecoder::OpenBytes(bytes, name,
-                                                   impl_->options.audio_limits);
-          },
-          name, request))
-    return std::move(*streamed);
-  return impl_->Embed(
-      DecodeAudioBytes(bytes, name, impl_->options.audio_limits), name,
-      request);
+  return impl_->EmbedStream(
+      [&] {
+        return audio::StreamDecoder::OpenBytes(bytes, name,
+                                               impl_->options.audio_limits);
+      },
+      name, request);
 }
 
 EmbeddingResult Extractor::EmbedDecoded(const DecodedAudio& audio,
