@@ -8,8 +8,11 @@
 // against the expected one (relative L2 <= 1e-4) and exits 1 otherwise.
 // Then, per thread count (ExtractorOptions.backend.num_threads): model load
 // (Extractor construction), whole 30 s and whole 10 min from the file, and
-// sliding 3 s / 1 s windows on the 30 s file.
+// sliding 3 s / 1 s windows on the 30 s file; and the opt-in speed modes
+// (shared-trunk sliding, bf16 precision where the CPU has native bf16), each
+// timed and measured against the kit (key "opt_in").
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
@@ -46,6 +49,17 @@ std::vector<float> Flatten(const voxprint::EmbeddingResult& result) {
   return all;
 }
 
+// Smallest cosine similarity between matching windows of two results.
+double MinWindowCosine(const voxprint::EmbeddingResult& a,
+                       const voxprint::EmbeddingResult& b) {
+  double lowest = 1.0;
+  for (size_t i = 0; i < a.windows.size() && i < b.windows.size(); ++i)
+    lowest = std::min(lowest,
+                      voxprint::CosineSimilarity(a.windows[i].embedding,
+                                                 b.windows[i].embedding));
+  return lowest;
+}
+
 json Accuracy(const voxprint::Extractor& extractor, const fs::path& kit) {
   const fs::path audio = kit / "audio" / "sample.wav";
   const fs::path expected = kit / "expected";
@@ -69,6 +83,30 @@ json Accuracy(const voxprint::Extractor& extractor, const fs::path& kit) {
            voxprint::bench::LoadNpy(expected / "sample_wav.sliding_3.0_1.0.npy")
                .values)},
   };
+}
+
+// Errors of an opt-in mode against the kit's sample.wav embeddings.
+json OptInAccuracy(const voxprint::Extractor& extractor, const fs::path& kit,
+                   const voxprint::EmbedRequest& sliding) {
+  const fs::path audio = kit / "audio" / "sample.wav";
+  const fs::path expected = kit / "expected";
+  voxprint::EmbedRequest exact = sliding;
+  exact.shared_trunk = false;
+  const auto windows = extractor.EmbedFile(audio.string(), sliding);
+  const auto exact_windows = extractor.EmbedFile(audio.string(), exact);
+  json accuracy = {
+      {"sliding_3_1_rel_l2",
+       voxprint::bench::RelativeL2(
+           Flatten(windows),
+           voxprint::bench::LoadNpy(expected / "sample_wav.sliding_3.0_1.0.npy")
+               .values)},
+      {"sliding_min_cosine_to_exact", MinWindowCosine(windows, exact_windows)},
+  };
+  if (!sliding.shared_trunk)
+    accuracy["whole_rel_l2"] = voxprint::bench::RelativeL2(
+        extractor.EmbedFile(audio.string()).embedding,
+        voxprint::bench::LoadNpy(expected / "sample_wav.whole.npy").values);
+  return accuracy;
 }
 
 int Run(int argc, char** argv) {
@@ -97,6 +135,8 @@ int Run(int argc, char** argv) {
   sliding.mode = voxprint::WindowMode::kSliding;
   sliding.window_duration_s = 3.0;
   sliding.window_step_s = 1.0;
+  voxprint::EmbedRequest shared_trunk = sliding;
+  shared_trunk.shared_trunk = true;
 
   json result = {{"system", "voxprint"},
                  {"version", "voxprint (this tree)"},
@@ -148,6 +188,41 @@ int Run(int argc, char** argv) {
     entry["whole_30s"]["audio_s"] = short_result.duration_s;
     entry["whole_10min"]["audio_s"] = long_duration_s;
     entry["sliding_3s_1s"]["windows"] = windows;
+
+    // Opt-in speed modes: shared-trunk sliding on this extractor, bf16 on a
+    // second one (skipped where the CPU would only emulate bf16).
+    json opt_in = {{"shared_trunk",
+                    {{"sliding_3s_1s", ToJson(TimeRuns(
+                                           [&] {
+                                             extractor.EmbedFile(short_file,
+                                                                 shared_trunk);
+                                           },
+                                           reps, budget_s))}}}};
+    opt_in["shared_trunk"]["sliding_3s_1s"]["windows"] = windows;
+    if (!result.contains("opt_in_accuracy"))
+      result["opt_in_accuracy"]["shared_trunk"] =
+          OptInAccuracy(extractor, kit, shared_trunk);
+    try {
+      voxprint::ExtractorOptions bf16_options = options;
+      bf16_options.backend.precision = "bf16";
+      const voxprint::Extractor bf16(bf16_options);
+      bf16.EmbedFile(short_file, whole);  // warm-up
+      opt_in["bf16"] = {
+          {"whole_30s",
+           ToJson(TimeRuns([&] { bf16.EmbedFile(short_file, whole); }, reps,
+                           budget_s))},
+          {"sliding_3s_1s",
+           ToJson(TimeRuns([&] { bf16.EmbedFile(short_file, sliding); }, reps,
+                           budget_s))}};
+      opt_in["bf16"]["whole_30s"]["audio_s"] = short_result.duration_s;
+      opt_in["bf16"]["sliding_3s_1s"]["windows"] = windows;
+      if (!result["opt_in_accuracy"].contains("bf16"))
+        result["opt_in_accuracy"]["bf16"] = OptInAccuracy(bf16, kit, sliding);
+    } catch (const voxprint::Error& error) {
+      if (error.code() != voxprint::ErrorCode::kInvalidArgument) throw;
+      opt_in["bf16"] = {{"skipped", error.what()}};
+    }
+    entry["opt_in"] = opt_in;
     result["threads"][std::to_string(threads)] = entry;
   }
   result["peak_rss_mib"] = voxprint::bench::PeakRssMib();

@@ -1,6 +1,8 @@
 #include "cli-common.h"
 
+#include <algorithm>
 #include <iostream>
+#include <thread>
 
 #include "common/model-lookup.h"
 
@@ -49,7 +51,8 @@ void ModelFlags::AddTo(CLI::App& command) {
       ->capture_default_str();
 }
 
-std::unique_ptr<Extractor> ModelFlags::MakeExtractor(bool quiet) const {
+std::unique_ptr<Extractor> ModelFlags::MakeExtractor(bool quiet,
+                                                     int jobs) const {
   ExtractorOptions options;
   options.model_path = apps::ResolveModelPath(
       model_path, quiet ? nullptr : +[](const std::string& line) {
@@ -57,6 +60,13 @@ std::unique_ptr<Extractor> ModelFlags::MakeExtractor(bool quiet) const {
       });
   options.device = device;
   options.backend.num_threads = threads;
+  if (jobs > 1) {
+    const int total =
+        threads > 0 ? threads
+                    : static_cast<int>(std::thread::hardware_concurrency());
+    options.backend.num_threads = std::max(1, total / jobs);
+    options.max_parallel_runs = std::max(options.max_parallel_runs, jobs);
+  }
   options.backend.precision = precision;
   auto extractor = std::make_unique<Extractor>(options);
   if (!quiet && !extractor->DeviceChoice().empty())

@@ -32,8 +32,10 @@ struct ModelFlags {
   std::string precision = "fp32";
   void AddTo(CLI::App& command);
   // Resolves the model file (flag, $VOXPRINT_MODEL, cache, download) and
-  // loads it. Logs the device choice on stderr.
-  std::unique_ptr<Extractor> MakeExtractor(bool quiet) const;
+  // loads it. Logs the device choice on stderr. `jobs` inputs may run at
+  // once; they share the --threads budget (each gets threads / jobs, at
+  // least one).
+  std::unique_ptr<Extractor> MakeExtractor(bool quiet, int jobs = 1) const;
 };
 
 // Prints "voxprint: error: <message>" on stderr.

@@ -1,6 +1,10 @@
 #include "embed-command.h"
 
+#include <algorithm>
+#include <atomic>
 #include <filesystem>
+#include <future>
+#include <thread>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -21,11 +25,13 @@ struct EmbedFlags {
   std::string window = "whole";
   double duration_s = 3.0;
   double step_s = 1.0;
+  bool shared_trunk = false;
   std::optional<double> start_s;
   std::optional<double> end_s;
   std::string format = "json";
   std::string output;
   bool quiet = false;
+  int jobs = 1;
   std::vector<std::string> files;
 };
 
@@ -55,12 +61,67 @@ std::vector<std::string> OutputPaths(const EmbedFlags& flags) {
   return paths;
 }
 
+// Embeds the inputs with `jobs` worker threads (none for one job: the
+// caller's thread embeds on demand) and hands the results out in input
+// order; an input's failure is rethrown when its turn comes.
+class InOrderEmbedder {
+ public:
+  InOrderEmbedder(const Extractor& extractor,
+                  const std::vector<std::string>& files,
+                  const EmbedRequest& request, int jobs)
+      : extractor_(extractor),
+        files_(files),
+        request_(request),
+        outcomes_(files.size()) {
+    futures_.reserve(files.size());
+    for (auto& outcome : outcomes_) futures_.push_back(outcome.get_future());
+    if (jobs > 1)
+      for (int j = 0; j < jobs; ++j) workers_.emplace_back([this] { Work(); });
+  }
+  ~InOrderEmbedder() {
+    stop_ = true;
+    for (auto& worker : workers_) worker.join();
+  }
+
+  EmbeddingResult Next() {
+    const size_t index = returned_++;
+    if (workers_.empty()) EmbedInto(index);
+    return futures_.at(index).get();
+  }
+
+ private:
+  void EmbedInto(size_t index) {
+    try {
+      outcomes_[index].set_value(
+          extractor_.EmbedFile(files_[index], request_));
+    } catch (...) {
+      outcomes_[index].set_exception(std::current_exception());
+    }
+  }
+  void Work() {
+    for (size_t index = next_++; index < files_.size() && !stop_;
+         index = next_++)
+      EmbedInto(index);
+  }
+
+  const Extractor& extractor_;
+  const std::vector<std::string>& files_;
+  const EmbedRequest& request_;
+  std::vector<std::promise<EmbeddingResult>> outcomes_;
+  std::vector<std::future<EmbeddingResult>> futures_;
+  std::atomic<size_t> next_{0};
+  std::atomic<bool> stop_{false};
+  size_t returned_ = 0;
+  std::vector<std::thread> workers_;
+};
+
 int RunEmbed(const EmbedFlags& flags) {
   EmbedRequest request;
   request.mode =
       flags.window == "sliding" ? WindowMode::kSliding : WindowMode::kWhole;
   request.window_duration_s = flags.duration_s;
   request.window_step_s = flags.step_s;
+  request.shared_trunk = flags.shared_trunk;
   request.start_s = flags.start_s;
   request.end_s = flags.end_s;
   request.Validate();
@@ -73,15 +134,18 @@ int RunEmbed(const EmbedFlags& flags) {
   const std::vector<std::string> outputs =
       flags.format == "json" ? std::vector<std::string>() : OutputPaths(flags);
 
+  const int jobs = static_cast<int>(
+      std::min<size_t>(std::max(flags.jobs, 1), flags.files.size()));
   const std::unique_ptr<Extractor> extractor =
-      flags.model.MakeExtractor(flags.quiet);
+      flags.model.MakeExtractor(flags.quiet, jobs);
+  InOrderEmbedder embedder(*extractor, flags.files, request, jobs);
   const bool show_progress = flags.files.size() > 1 && !flags.quiet;
   nlohmann::json results = nlohmann::json::array();
   int exit_code = kExitOk;
   for (size_t i = 0; i < flags.files.size(); ++i) {
     const std::string& file = flags.files[i];
     try {
-      const EmbeddingResult result = extractor->EmbedFile(file, request);
+      const EmbeddingResult result = embedder.Next();
       if (flags.format == "json") {
         results.push_back(apps::EmbeddingResultToJson(result));
       } else if (flags.format == "npy") {
@@ -138,6 +202,11 @@ CLI::App* AddEmbedCommand(CLI::App& root, std::function<int()>& run) {
       ->capture_default_str();
   command->add_option("--step", flags->step_s, "Sliding window step in seconds")
       ->capture_default_str();
+  command->add_flag(
+      "--shared-trunk", flags->shared_trunk,
+      "Sliding only, opt-in speed mode (CPU): run the network once over the "
+      "file and pool every window from it (~duration/step times less work); "
+      "approximates the per-window embeddings, see bench/RESULTS.md");
   command->add_option("--start", flags->start_s,
                       "Start of the excerpt to embed, in seconds");
   command->add_option("--end", flags->end_s,
@@ -151,6 +220,13 @@ CLI::App* AddEmbedCommand(CLI::App& root, std::function<int()>& run) {
                       "Output file (a directory for several inputs with "
                       "npy/csv); default stdout");
   command->add_flag("--quiet,-q", flags->quiet, "No progress on stderr");
+  command
+      ->add_option("--jobs,-j", flags->jobs,
+                   "Inputs embedded at once (decode, features and network "
+                   "in parallel); they share --threads. Output order is the "
+                   "input order either way")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   command->add_option("files", flags->files, "Audio files (any common format)")
       ->required();
   command->callback(

@@ -45,6 +45,8 @@ nlohmann::json EmbeddingResultToJson(const EmbeddingResult& result) {
                          {"embedding", FloatsToJson(window.embedding)}});
     }
     json["windows"] = std::move(windows);
+    // Says the windows are the opt-in approximation, not the reference's.
+    if (result.shared_trunk) json["shared_trunk"] = true;
   }
   return json;
 }

@@ -24,6 +24,7 @@ constexpr const char* kDocument = R"json({
           {"$ref": "#/components/parameters/window"},
           {"$ref": "#/components/parameters/duration"},
           {"$ref": "#/components/parameters/step"},
+          {"$ref": "#/components/parameters/shared_trunk"},
           {"$ref": "#/components/parameters/start"},
           {"$ref": "#/components/parameters/end"},
           {"$ref": "#/components/parameters/name"}
@@ -39,6 +40,7 @@ constexpr const char* kDocument = R"json({
                   "window": {"type": "string", "enum": ["whole", "sliding"]},
                   "duration": {"type": "number"},
                   "step": {"type": "number"},
+                  "shared_trunk": {"type": "boolean"},
                   "start": {"type": "number"},
                   "end": {"type": "number"}
                 },
@@ -141,6 +143,7 @@ constexpr const char* kDocument = R"json({
       "window": {"name": "window", "in": "query", "schema": {"type": "string", "enum": ["whole", "sliding"], "default": "whole"}, "description": "One embedding for the whole (excerpt of the) file, or one per sliding window"},
       "duration": {"name": "duration", "in": "query", "schema": {"type": "number", "default": 3.0, "exclusiveMinimum": true, "minimum": 0}, "description": "Sliding window length in seconds; a last partial window is zero-padded"},
       "step": {"name": "step", "in": "query", "schema": {"type": "number", "default": 1.0, "exclusiveMinimum": true, "minimum": 0}, "description": "Sliding window hop in seconds"},
+      "shared_trunk": {"name": "shared_trunk", "in": "query", "schema": {"type": "boolean", "default": false}, "description": "Sliding only, opt-in speed mode (CPU): one network run over the whole input, each window pooled from it; an approximation of the reference's per-window numbers (see bench/RESULTS.md)"},
       "start": {"name": "start", "in": "query", "schema": {"type": "number", "minimum": 0}, "description": "Excerpt start in seconds (applied before windowing)"},
       "end": {"name": "end", "in": "query", "schema": {"type": "number"}, "description": "Excerpt end in seconds; must be after start"},
       "name": {"name": "name", "in": "query", "schema": {"type": "string", "default": "upload"}, "description": "Name of a raw-body upload, echoed as 'path' and used in errors"},
@@ -176,6 +179,7 @@ constexpr const char* kDocument = R"json({
           "mode": {"type": "string", "enum": ["whole", "sliding"]},
           "embedding": {"type": "array", "items": {"type": "number", "nullable": true}, "description": "whole mode: 256 values"},
           "windows": {"type": "array", "items": {"$ref": "#/components/schemas/Window"}, "description": "sliding mode"},
+          "shared_trunk": {"type": "boolean", "description": "Present (true) when the windows come from the opt-in shared-trunk mode"},
           "processing_s": {"type": "number"}
         }
       },

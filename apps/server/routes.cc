@@ -90,6 +90,14 @@ EmbedRequest ParseEmbedRequest(
     if (request.window_step_s <= 0)
       throw BadParameter("step", "must be > 0 seconds");
   }
+  if (const auto shared = params.find("shared_trunk"); shared != params.end()) {
+    if (shared->second == "true" || shared->second == "1")
+      request.shared_trunk = true;
+    else if (shared->second != "false" && shared->second != "0")
+      throw BadParameter("shared_trunk", "must be 'true' or 'false', not '" +
+                                             shared->second.substr(0, 40) +
+                                             "'");
+  }
   request.start_s = NumberParam(params, "start");
   request.end_s = NumberParam(params, "end");
   if (request.start_s && *request.start_s < 0)

@@ -63,6 +63,22 @@ class Session {
     source(0, frames, features.data());
     return Run(features, 1, frames);
   }
+
+  // Input frames [first_frame, first_frame + frames) of one item.
+  struct FrameWindow {
+    int64_t first_frame = 0;
+    int64_t frames = 0;
+  };
+  // Shared-trunk sliding windows (an opt-in approximation of running each
+  // window alone): runs the trunk once over one item's features
+  // [frames, bins] and pools each window from that one output, taking the
+  // trunk output frames a run on the window alone would give (clipped to
+  // the input). Windows are sorted by first_frame with non-decreasing ends.
+  // Returns [windows, embedding_dim]. Throws ErrorCode::kBackendUnavailable
+  // on backends without it (the default).
+  virtual std::vector<float> RunSharedTrunk(std::span<const float> features,
+                                            int64_t frames,
+                                            std::span<const FrameWindow> windows);
 };
 
 class PreparedModel {
@@ -79,6 +95,13 @@ class Backend {
   // Reorders/copies weights for this device. Throws voxprint::Error.
   virtual std::shared_ptr<const PreparedModel> Prepare(
       const model::ResNetWeights& weights) const = 0;
+  // Same, taking the weights over: backends that keep host copies keep
+  // these instead of copying (the default copies).
+  virtual std::shared_ptr<const PreparedModel> Prepare(
+      model::ResNetWeights&& weights) const {
+    const model::ResNetWeights& view = weights;
+    return Prepare(view);
+  }
 };
 
 // "cpu", "cuda", "cuda:N" or "auto". `why` (optional) receives one line on

@@ -41,6 +41,14 @@ struct EmbedRequest {
   WindowMode mode = WindowMode::kWhole;
   double window_duration_s = 3.0;  // sliding only: chunk length
   double window_step_s = 1.0;      // sliding only: hop
+  // Sliding only, opt-in speed mode (CPU backend): run the network once over
+  // the whole input and pool each window from that one output, about
+  // duration/step times less work than running every window alone. An
+  // approximation, not the reference's numbers: the features are
+  // normalised by the whole input's mean, and a window's edges see the
+  // audio around it instead of zero padding (bench/RESULTS.md gives the
+  // measured difference).
+  bool shared_trunk = false;
   // Optional excerpt, in seconds of the input; applied before windowing.
   std::optional<double> start_s;
   std::optional<double> end_s;
@@ -62,6 +70,7 @@ struct EmbeddingResult {
   WindowMode mode = WindowMode::kWhole;
   std::vector<float> embedding;          // whole mode
   std::vector<WindowEmbedding> windows;  // sliding mode
+  bool shared_trunk = false;  // windows from EmbedRequest::shared_trunk
   double processing_s = 0.0;             // wall time of this call
 };
 

@@ -51,6 +51,9 @@ void EmbedRequest::Validate() const {
       throw Error(ErrorCode::kInvalidArgument,
                   "window step must be a positive number of seconds");
   }
+  if (shared_trunk && mode != WindowMode::kSliding)
+    throw Error(ErrorCode::kInvalidArgument,
+                "the shared-trunk mode applies to sliding windows only");
   if (start_s && (!std::isfinite(*start_s) || *start_s < 0))
     throw Error(ErrorCode::kInvalidArgument,
                 "start must be a non-negative number of seconds");
@@ -104,6 +107,20 @@ struct Extractor::Impl {
     return Run(features.values, 1, features.num_frames);
   }
 
+  // Window `index` of `plan`, with its embedding: row `row` of `embeddings`.
+  WindowEmbedding Window(const scoring::ChunkPlan& plan, size_t index,
+                         double offset_s, std::span<const float> embeddings,
+                         size_t row) const {
+    WindowEmbedding window;
+    window.start_s = offset_s + static_cast<double>(plan.starts[index]) /
+                                    kModelSampleRateHz;
+    window.end_s = window.start_s + static_cast<double>(plan.chunk_samples) /
+                                        kModelSampleRateHz;
+    const auto first = embeddings.begin() + row * embedding_dim;
+    window.embedding.assign(first, first + embedding_dim);
+    return window;
+  }
+
   std::vector<WindowEmbedding> EmbedSliding(std::span<const float> samples_16k,
                                             const EmbedRequest& request,
                                             double offset_s,
@@ -116,6 +133,8 @@ struct Extractor::Impl {
       throw Error(ErrorCode::kInvalidArgument,
                   "window duration " + Seconds(request.window_duration_s) +
                       " is too short: the model needs at least 0.105 s");
+    if (request.shared_trunk)
+      return EmbedSlidingShared(samples_16k, plan, frames, offset_s, name);
     const int bins = fbank.num_mel_bins;
     const int64_t per_batch =
         std::clamp<int64_t>(kMaxBatchFrames / frames, 1, kMaxBatchWindows);
@@ -142,19 +161,34 @@ struct Extractor::Impl {
       }
       const std::vector<float> embeddings =
           Run(batch_features, static_cast<int>(count), frames);
-      for (size_t i = 0; i < count; ++i) {
-        WindowEmbedding window;
-        window.start_s =
-            offset_s +
-            static_cast<double>(plan.starts[first + i]) / kModelSampleRateHz;
-        window.end_s =
-            window.start_s +
-            static_cast<double>(plan.chunk_samples) / kModelSampleRateHz;
-        window.embedding.assign(embeddings.begin() + i * embedding_dim,
-                                embeddings.begin() + (i + 1) * embedding_dim);
-        windows.push_back(std::move(window));
-      }
+      for (size_t i = 0; i < count; ++i)
+        windows.push_back(Window(plan, first + i, offset_s, embeddings, i));
     }
+    return windows;
+  }
+
+  // Features of the whole input (normalised by its mean), one trunk run,
+  // each window pooled from it (EmbedRequest::shared_trunk).
+  std::vector<WindowEmbedding> EmbedSlidingShared(
+      std::span<const float> samples_16k, const scoring::ChunkPlan& plan,
+      int64_t window_frames, double offset_s, const std::string& name) const {
+    const Features features = FeaturesOf(samples_16k, name);
+    const int64_t shift = fbank.FrameShiftSamples();
+    std::vector<Session::FrameWindow> frame_windows;
+    frame_windows.reserve(plan.starts.size());
+    for (const int64_t start : plan.starts)
+      frame_windows.push_back(
+          {std::min((start + shift / 2) / shift, features.num_frames - 1),
+           window_frames});
+    const std::vector<float> embeddings = NamingErrors(name, [&] {
+      auto session = sessions->Borrow();
+      return session->RunSharedTrunk(features.values, features.num_frames,
+                                     frame_windows);
+    });
+    std::vector<WindowEmbedding> windows;
+    windows.reserve(plan.starts.size());
+    for (size_t i = 0; i < plan.starts.size(); ++i)
+      windows.push_back(Window(plan, i, offset_s, embeddings, i));
     return windows;
   }
 
@@ -229,6 +263,7 @@ struct Extractor::Impl {
     result.source = name;
     result.audio = decoded.info;
     result.mode = request.mode;
+    result.shared_trunk = request.shared_trunk;
 
     // The reference resamples the whole file and cuts the excerpt from the
     // 16 kHz signal at floor(t * 16000) (cutting at the original rate first
@@ -261,7 +296,7 @@ Extractor::Extractor(const ExtractorOptions& options)
   impl_->model_info = loaded.info;
   impl_->backend =
       CreateBackend(options.device, options.backend, &impl_->device_choice);
-  impl_->prepared = impl_->backend->Prepare(loaded.weights);
+  impl_->prepared = impl_->backend->Prepare(std::move(loaded.weights));
   impl_->embedding_dim = impl_->prepared->EmbeddingDim();
   impl_->sessions = std::make_unique<pipeline::SessionPool>(
       impl_->prepared, options.max_parallel_runs);

@@ -110,8 +110,9 @@ Image Conv(const Image& in, const FoldedConv& conv, bool relu) {
   return out;
 }
 
-std::vector<float> ReferenceEmbedding(const ResNetWeights& w,
-                                      const float* features, int64_t frames) {
+// The trunk's output for one item [frames, bins].
+Image ReferenceTrunk(const ResNetWeights& w, const float* features,
+                     int64_t frames) {
   const int bins = w.architecture.feature_dim;
   Image x;
   x.channels = 1;
@@ -131,11 +132,18 @@ std::vector<float> ReferenceEmbedding(const ResNetWeights& w,
         y.v[i] = std::max(y.v[i] + residual.v[i], 0.0);
       x = std::move(y);
     }
+  return x;
+}
+
+// Statistics pooling of trunk output frames [first, last), then the
+// embedding layer.
+std::vector<float> ReferencePoolAndEmbed(const ResNetWeights& w,
+                                         const Image& x, int first, int last) {
   const size_t rows = static_cast<size_t>(x.channels) * x.height;
-  const int n = x.width;
+  const int n = last - first;
   std::vector<double> stats(2 * rows);
   for (size_t r = 0; r < rows; ++r) {
-    const double* row = x.v.data() + r * n;
+    const double* row = x.v.data() + r * x.width + first;
     double mean = 0;
     for (int j = 0; j < n; ++j) mean += row[j];
     mean /= n;
@@ -153,6 +161,12 @@ std::vector<float> ReferenceEmbedding(const ResNetWeights& w,
     out[e] = static_cast<float>(acc);
   }
   return out;
+}
+
+std::vector<float> ReferenceEmbedding(const ResNetWeights& w,
+                                      const float* features, int64_t frames) {
+  const Image trunk = ReferenceTrunk(w, features, frames);
+  return ReferencePoolAndEmbed(w, trunk, 0, trunk.width);
 }
 
 std::vector<float> ReferenceBatch(const ResNetWeights& w,
@@ -439,6 +453,66 @@ TEST(CpuBackend, TimeTilesEqualUntiledRun) {
     EXPECT_TRUE(CloseInRelativeL2(tiled, ReferenceBatch(w, features, 2, frames),
                                   kTolerance));
   }
+}
+
+// Shared-trunk windows pool the one trunk output: each window takes the
+// output frames of a run on it alone (ceil(frames / 8) for a stride of 8),
+// from its start frame / 8 rounded, clipped to the input; tiled or not.
+TEST(CpuBackend, SharedTrunkWindowsPoolOneTrunkOutput) {
+  const ResNetWeights w = RandomWeights(SmallBasic(), 12);
+  const int64_t frames = 333;  // 42 trunk output frames
+  const auto features = RandomFeatures(frames * 16, 5);
+  const Image trunk = ReferenceTrunk(w, features.data(), frames);
+  ASSERT_EQ(trunk.width, 42);
+  const std::vector<Session::FrameWindow> windows = {
+      {0, 40}, {13, 40}, {50, 64}, {100, 333}, {300, 40}, {332, 40}};
+  // (first, last) trunk output frames of each window, worked out by hand.
+  const std::vector<std::pair<int, int>> ranges = {
+      {0, 5}, {2, 7}, {6, 14}, {13, 42}, {38, 42}, {41, 42}};
+  std::vector<float> expected;
+  for (const auto& [first, last] : ranges) {
+    const auto e = ReferencePoolAndEmbed(w, trunk, first, last);
+    expected.insert(expected.end(), e.begin(), e.end());
+  }
+  backends::cpu::CpuTuning tiny_tiles;
+  tiny_tiles.max_untiled_frames = 100;
+  tiny_tiles.tile_frames = 160;
+  for (const auto& tuning : {backends::cpu::CpuTuning{}, tiny_tiles}) {
+    auto session = PrepareCpu(w, tuning)->NewSession();
+    const auto actual = session->RunSharedTrunk(features, frames, windows);
+    ASSERT_EQ(actual.size(), expected.size());
+    // The last window has one output frame: NaN std, as torch gives.
+    const size_t finite = expected.size() - 8;
+    EXPECT_TRUE(CloseInRelativeL2(
+        std::vector<float>(actual.begin(), actual.begin() + finite),
+        std::vector<float>(expected.begin(), expected.begin() + finite),
+        kTolerance));
+    EXPECT_TRUE(std::isnan(actual.back()));
+    // One window over the whole input is the whole-input embedding.
+    const Session::FrameWindow all[] = {{0, frames}};
+    EXPECT_TRUE(CloseInRelativeL2(session->RunSharedTrunk(features, frames, all),
+                                  session->Run(features, 1, frames), 1e-6));
+  }
+}
+
+TEST(CpuBackend, SharedTrunkRejectsBadWindows) {
+  const ResNetWeights w = RandomWeights(SmallBasic(), 13);
+  auto session = PrepareCpu(w, {})->NewSession();
+  const auto features = RandomFeatures(100 * 16, 6);
+  const auto code = [&](std::vector<Session::FrameWindow> windows) {
+    try {
+      session->RunSharedTrunk(features, 100, windows);
+    } catch (const Error& error) {
+      return error.code();
+    }
+    return ErrorCode::kInternal;
+  };
+  EXPECT_EQ(code({{50, 40}, {10, 40}}), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(code({{0, 40}, {10, 20}}), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(code({{-1, 40}}), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(code({{100, 40}}), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(code({{0, 0}}), ErrorCode::kInvalidArgument);
+  EXPECT_TRUE(session->RunSharedTrunk(features, 100, {}).empty());
 }
 
 TEST(CpuBackend, RejectsTilesSmallerThanTheReceptiveField) {

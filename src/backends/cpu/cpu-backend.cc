@@ -29,6 +29,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <dnnl.hpp>
+#include <functional>
 #include <limits>
 #include <list>
 #include <memory>
@@ -39,6 +40,7 @@
 #include <utility>
 
 #include "backends/network-plan.h"
+#include "memory/large-buffer.h"
 #include "voxprint/error.h"
 
 namespace voxprint::backends::cpu {
@@ -115,36 +117,7 @@ int64_t FloorDiv(int64_t a, int64_t b) {
   return a >= 0 ? a / b : -((-a + b - 1) / b);
 }
 
-// 64-byte aligned scratch memory that only grows.
-class AlignedBuffer {
- public:
-  AlignedBuffer() = default;
-  AlignedBuffer(const AlignedBuffer&) = delete;
-  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
-  AlignedBuffer(AlignedBuffer&& other) noexcept
-      : data_(std::exchange(other.data_, nullptr)),
-        bytes_(std::exchange(other.bytes_, 0)) {}
-  ~AlignedBuffer() { std::free(data_); }
-
-  void Reserve(size_t bytes) {
-    if (bytes <= bytes_) return;
-    const size_t rounded = (bytes + 63) / 64 * 64;
-    void* fresh = std::aligned_alloc(64, rounded);
-    if (fresh == nullptr)
-      throw Error(ErrorCode::kResourceLimit, "cpu backend: cannot allocate " +
-                                                 std::to_string(rounded) +
-                                                 " bytes of activations");
-    std::free(data_);
-    data_ = fresh;
-    bytes_ = rounded;
-  }
-  void* data() const { return data_; }
-  float* floats() const { return static_cast<float*>(data_); }
-
- private:
-  void* data_ = nullptr;
-  size_t bytes_ = 0;
-};
+using AlignedBuffer = voxprint::memory::LargeBuffer;
 
 // Short name of an activation layout, for reports.
 std::string LayoutName(const memory::desc& desc) {
@@ -167,11 +140,9 @@ const char* AlgorithmName(dnnl::algorithm algorithm) {
 // Prepared model.
 
 struct PreparedConv {
-  ConvStep step;  // step.weights is cleared: the copy below is used
-  std::vector<float> weight;
-  std::vector<float> bias;
-  memory plain_weights;  // oihw over `weight`
-  memory bias_memory;    // x over `bias`
+  ConvStep step;         // step.weights points into the model's own weights
+  memory plain_weights;  // oihw over the layer's folded weights
+  memory bias_memory;    // x over its bias
   dnnl::algorithm algorithm = dnnl::algorithm::convolution_direct;
 };
 
@@ -207,10 +178,13 @@ class CpuPreparedModel final
     : public PreparedModel,
       public std::enable_shared_from_this<CpuPreparedModel> {
  public:
-  CpuPreparedModel(const model::ResNetWeights& weights, int num_threads,
+  // Takes the weights over: the plain layouts are views of them (no copy,
+  // which start-up latency feels).
+  CpuPreparedModel(model::ResNetWeights weights, int num_threads,
                    const CpuTuning& tuning, DataType conv_type)
       : engine_(dnnl::engine::kind::cpu, 0),
-        plan_(BuildNetworkPlan(weights)),
+        weights_(std::move(weights)),
+        plan_(BuildNetworkPlan(weights_)),
         num_threads_(num_threads),
         tuning_(tuning),
         conv_type_(conv_type) {
@@ -222,16 +196,15 @@ class CpuPreparedModel final
     for (const ConvStep& step : plan_.steps) {
       PreparedConv conv;
       conv.step = step;
-      conv.step.weights = nullptr;
-      conv.weight = step.weights->weight;
-      conv.bias = step.weights->bias;
+      // oneDNN takes non-const handles; these are only ever read.
       conv.plain_weights = memory(
           {{step.out_channels, step.in_channels, step.kernel, step.kernel},
            DataType::f32,
            Tag::oihw},
-          engine_, conv.weight.data());
-      conv.bias_memory = memory({{step.out_channels}, DataType::f32, Tag::x},
-                                engine_, conv.bias.data());
+          engine_, const_cast<float*>(step.weights->weight.data()));
+      conv.bias_memory =
+          memory({{step.out_channels}, DataType::f32, Tag::x}, engine_,
+                 const_cast<float*>(step.weights->bias.data()));
       conv.algorithm = ChooseAlgorithm(step);
       if (conv.algorithm == dnnl::algorithm::convolution_winograd)
         activation_tag_ = Tag::nChw16c;
@@ -240,20 +213,19 @@ class CpuPreparedModel final
     if (tuning_.layout == ActivationLayout::kAny) activation_tag_ = Tag::any;
     if (tuning_.layout == ActivationLayout::kBlocked16)
       activation_tag_ = Tag::nChw16c;
-    linear_weight_ = weights.embedding_weight;
-    linear_bias_ = weights.embedding_bias;
     linear_plain_weights_ = memory(
         {{plan_.embedding_dim, plan_.pooled_dim}, DataType::f32, Tag::oi},
-        engine_, linear_weight_.data());
+        engine_, const_cast<float*>(weights_.embedding_weight.data()));
     linear_bias_memory_ = memory({{plan_.embedding_dim}, DataType::f32, Tag::x},
-                                 engine_, linear_bias_.data());
+                                 engine_,
+                                 const_cast<float*>(weights_.embedding_bias.data()));
     reordered_.resize(convs_.size() + 1);
     const int64_t tile = tuning_.tile_frames;
     if (tile % plan_.time_stride != 0 ||
         tile < 2 * (plan_.receptive_left + plan_.receptive_right) +
                    4 * plan_.time_stride ||
         tuning_.max_untiled_frames < 1 || tuning_.max_batch_frames < 1 ||
-        tuning_.max_cached_shapes < 1 || tuning_.min_winograd_batch_frames < 0)
+        tuning_.max_cached_shapes < 1 || tuning_.min_winograd_positions < 0)
       throw Error(ErrorCode::kInvalidArgument,
                   "cpu backend tuning: tile_frames " + std::to_string(tile) +
                       " must be a multiple of " +
@@ -295,9 +267,19 @@ class CpuPreparedModel final
       if (cached_desc == desc)
         if (SharedWeights live = cached.lock()) return live;
     memory source = plain;
-    auto reordered = std::make_shared<memory>(desc, engine_);
+    // The copy lives in a LargeBuffer (huge pages: the first run's
+    // reorders of the whole network fault far less).
+    struct Owned {
+      AlignedBuffer buffer;
+      memory weights;
+    };
+    auto owned = std::make_shared<Owned>();
+    owned->buffer.Reserve(desc.get_size());
+    owned->weights = memory(desc, engine_, owned->buffer.data());
+    SharedWeights reordered(owned, &owned->weights);
     dnnl::stream stream(engine_);
-    dnnl::reorder(source, *reordered).execute(stream, source, *reordered);
+    dnnl::reorder(source, owned->weights)
+        .execute(stream, source, owned->weights);
     stream.wait();
     entries.emplace_back(desc, reordered);
     return reordered;
@@ -351,16 +333,18 @@ class CpuPreparedModel final
     // (32..256 channels) in about half the time of direct, and the whole
     // network in 0.5-0.6x, at 9e-6 relative error against the reference
     // (direct: 7e-6). The stem (1 input channel), the strided and the 1x1
-    // convs have no Winograd kernel and stay direct. Runs shorter than
-    // CpuTuning::min_winograd_batch_frames still use direct (ShapeCompiler):
-    // the one-time Winograd weight transform (~300 ms of CPU on AMD EPYC
-    // Zen 4, one thread) would dominate a single short embedding.
+    // convs have no Winograd kernel and stay direct. Layers with fewer
+    // output positions than CpuTuning::min_winograd_positions still run
+    // direct (ShapeCompiler): their share of the one-time Winograd weight
+    // transform (~300 ms of CPU for the whole network, one thread) would
+    // cost a single short embedding more than it saves.
     return winograd_shape && step.in_channels >= 16 && step.out_channels >= 16
                ? dnnl::algorithm::convolution_winograd
                : dnnl::algorithm::convolution_direct;
   }
 
   dnnl::engine engine_;
+  const model::ResNetWeights weights_;  // the plan points into these
   NetworkPlan plan_;
   int num_threads_;
   CpuTuning tuning_;
@@ -368,8 +352,6 @@ class CpuPreparedModel final
   bool winograd_available_ = false;
   Tag activation_tag_ = Tag::any;
   std::vector<PreparedConv> convs_;
-  std::vector<float> linear_weight_;
-  std::vector<float> linear_bias_;
   memory linear_plain_weights_;
   memory linear_bias_memory_;
   mutable std::mutex mutex_;
@@ -411,17 +393,17 @@ class ShapeCompiler {
     cols[plan_.input_buffer] = shape_->frames;
 
     const CpuTuning& tuning = model_.tuning();
-    const bool short_run =
-        tuning.algorithm == ConvAlgorithm::kAuto &&
-        batch * shape_->frames < tuning.min_winograd_batch_frames;
     for (size_t i = 0; i < plan_.steps.size(); ++i) {
       const ConvStep& step = plan_.steps[i];
       const PreparedConv& conv = model_.convs()[i];
-      const dnnl::algorithm algorithm =
-          short_run ? dnnl::algorithm::convolution_direct : conv.algorithm;
       const int64_t out_rows = step.OutputLength(rows[step.src_buffer]);
       const int64_t out_cols = step.OutputLength(cols[step.src_buffer]);
       VOXPRINT_CHECK(out_rows > 0 && out_cols > 0, step.name + " too short");
+      const bool few_positions = tuning.algorithm == ConvAlgorithm::kAuto &&
+                                 batch * out_rows * out_cols <
+                                     tuning.min_winograd_positions;
+      const dnnl::algorithm algorithm =
+          few_positions ? dnnl::algorithm::convolution_direct : conv.algorithm;
       const memory::dims src_dims = {b, step.in_channels, rows[step.src_buffer],
                                      cols[step.src_buffer]};
       const memory::dims dst_dims = {b, step.out_channels, out_rows, out_cols};
@@ -692,10 +674,95 @@ class CpuSession final : public Session {
           halo, std::min(model_->tuning().tile_frames, kStreamingTileFrames));
       stream_tile_frames_ =
           CeilDiv(narrow, plan.time_stride) * plan.time_stride;
-      RunTiles({}, frames, 0, 1, total_out, state, &source);
+      RunTiles({}, frames, 0, 1, total_out,
+               [&](const TileOutput& tile, int64_t begin, int64_t end) {
+                 MergeFrames(tile, begin, end, state);
+               },
+               &source);
       std::vector<float> embedding(plan.embedding_dim);
       Embed(state, 1, embedding);
       return embedding;
+    } catch (const dnnl::error& e) {
+      RethrowDnnl(e, "cpu backend run");
+    }
+  }
+
+  // One trunk run (tiled like Run()'s) feeds every window: each window's
+  // statistics start when a tile first reaches it and are embedded and freed
+  // once the tiles have passed its end, so only the windows in flight hold
+  // memory.
+  std::vector<float> RunSharedTrunk(
+      std::span<const float> features, int64_t frames,
+      std::span<const FrameWindow> windows) override {
+    const NetworkPlan& plan = model_->plan();
+    plan.CheckFeatures(features, 1, frames);
+    const int64_t total_out = plan.OutputFrames(frames);
+    if (total_out < 1)
+      throw Error(ErrorCode::kInvalidArgument,
+                  "features: " + std::to_string(frames) +
+                      " frames are too few for the network");
+    // Window -> trunk output frames [first, last): those of a run on the
+    // window alone, at the window's place in the input's output grid.
+    struct Range {
+      int64_t first = 0;
+      int64_t last = 0;
+    };
+    std::vector<Range> ranges;
+    ranges.reserve(windows.size());
+    for (const FrameWindow& window : windows) {
+      const int64_t count = plan.OutputFrames(window.frames);
+      if (window.first_frame < 0 || window.first_frame >= frames || count < 1)
+        throw Error(ErrorCode::kInvalidArgument,
+                    "shared-trunk window at frame " +
+                        std::to_string(window.first_frame) + " of " +
+                        std::to_string(window.frames) +
+                        " frames is outside the input's " +
+                        std::to_string(frames) + " frames or too short");
+      Range range;
+      range.first = std::min(
+          total_out - 1,
+          (2 * window.first_frame + plan.time_stride) / (2 * plan.time_stride));
+      range.last = std::min(total_out, range.first + count);
+      if (!ranges.empty() && (range.first < ranges.back().first ||
+                              range.last < ranges.back().last))
+        throw Error(ErrorCode::kInvalidArgument,
+                    "shared-trunk windows must be sorted by start and end");
+      ranges.push_back(range);
+    }
+    if (ranges.empty()) return {};
+    UseThreads(model_->num_threads());
+    try {
+      const size_t row_count =
+          static_cast<size_t>(plan.output_channels) * plan.output_rows;
+      std::vector<float> embeddings(windows.size() * plan.embedding_dim);
+      std::vector<PoolingState> states(windows.size());
+      size_t done = 0;  // windows embedded so far (in order of their end)
+      const auto consume = [&](const TileOutput& tile, int64_t begin,
+                               int64_t end) {
+        for (size_t w = done; w < ranges.size() && ranges[w].first < end;
+             ++w) {
+          const int64_t from = std::max(begin, ranges[w].first);
+          const int64_t to = std::min(end, ranges[w].last);
+          if (from >= to) continue;
+          if (states[w].mean.empty()) {
+            states[w].mean.assign(row_count, 0.0);
+            states[w].m2.assign(row_count, 0.0);
+          }
+          MergeFrames(tile, from, to, states[w]);
+        }
+        for (; done < ranges.size() && ranges[done].last <= end; ++done) {
+          Embed(states[done], 1,
+                std::span<float>(embeddings)
+                    .subspan(done * plan.embedding_dim, plan.embedding_dim));
+          states[done] = PoolingState();
+        }
+      };
+      if (frames <= model_->tuning().max_untiled_frames)
+        consume(RunTile(features, frames, 0, 1, 0, frames), 0, total_out);
+      else
+        RunTiles(features, frames, 0, 1, total_out, consume);
+      VOXPRINT_CHECK(done == windows.size(), "shared-trunk windows left over");
+      return embeddings;
     } catch (const dnnl::error& e) {
       RethrowDnnl(e, "cpu backend run");
     }
@@ -730,10 +797,14 @@ class CpuSession final : public Session {
       PoolingState state;
       state.mean.assign(row_count * count, 0.0);
       state.m2.assign(row_count * count, 0.0);
+      const auto merge = [&](const TileOutput& tile, int64_t begin,
+                             int64_t end) {
+        MergeFrames(tile, begin, end, state);
+      };
       if (!tiled) {
-        RunTile(features, frames, b0, count, 0, frames, 0, total_out, state);
+        merge(RunTile(features, frames, b0, count, 0, frames), 0, total_out);
       } else {
-        RunTiles(features, frames, b0, count, total_out, state);
+        RunTiles(features, frames, b0, count, total_out, merge);
       }
       Embed(state, count,
             std::span<float>(embeddings)
@@ -743,13 +814,26 @@ class CpuSession final : public Session {
     return embeddings;
   }
 
+  // Trunk output of the tile just run: per item and channel row, plain
+  // [rows, columns]; column c is global trunk output frame first_frame + c.
+  // MergeFrames reads as many rows as the statistics it merges into hold.
+  struct TileOutput {
+    const float* data = nullptr;
+    int64_t columns = 0;
+    int64_t first_frame = 0;
+  };
+  // Receives a tile's output and the global trunk output frames
+  // [begin, end) to take from it (each frame is taken from one tile only).
+  using TileConsumer =
+      std::function<void(const TileOutput&, int64_t begin, int64_t end)>;
+
   // Overlapping tiles of tile_frames input frames starting at multiples of
   // the total stride, so each tile's downsampled grids align with the
   // untiled ones; a trunk output frame is taken from a tile only when its
   // whole receptive field lies inside the tile (or the tile reaches the
   // input's edge, where the zero padding is the same).
   void RunTiles(std::span<const float> features, int64_t frames, int b0,
-                int count, int64_t total_out, PoolingState& state,
+                int count, int64_t total_out, const TileConsumer& consume,
                 const FeatureSource* source = nullptr) {
     const NetworkPlan& plan = model_->plan();
     const int64_t stride = plan.time_stride;
@@ -771,8 +855,9 @@ class CpuSession final : public Session {
                             plan.feature_dim);
         (*source)(start, end - start, source_tile_.data());
       }
-      RunTile(features, frames, b0, count, start, end, taken, last, state,
-              source != nullptr ? source_tile_.data() : nullptr);
+      consume(RunTile(features, frames, b0, count, start, end,
+                      source != nullptr ? source_tile_.data() : nullptr),
+              taken, last);
       taken = last;
       const int64_t next =
           FloorDiv(stride * taken - plan.receptive_left, stride) * stride;
@@ -782,20 +867,14 @@ class CpuSession final : public Session {
     }
   }
 
-  // Runs the trunk on frames [start, end) of items [b0, b0+count) and adds
-  // trunk output frames [out_begin, out_end) (global indices) to `state`.
-  void RunTile(std::span<const float> features, int64_t frames, int b0,
-               int count, int64_t start, int64_t end, int64_t out_begin,
-               int64_t out_end, PoolingState& state,
-               const float* tile_rows = nullptr) {
+  // Runs the trunk on frames [start, end) of items [b0, b0+count).
+  TileOutput RunTile(std::span<const float> features, int64_t frames, int b0,
+                     int count, int64_t start, int64_t end,
+                     const float* tile_rows = nullptr) {
     const NetworkPlan& plan = model_->plan();
     const int64_t width = end - start;
     const CompiledShape& shape = Shape(count, width);
-    const int64_t local_begin = out_begin - start / plan.time_stride;
-    const int64_t local_end = out_end - start / plan.time_stride;
-    VOXPRINT_CHECK(start % plan.time_stride == 0 && local_begin >= 0 &&
-                       local_end <= shape.output_frames,
-                   "tile outside the trunk output");
+    VOXPRINT_CHECK(start % plan.time_stride == 0, "tile off the time grid");
     Bind(shape);
 
     // [frames, bins] per item -> [bins, frames]: frequency is the height.
@@ -814,13 +893,23 @@ class CpuSession final : public Session {
     for (const CompiledShape::Op& op : shape.ops)
       op.primitive.execute(stream_, op.args);
     stream_.wait();
+    return {slots_[shape.output_slot].floats(), shape.output_frames,
+            start / plan.time_stride};
+  }
 
-    // Merge this tile's statistics into the running ones.
-    const float* out = slots_[shape.output_slot].floats();
-    const int64_t n = local_end - local_begin;
-    const size_t rows = state.mean.size() / count;
-    for (size_t r = 0; r < rows * count; ++r) {
-      const float* x = out + r * shape.output_frames + local_begin;
+  // Merges global trunk output frames [begin, end) of the tile's first
+  // state.mean.size() rows into the running statistics (two passes over the
+  // tile, then Chan et al.'s merge).
+  static void MergeFrames(const TileOutput& tile, int64_t begin, int64_t end,
+                          PoolingState& state) {
+    const int64_t local_begin = begin - tile.first_frame;
+    const int64_t n = end - begin;
+    VOXPRINT_CHECK(local_begin >= 0 && n > 0 &&
+                       local_begin + n <= tile.columns,
+                   "frames outside the tile's trunk output");
+    for (size_t r = 0; r < state.mean.size(); ++r) {
+      const float* x =
+          tile.data + r * tile.columns + local_begin;
       double sum = 0.0;
       for (int64_t j = 0; j < n; ++j) sum += x[j];
       const double mean = sum / n;
@@ -978,10 +1067,14 @@ class CpuBackend final : public Backend {
 
   std::shared_ptr<const PreparedModel> Prepare(
       const model::ResNetWeights& weights) const override {
+    return Prepare(model::ResNetWeights(weights));
+  }
+  std::shared_ptr<const PreparedModel> Prepare(
+      model::ResNetWeights&& weights) const override {
     UseThreads(num_threads_);
     try {
       return std::make_shared<CpuPreparedModel>(
-          weights, num_threads_, tuning_,
+          std::move(weights), num_threads_, tuning_,
           options_.precision == "bf16" ? DataType::bf16 : DataType::f32);
     } catch (const dnnl::error& e) {
       RethrowDnnl(e, "cpu backend prepare");

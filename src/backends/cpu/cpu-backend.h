@@ -38,12 +38,15 @@ struct CpuTuning {
   int64_t max_batch_frames = 16384;
   // Compiled shapes each session keeps (least recently used dropped).
   int max_cached_shapes = 16;
-  // kAuto uses Winograd only for runs of at least this many batch * frames.
-  // Winograd's one-time weight transform (~200-300 ms of CPU for ResNet34,
-  // per layout) costs more than it saves on one short input (3 s: ~118 ->
-  // ~68 ms of CPU), so a single short input starts faster with direct
-  // convolutions; batches and long inputs (tiles) get Winograd.
-  int64_t min_winograd_batch_frames = 1000;
+  // kAuto uses Winograd for a layer only where its output has at least this
+  // many positions (batch * rows * frames). Winograd's one-time weight
+  // transform costs in proportion to the layer's weights, its saving in
+  // proportion to weights * positions: on a single short input the deep
+  // layers (few positions, many weights) would spend more on the transform
+  // than they save, which start-up latency feels. 3 s (298 frames): the two
+  // first stages (23840 and 5960 positions) run Winograd, the two last (1500
+  // and 380) direct; 30 s, batches of windows and time tiles: every layer.
+  int64_t min_winograd_positions = 2000;
 };
 
 std::unique_ptr<Backend> CreateCpuBackend(const BackendOptions& options,

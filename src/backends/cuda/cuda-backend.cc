@@ -511,6 +511,7 @@ class CudaBackend final : public Backend {
     return info;
   }
 
+  using Backend::Prepare;  // the taking-over overload copies to the GPU too
   std::shared_ptr<const PreparedModel> Prepare(
       const model::ResNetWeights& weights) const override {
     return std::make_shared<CudaPreparedModel>(device_index_, weights);

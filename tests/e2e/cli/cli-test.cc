@@ -151,6 +151,52 @@ TEST_F(CliTest, BatchWritesOneNpyPerInputNamedAfterIt) {
   EXPECT_NE(run.err.find("[3/3]"), std::string::npos) << "progress on stderr";
 }
 
+// Parallel jobs give the same results, in input order, with a bad input in
+// the middle reported in its place.
+TEST_F(CliTest, JobsKeepInputOrderAndReportFailuresInPlace) {
+  const std::vector<std::string> inputs = {
+      Audio("sample.wav"), Audio("short_1s.wav"),
+      (scratch_ / "missing.wav").string(), Audio("sample_48k_24bit.flac")};
+  std::vector<std::string> args = {"embed", "-q", "--model", Model()};
+  args.insert(args.end(), inputs.begin(), inputs.end());
+  const CliRun serial = Voxprint(args);
+  args.insert(args.end(), {"--jobs", "3"});
+  const CliRun parallel = Voxprint(args);
+  EXPECT_EQ(serial.exit_code, 7) << serial.err;
+  EXPECT_EQ(parallel.exit_code, 7) << parallel.err;
+  const auto a = nlohmann::json::parse(serial.out)["results"];
+  const auto b = nlohmann::json::parse(parallel.out)["results"];
+  ASSERT_EQ(b.size(), inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    SCOPED_TRACE(inputs[i]);
+    EXPECT_EQ(b[i]["path"], inputs[i]);
+    if (i == 2) {
+      EXPECT_EQ(b[i]["error"], a[i]["error"]);
+      continue;
+    }
+    // Each job runs on fewer threads, which changes oneDNN's summation
+    // order (measured 3e-6); a swapped result would be far off.
+    const std::vector<float> x = a[i]["embedding"], y = b[i]["embedding"];
+    EXPECT_TRUE(CloseInRelativeL2(y, x, 1e-5));
+  }
+  EXPECT_NE(parallel.err.find("missing.wav"), std::string::npos);
+  EXPECT_EQ(Voxprint({"embed", Audio("sample.wav"), "--jobs", "0"}).exit_code,
+            2);
+}
+
+TEST_F(CliTest, SharedTrunkIsAnOptInForSlidingWindows) {
+  const CliRun run = Voxprint({"embed", Audio("sample.wav"), "--model",
+                               Model(), "--window", "sliding",
+                               "--shared-trunk"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(nlohmann::json::parse(run.out)["results"][0]["windows"].size(),
+            28u);
+  const CliRun whole = Voxprint(
+      {"embed", Audio("sample.wav"), "--model", Model(), "--shared-trunk"});
+  EXPECT_EQ(whole.exit_code, 2);
+  EXPECT_NE(whole.err.find("sliding"), std::string::npos) << whole.err;
+}
+
 TEST_F(CliTest, CsvHasAHeaderAndOneRowPerWindow) {
   const CliRun run = Voxprint({"embed", Audio("short_1s.wav"), "--model",
                                Model(), "--window", "sliding", "--duration",

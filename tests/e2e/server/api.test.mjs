@@ -141,6 +141,18 @@ describe('main server', () => {
     assertSameAsCli(result, cliEmbed('sample.wav', ['--window', 'sliding', '--duration', '3.0', '--step', '1.0']), 'sample.wav');
   });
 
+  test('embed sliding with shared_trunk: same windows as the CLI opt-in', async () => {
+    const response = await server.request('/api/embed?window=sliding&shared_trunk=true', {
+      method: 'POST',
+      body: form([['file', 'sample.wav', audioBytes('sample.wav')]]),
+    });
+    assert.equal(response.status, 200, response.text);
+    const result = response.json.results[0];
+    assert.equal(result.windows.length, 28);
+    assert.equal(result.shared_trunk, true);
+    assertSameAsCli(result, cliEmbed('sample.wav', ['--window', 'sliding', '--shared-trunk']), 'sample.wav');
+  });
+
   test('embed crop 5.0-12.5 (query-string parameters): reference and CLI', async () => {
     const response = await server.request('/api/embed?start=5.0&end=12.5', {
       method: 'POST',
@@ -261,6 +273,8 @@ describe('main server', () => {
       [['start', '-1']],
       [['end', 'nan']],
       [['start', '']],
+      [['window', 'sliding'], ['shared_trunk', 'yes']],
+      [['shared_trunk', 'true']],
     ];
     for (const fields of cases) {
       const response = await server.request('/api/embed', { method: 'POST', body: form([['file', 'a.wav', bytes]], fields) });

@@ -1,0 +1,58 @@
+// LargeBuffer: grows only, keeps its alignment promises, moves cleanly.
+#include "memory/large-buffer.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstring>
+#include <utility>
+
+namespace voxprint::memory {
+namespace {
+
+uintptr_t Address(const LargeBuffer& buffer) {
+  return reinterpret_cast<uintptr_t>(buffer.data());
+}
+
+TEST(LargeBuffer, SmallBuffersAreCacheLineAligned) {
+  LargeBuffer buffer(100);
+  ASSERT_NE(buffer.data(), nullptr);
+  EXPECT_EQ(Address(buffer) % 64, 0u);
+  EXPECT_GE(buffer.capacity(), 100u);
+  std::memset(buffer.data(), 0xAB, 100);  // writable (ASan checks the bounds)
+}
+
+TEST(LargeBuffer, LargeBuffersSitOnHugePageBoundaries) {
+  const size_t bytes = (size_t{5} << 20) + 3;
+  LargeBuffer buffer(bytes);
+  EXPECT_EQ(Address(buffer) % (size_t{2} << 20), 0u);
+  EXPECT_EQ(buffer.capacity() % (size_t{2} << 20), 0u);
+  EXPECT_GE(buffer.capacity(), bytes);
+  buffer.bytes()[bytes - 1] = 7;
+  EXPECT_EQ(buffer.bytes()[bytes - 1], 7);
+}
+
+TEST(LargeBuffer, GrowsOnlyWhenAskedForMore) {
+  LargeBuffer buffer(1000);
+  void* first = buffer.data();
+  buffer.Reserve(10);
+  EXPECT_EQ(buffer.data(), first);
+  buffer.Reserve(buffer.capacity() + 1);
+  EXPECT_GT(buffer.capacity(), 1000u);
+}
+
+TEST(LargeBuffer, MovesLeaveTheSourceEmpty) {
+  LargeBuffer a(4096);
+  void* data = a.data();
+  LargeBuffer b(std::move(a));
+  EXPECT_EQ(b.data(), data);
+  EXPECT_EQ(a.data(), nullptr);  // NOLINT(bugprone-use-after-move)
+  EXPECT_EQ(a.capacity(), 0u);
+  LargeBuffer c;
+  c = std::move(b);
+  EXPECT_EQ(c.data(), data);
+  EXPECT_EQ(b.data(), nullptr);  // NOLINT(bugprone-use-after-move)
+}
+
+}  // namespace
+}  // namespace voxprint::memory
