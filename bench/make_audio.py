@@ -3,8 +3,10 @@
 
   make_audio.py KIT_DIR OUT_DIR
 
-writes OUT_DIR/3s.wav (the first 3 s of sample.wav) and OUT_DIR/10min.wav
-(the kit's four 30 s speech files, 16 kHz, concatenated five times: 600 s).
+writes OUT_DIR/3s.wav (the first 3 s of sample.wav), OUT_DIR/10min.wav
+(the kit's four 30 s speech files, 16 kHz, concatenated five times: 600 s)
+and OUT_DIR/2h.wav (10min.wav twelve times: 7200 s, 230 MB; voxprint's
+bounded-memory check).
 Both are 16-bit PCM mono 16 kHz, so no system pays for resampling or for a
 float decoder. Files already present with the right size are kept.
 """
@@ -18,6 +20,7 @@ import torchaudio
 SAMPLE_RATE_HZ = 16000
 LONG_SOURCES = ["sample.wav", "dev00.wav", "trn01.wav", "tst00.wav"]
 LONG_REPEATS = 5
+HOURS_REPEATS = 12  # of the 10 min audio: 2 hours
 
 
 def write_wav16(path, samples):
@@ -59,8 +62,15 @@ def main():
     if not (os.path.exists(long_path)
             and os.path.getsize(long_path) == 44 + 2 * len(long_audio)):
         write_wav16(long_path, long_audio)
+
+    hours_path = os.path.join(out_dir, "2h.wav")
+    hours_samples = HOURS_REPEATS * len(long_audio)
+    if not (os.path.exists(hours_path)
+            and os.path.getsize(hours_path) == 44 + 2 * hours_samples):
+        write_wav16(hours_path, np.tile(long_audio, HOURS_REPEATS))
     print(f"{short_path}: {len(short) / SAMPLE_RATE_HZ:.3f} s")
     print(f"{long_path}: {len(long_audio) / SAMPLE_RATE_HZ:.3f} s")
+    print(f"{hours_path}: {hours_samples / SAMPLE_RATE_HZ:.3f} s")
 
 
 if __name__ == "__main__":

@@ -206,6 +206,11 @@ def rows(results, threads):
         lambda r: r["process"]["peak_rss_30s_mib"], "{:.0f}")
     add("peak RSS, whole 10 min, one process (MiB)", "lower",
         lambda r: r["process"]["peak_rss_10min_mib"], "{:.0f}")
+    add("peak RSS, whole 2 h, one process (MiB; voxprint only)", "lower",
+        lambda r: r["process"]["whole_2h"]["peak_rss_mib"], "{:.0f}")
+    add("RTF whole 2 h, one process incl. start (voxprint only)", "lower",
+        lambda r: (r["process"]["whole_2h"]["wall_s"]
+                   / r["process"]["whole_2h"]["audio_s"]), "{:.4f}")
     return out
 
 
@@ -435,7 +440,8 @@ def main():
                     args.kit, audio_dir], check=True, stdout=subprocess.DEVNULL)
     audio = {"3s": os.path.join(audio_dir, "3s.wav"),
              "30s": os.path.join(args.kit, "audio", "sample.wav"),
-             "10min": os.path.join(audio_dir, "10min.wav")}
+             "10min": os.path.join(audio_dir, "10min.wav"),
+             "2h": os.path.join(audio_dir, "2h.wav")}
 
     cmds = commands(args, audio)
     runs = 3 if args.quick else args.process_runs
@@ -447,6 +453,15 @@ def main():
             log(f"{system}: first embedding and peak RSS (processes)")
             results[system]["process"] = measure_processes(
                 cmds[system]["process"], audio, runs)
+            if system == "voxprint":
+                # Bounded memory on hours of audio: voxprint only (the peers
+                # hold the whole file's activations: 10 min already takes
+                # them 2.3-2.7 GB).
+                log("voxprint: whole 2 h, one process")
+                wall_s, rss = run_process(cmds[system]["process"](
+                    audio["2h"]))
+                results[system]["process"]["whole_2h"] = {
+                    "wall_s": wall_s, "peak_rss_mib": rss, "audio_s": 7200.0}
         except (subprocess.CalledProcessError, RuntimeError, OSError,
                 json.JSONDecodeError) as error:
             log(f"{system} failed: {error}")

@@ -22,13 +22,15 @@ size_t RoundUp(size_t bytes, size_t unit) {
 
 LargeBuffer::LargeBuffer(LargeBuffer&& other) noexcept
     : data_(std::exchange(other.data_, nullptr)),
-      capacity_(std::exchange(other.capacity_, 0)) {}
+      capacity_(std::exchange(other.capacity_, 0)),
+      huge_pages_(other.huge_pages_) {}
 
 LargeBuffer& LargeBuffer::operator=(LargeBuffer&& other) noexcept {
   if (this != &other) {
     std::free(data_);
     data_ = std::exchange(other.data_, nullptr);
     capacity_ = std::exchange(other.capacity_, 0);
+    huge_pages_ = other.huge_pages_;
   }
   return *this;
 }
@@ -37,7 +39,7 @@ LargeBuffer::~LargeBuffer() { std::free(data_); }
 
 void LargeBuffer::Reserve(size_t bytes) {
   if (bytes <= capacity_ && data_ != nullptr) return;
-  const bool huge = bytes >= kHugePage;
+  const bool huge = huge_pages_ && bytes >= kHugePage;
   const size_t alignment = huge ? kHugePage : kCacheLine;
   if (bytes > SIZE_MAX - alignment)
     throw Error(ErrorCode::kResourceLimit,

@@ -108,7 +108,8 @@ LoadedModel LoadModelFile(const std::string& path) {
   // One read into memory: the checksum, the zip reader and the protobuf
   // parser all work on these bytes.
   // Uninitialised (every byte is read over), on huge pages where allowed.
-  const memory::LargeBuffer bytes(static_cast<size_t>(size));
+  const memory::LargeBuffer bytes(static_cast<size_t>(size),
+                                  /*huge_pages=*/true);
   if (size > 0 && std::fread(bytes.data(), 1, size, file.get()) != size)
     throw Error(ErrorCode::kIoError, path + ": cannot read model file");
   return LoadModelBytes({bytes.bytes(), static_cast<size_t>(size)}, path);

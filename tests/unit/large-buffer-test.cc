@@ -22,14 +22,20 @@ TEST(LargeBuffer, SmallBuffersAreCacheLineAligned) {
   std::memset(buffer.data(), 0xAB, 100);  // writable (ASan checks the bounds)
 }
 
-TEST(LargeBuffer, LargeBuffersSitOnHugePageBoundaries) {
+TEST(LargeBuffer, HugePageBuffersSitOnHugePageBoundaries) {
   const size_t bytes = (size_t{5} << 20) + 3;
-  LargeBuffer buffer(bytes);
+  LargeBuffer buffer(bytes, /*huge_pages=*/true);
   EXPECT_EQ(Address(buffer) % (size_t{2} << 20), 0u);
   EXPECT_EQ(buffer.capacity() % (size_t{2} << 20), 0u);
   EXPECT_GE(buffer.capacity(), bytes);
   buffer.bytes()[bytes - 1] = 7;
   EXPECT_EQ(buffer.bytes()[bytes - 1], 7);
+}
+
+TEST(LargeBuffer, OthersStayCacheLineAligned) {
+  LargeBuffer buffer(size_t{5} << 20);
+  EXPECT_EQ(Address(buffer) % 64, 0u);
+  EXPECT_EQ(buffer.capacity(), size_t{5} << 20);
 }
 
 TEST(LargeBuffer, GrowsOnlyWhenAskedForMore) {

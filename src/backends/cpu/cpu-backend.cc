@@ -267,8 +267,6 @@ class CpuPreparedModel final
       if (cached_desc == desc)
         if (SharedWeights live = cached.lock()) return live;
     memory source = plain;
-    // The copy lives in a LargeBuffer (huge pages: the first run's
-    // reorders of the whole network fault far less).
     struct Owned {
       AlignedBuffer buffer;
       memory weights;
