@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "voxprint/error.h"
+
 namespace voxprint {
 
 namespace model {
@@ -76,9 +78,12 @@ class Session {
   // the input). Windows are sorted by first_frame with non-decreasing ends.
   // Returns [windows, embedding_dim]. Throws ErrorCode::kBackendUnavailable
   // on backends without it (the default).
-  virtual std::vector<float> RunSharedTrunk(std::span<const float> features,
-                                            int64_t frames,
-                                            std::span<const FrameWindow> windows);
+  virtual std::vector<float> RunSharedTrunk(
+      std::span<const float> /*features*/, int64_t /*frames*/,
+      std::span<const FrameWindow> /*windows*/) {
+    throw Error(ErrorCode::kBackendUnavailable,
+                "shared-trunk sliding windows run on the cpu backend only");
+  }
 };
 
 class PreparedModel {

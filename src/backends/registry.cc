@@ -39,12 +39,6 @@ int CudaIndex(const std::string& device) {
 
 }  // namespace
 
-std::vector<float> Session::RunSharedTrunk(std::span<const float>, int64_t,
-                                           std::span<const FrameWindow>) {
-  throw Error(ErrorCode::kBackendUnavailable,
-              "shared-trunk sliding windows run on the cpu backend only");
-}
-
 namespace backends {
 bool BuiltWithCuda() { return cuda::CompiledIn(); }
 }  // namespace backends

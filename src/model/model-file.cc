@@ -58,18 +58,13 @@ LoadedModel LoadModelBytes(std::span<const uint8_t> bytes,
                 name + ": " + std::to_string(bytes.size()) +
                     " bytes is larger than any supported model");
   // The checksum runs on another core while the weights are parsed (about
-  // a quarter of a model's load time, which start-up latency feels).
+  // a quarter of a model's load time, which start-up latency feels). The
+  // future of std::async waits in its destructor, so an error thrown below
+  // leaves only once the checksum stopped reading `bytes`.
   std::future<std::string> sha256 =
       std::async(std::launch::async, [bytes, &name] {
         return Sha256Hex(bytes, name);
       });
-  // Waits for the checksum before an error leaves (it reads `bytes`).
-  struct Joiner {
-    std::future<std::string>& future;
-    ~Joiner() {
-      if (future.valid()) future.wait();
-    }
-  } joiner{sha256};
   LoadedModel loaded;
   if (IsZip(bytes)) {
     const std::unique_ptr<TorchCheckpoint> checkpoint =

@@ -267,17 +267,9 @@ class CpuPreparedModel final
       if (cached_desc == desc)
         if (SharedWeights live = cached.lock()) return live;
     memory source = plain;
-    struct Owned {
-      AlignedBuffer buffer;
-      memory weights;
-    };
-    auto owned = std::make_shared<Owned>();
-    owned->buffer.Reserve(desc.get_size());
-    owned->weights = memory(desc, engine_, owned->buffer.data());
-    SharedWeights reordered(owned, &owned->weights);
+    auto reordered = std::make_shared<memory>(desc, engine_);
     dnnl::stream stream(engine_);
-    dnnl::reorder(source, owned->weights)
-        .execute(stream, source, owned->weights);
+    dnnl::reorder(source, *reordered).execute(stream, source, *reordered);
     stream.wait();
     entries.emplace_back(desc, reordered);
     return reordered;
@@ -755,10 +747,7 @@ class CpuSession final : public Session {
           states[done] = PoolingState();
         }
       };
-      if (frames <= model_->tuning().max_untiled_frames)
-        consume(RunTile(features, frames, 0, 1, 0, frames), 0, total_out);
-      else
-        RunTiles(features, frames, 0, 1, total_out, consume);
+      RunTiles(features, frames, 0, 1, total_out, consume);
       VOXPRINT_CHECK(done == windows.size(), "shared-trunk windows left over");
       return embeddings;
     } catch (const dnnl::error& e) {
@@ -795,15 +784,10 @@ class CpuSession final : public Session {
       PoolingState state;
       state.mean.assign(row_count * count, 0.0);
       state.m2.assign(row_count * count, 0.0);
-      const auto merge = [&](const TileOutput& tile, int64_t begin,
-                             int64_t end) {
-        MergeFrames(tile, begin, end, state);
-      };
-      if (!tiled) {
-        merge(RunTile(features, frames, b0, count, 0, frames), 0, total_out);
-      } else {
-        RunTiles(features, frames, b0, count, total_out, merge);
-      }
+      RunTiles(features, frames, b0, count, total_out,
+               [&](const TileOutput& tile, int64_t begin, int64_t end) {
+                 MergeFrames(tile, begin, end, state);
+               });
       Embed(state, count,
             std::span<float>(embeddings)
                 .subspan(static_cast<size_t>(b0) * plan.embedding_dim,
@@ -829,14 +813,18 @@ class CpuSession final : public Session {
   // the total stride, so each tile's downsampled grids align with the
   // untiled ones; a trunk output frame is taken from a tile only when its
   // whole receptive field lies inside the tile (or the tile reaches the
-  // input's edge, where the zero padding is the same).
+  // input's edge, where the zero padding is the same). An input of at most
+  // max_untiled_frames is one tile: the untiled run.
   void RunTiles(std::span<const float> features, int64_t frames, int b0,
                 int count, int64_t total_out, const TileConsumer& consume,
                 const FeatureSource* source = nullptr) {
     const NetworkPlan& plan = model_->plan();
     const int64_t stride = plan.time_stride;
     const int64_t width =
-        source != nullptr ? stream_tile_frames_ : model_->tuning().tile_frames;
+        source != nullptr ? stream_tile_frames_
+        : frames <= model_->tuning().max_untiled_frames
+            ? frames
+            : model_->tuning().tile_frames;
     int64_t taken = 0;
     int64_t start = 0;
     while (taken < total_out) {
