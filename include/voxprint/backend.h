@@ -76,12 +76,13 @@ class Session {
   // [frames, bins] and pools each window from that one output, taking the
   // trunk output frames a run on the window alone would give (clipped to
   // the input). Windows are sorted by first_frame with non-decreasing ends.
-  // Returns [windows, embedding_dim]. Throws ErrorCode::kBackendUnavailable
-  // on backends without it (the default).
+  // Returns [windows, embedding_dim]. Throws ErrorCode::kInvalidArgument
+  // on backends without it (the default): the request cannot be served on
+  // this device, retrying would not help.
   virtual std::vector<float> RunSharedTrunk(
       std::span<const float> /*features*/, int64_t /*frames*/,
       std::span<const FrameWindow> /*windows*/) {
-    throw Error(ErrorCode::kBackendUnavailable,
+    throw Error(ErrorCode::kInvalidArgument,
                 "shared-trunk sliding windows run on the cpu backend only");
   }
 };

@@ -515,6 +515,25 @@ TEST(CpuBackend, SharedTrunkRejectsBadWindows) {
   EXPECT_TRUE(session->RunSharedTrunk(features, 100, {}).empty());
 }
 
+// A backend without the shared-trunk mode refuses it as a bad request (a
+// 4xx on the server), not as a device that might come back.
+TEST(BackendInterface, SharedTrunkDefaultsToARefusal) {
+  struct RunOnly final : Session {
+    std::vector<float> Run(std::span<const float>, int, int64_t) override {
+      return {};
+    }
+  } session;
+  const std::vector<float> features(10 * 80);
+  const Session::FrameWindow window[] = {{0, 10}};
+  try {
+    session.RunSharedTrunk(features, 10, window);
+    FAIL() << "no error";
+  } catch (const Error& error) {
+    EXPECT_EQ(error.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(error.what()).find("cpu"), std::string::npos);
+  }
+}
+
 TEST(CpuBackend, RejectsTilesSmallerThanTheReceptiveField) {
   backends::cpu::CpuTuning tuning;
   tuning.tile_frames = 64;
