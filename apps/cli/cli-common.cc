@@ -51,9 +51,10 @@ void ModelFlags::AddTo(CLI::App& command) {
       ->capture_default_str();
 }
 
-std::unique_ptr<Extractor> ModelFlags::MakeExtractor(bool quiet,
-                                                     int jobs) const {
+std::unique_ptr<Extractor> ModelFlags::MakeExtractor(
+    bool quiet, int jobs, bool model_checksum) const {
   ExtractorOptions options;
+  options.model_checksum = model_checksum;
   options.model_path = apps::ResolveModelPath(
       model_path, quiet ? nullptr : +[](const std::string& line) {
         std::cerr << "voxprint: " << line << std::endl;

@@ -34,8 +34,10 @@ struct ModelFlags {
   // Resolves the model file (flag, $VOXPRINT_MODEL, cache, download) and
   // loads it. Logs the device choice on stderr. `jobs` inputs may run at
   // once; they share the --threads budget (each gets threads / jobs, at
-  // least one).
-  std::unique_ptr<Extractor> MakeExtractor(bool quiet, int jobs = 1) const;
+  // least one). The model file's SHA-256 is computed only when asked for
+  // (`info` shows it; the others start faster without it).
+  std::unique_ptr<Extractor> MakeExtractor(bool quiet, int jobs = 1,
+                                           bool model_checksum = false) const;
 };
 
 // Prints "voxprint: error: <message>" on stderr.

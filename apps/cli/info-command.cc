@@ -17,7 +17,7 @@ CLI::App* AddInfoCommand(CLI::App& root, std::function<int()>& run) {
   flags->AddTo(*command);
   command->callback([flags, &run] {
     run = [flags] {
-      const std::unique_ptr<Extractor> extractor = flags->MakeExtractor(true);
+      const std::unique_ptr<Extractor> extractor = flags->MakeExtractor(true, 1, /*model_checksum=*/true);
       std::cout << apps::DumpJson(apps::ModelInfoToJson(*extractor))
                 << std::endl;
       return kExitOk;

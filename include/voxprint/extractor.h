@@ -27,6 +27,9 @@ struct ExtractorOptions {
   BackendOptions backend;       // threads, precision
   AudioLimits audio_limits;     // bounds on decoded input
   int max_parallel_runs = 4;    // backend sessions kept for concurrent calls
+  // Model().sha256, the model file's checksum; false leaves it empty and
+  // starts faster (the CLI's embed and compare, which never show it).
+  bool model_checksum = true;
   // Whole-mode embeddings (no excerpt) of files or uploads whose header
   // states a longer duration stream through the pipeline in two decoding
   // passes, in memory that does not grow with the length (same result).

@@ -49,7 +49,8 @@ struct FileCloser {
 }  // namespace
 
 LoadedModel LoadModelBytes(std::span<const uint8_t> bytes,
-                           const std::string& name) {
+                           const std::string& name,
+                           const LoadOptions& options) {
   if (bytes.empty())
     throw Error(ErrorCode::kModelError,
                 name + ": empty file (not a model file)");
@@ -61,10 +62,10 @@ LoadedModel LoadModelBytes(std::span<const uint8_t> bytes,
   // a quarter of a model's load time, which start-up latency feels). The
   // future of std::async waits in its destructor, so an error thrown below
   // leaves only once the checksum stopped reading `bytes`.
-  std::future<std::string> sha256 =
-      std::async(std::launch::async, [bytes, &name] {
-        return Sha256Hex(bytes, name);
-      });
+  std::future<std::string> sha256;
+  if (options.checksum)
+    sha256 = std::async(std::launch::async,
+                        [bytes, &name] { return Sha256Hex(bytes, name); });
   LoadedModel loaded;
   if (IsZip(bytes)) {
     const std::unique_ptr<TorchCheckpoint> checkpoint =
@@ -81,13 +82,14 @@ LoadedModel LoadModelBytes(std::span<const uint8_t> bytes,
         name + ": not a model file (neither a torch.save zip nor ONNX)");
   }
   loaded.info.path = name;
-  loaded.info.sha256 = sha256.get();
+  if (sha256.valid()) loaded.info.sha256 = sha256.get();
   loaded.info.file_size_bytes = static_cast<int64_t>(bytes.size());
   loaded.info.architecture = loaded.weights.architecture;
   return loaded;
 }
 
-LoadedModel LoadModelFile(const std::string& path) {
+LoadedModel LoadModelFile(const std::string& path,
+                          const LoadOptions& options) {
   std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
   if (!file)
     throw Error(ErrorCode::kIoError, path + ": cannot open model file (" +
@@ -107,7 +109,8 @@ LoadedModel LoadModelFile(const std::string& path) {
                                   /*huge_pages=*/true);
   if (size > 0 && std::fread(bytes.data(), 1, size, file.get()) != size)
     throw Error(ErrorCode::kIoError, path + ": cannot read model file");
-  return LoadModelBytes({bytes.bytes(), static_cast<size_t>(size)}, path);
+  return LoadModelBytes({bytes.bytes(), static_cast<size_t>(size)}, path,
+                        options);
 }
 
 }  // namespace voxprint::model

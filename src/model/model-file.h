@@ -10,6 +10,13 @@
 
 namespace voxprint::model {
 
+struct LoadOptions {
+  // ModelInfo::sha256 of the file's bytes, computed on another core while
+  // the weights load. Callers that never show it skip it (it takes a core
+  // from the parallel load: ~10 % of start-up latency).
+  bool checksum = true;
+};
+
 struct LoadedModel {
   ResNetWeights weights;  // BatchNorm folded, shapes validated
   ModelInfo info;         // format, checksum, architecture
@@ -20,16 +27,19 @@ struct LoadedModel {
 // dict; otherwise an ONNX protobuf), maps the weights, folds BatchNorm and
 // validates every shape against the detected architecture. The file is read
 // once into memory (files over 4 GB are refused); ModelInfo::sha256 is the
-// SHA-256 of those bytes. Nothing in the file is ever executed.
+// SHA-256 of those bytes (empty without LoadOptions::checksum). Nothing in
+// the file is ever executed.
 //
 // Throws ErrorCode::kIoError when the file cannot be opened or read, and
 // ErrorCode::kModelError, as "<path>: <reason>", for anything empty,
 // malformed, truncated, unsafe (a pickle calling os.system, ...) or of
 // unexpected shape. Thread-safe: loads share no state.
-LoadedModel LoadModelFile(const std::string& path);
+LoadedModel LoadModelFile(const std::string& path,
+                          const LoadOptions& options = {});
 
 // Same, from bytes in memory; `name` is used in messages and ModelInfo::path.
 LoadedModel LoadModelBytes(std::span<const uint8_t> bytes,
-                           const std::string& name);
+                           const std::string& name,
+                           const LoadOptions& options = {});
 
 }  // namespace voxprint::model

@@ -3,8 +3,14 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <atomic>
+#include <exception>
+#include <functional>
 #include <iterator>
+#include <mutex>
 #include <set>
+#include <system_error>
+#include <thread>
 #include <string_view>
 
 #include "model/printable.h"
@@ -41,6 +47,46 @@ std::string ShapeText(const std::vector<int64_t>& shape) {
   return text + "]";
 }
 
+// Runs every task, on up to kMaxLoadThreads threads (the caller's included).
+// When tasks throw, rethrows the exception of the first one in list order
+// (as a sequential run would), skipping the tasks after it.
+constexpr unsigned kMaxLoadThreads = 4;
+void RunConcurrently(const std::vector<std::function<void()>>& tasks) {
+  std::atomic<size_t> next{0};
+  std::mutex failure_mutex;
+  size_t failed_index = tasks.size();
+  std::exception_ptr failure;
+  const auto work = [&] {
+    for (size_t i = next++; i < tasks.size(); i = next++) {
+      {
+        std::lock_guard<std::mutex> lock(failure_mutex);
+        if (i > failed_index) return;
+      }
+      try {
+        tasks[i]();
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(failure_mutex);
+        if (i < failed_index) {
+          failed_index = i;
+          failure = std::current_exception();
+        }
+      }
+    }
+  };
+  const size_t cores = std::clamp<size_t>(std::thread::hardware_concurrency(),
+                                          1, kMaxLoadThreads);
+  std::vector<std::thread> threads;
+  try {
+    while (threads.size() + 1 < std::min(cores, tasks.size()))
+      threads.emplace_back(work);
+  } catch (const std::system_error&) {
+    // No more threads to be had: the ones started (and this one) do it all.
+  }
+  work();
+  for (std::thread& thread : threads) thread.join();
+  if (failure) std::rethrow_exception(failure);
+}
+
 class Mapper {
  public:
   Mapper(const StateDictSource& state_dict, const std::string& source)
@@ -53,18 +99,28 @@ class Mapper {
     arch = DetectArchitecture();
     arch_ = arch;
 
-    weights.stem = FoldConv("conv1", "bn1", StemSpec(arch));
+    // The structure first (cheap: shapes only), then the tensors: reading,
+    // checking and folding them is most of a model's load time, which
+    // start-up latency feels, so they are read on several cores.
+    std::vector<std::function<void()>> reads;
+    reads.push_back([&] {
+      weights.stem = FoldConv("conv1", "bn1", StemSpec(arch));
+    });
     weights.stages.resize(4);
     for (int stage = 0; stage < 4; ++stage) {
+      weights.stages[stage].resize(arch.blocks_per_stage[stage]);
       for (int b = 0; b < arch.blocks_per_stage[stage]; ++b) {
         const std::string block =
             "layer" + std::to_string(stage + 1) + "." + std::to_string(b) + ".";
-        ResidualBlock residual;
+        ResidualBlock& residual = weights.stages[stage][b];
         const std::vector<ConvSpec> specs = BlockConvSpecs(arch, stage, b);
+        residual.convs.resize(specs.size());
         for (size_t c = 0; c < specs.size(); ++c) {
           const std::string n = std::to_string(c + 1);
-          residual.convs.push_back(
-              FoldConv(block + "conv" + n, block + "bn" + n, specs[c]));
+          reads.push_back([this, &residual, block, n, c, spec = specs[c]] {
+            residual.convs[c] = FoldConv(block + "conv" + n, block + "bn" + n,
+                                         spec);
+          });
         }
         const std::optional<ConvSpec> shortcut = ShortcutSpec(arch, stage, b);
         const bool has_shortcut = Has(block + "shortcut.0.weight");
@@ -74,15 +130,18 @@ class Mapper {
         if (!shortcut && has_shortcut)
           Fail("has an unexpected " + Shown(block + "shortcut.0.weight"));
         if (shortcut)
-          residual.shortcut =
-              FoldConv(block + "shortcut.0", block + "shortcut.1", *shortcut);
-        weights.stages[stage].push_back(std::move(residual));
+          reads.push_back([this, &residual, block, spec = *shortcut] {
+            residual.shortcut =
+                FoldConv(block + "shortcut.0", block + "shortcut.1", spec);
+          });
       }
     }
-
-    weights.embedding_weight =
-        Read("seg_1.weight", {arch.embedding_dim, arch.PooledDim()});
-    weights.embedding_bias = Read("seg_1.bias", {arch.embedding_dim});
+    reads.push_back([&] {
+      weights.embedding_weight =
+          Read("seg_1.weight", {arch.embedding_dim, arch.PooledDim()});
+      weights.embedding_bias = Read("seg_1.bias", {arch.embedding_dim});
+    });
+    RunConcurrently(reads);
 
     CheckAllKeysUsed();
     ValidateWeights(weights, source_);
@@ -181,6 +240,7 @@ class Mapper {
     if (values.size() != count)
       Fail(Shown(name) + " has " + std::to_string(values.size()) +
            " values, expected " + std::to_string(count));
+    std::lock_guard<std::mutex> lock(used_mutex_);
     used_.insert(key);
     return values;
   }
@@ -240,6 +300,7 @@ class Mapper {
   const std::string& source_;
   std::string prefix_;
   ResNetArchitecture arch_;
+  std::mutex used_mutex_;  // Read() runs on several threads
   std::set<std::string> used_;
 };
 

@@ -14,6 +14,7 @@ namespace voxprint::model {
 
 // Read access to the named tensors of a checkpoint. Shapes are cheap;
 // values are materialised on demand (only the tensors the model needs).
+// Implementations are thread-safe: MapStateDict reads tensors concurrently.
 class StateDictSource {
  public:
   virtual ~StateDictSource() = default;

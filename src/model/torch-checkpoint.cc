@@ -81,9 +81,18 @@ float ElementToFloat(const uint8_t* p, ScalarType type) {
 
 }  // namespace
 
-std::vector<float> MaterializeTensor(const TensorRef& ref,
-                                     std::span<const uint8_t> storage,
-                                     const std::string& what) {
+namespace {
+
+// What CheckTensorView learnt of a tensor's view of its storage.
+struct TensorView {
+  int64_t numel = 0;
+  uint64_t storage_bytes = 0;  // the whole storage's, as its header claims
+  bool contiguous = true;      // row-major strides: one run of elements
+};
+
+// Checks the dtype, the storage size claim and that the view (offset,
+// sizes, strides) stays inside the storage, before anything is read.
+TensorView CheckTensorView(const TensorRef& ref, const std::string& what) {
   const ScalarType dtype = ref.dtype;
   if (dtype != ScalarType::kFloat32 && dtype != ScalarType::kFloat64 &&
       dtype != ScalarType::kFloat16 && dtype != ScalarType::kBFloat16)
@@ -95,13 +104,6 @@ std::vector<float> MaterializeTensor(const TensorRef& ref,
                                    kMaxStorageBytes / element_size)
     Fail(what, "storage claims " + std::to_string(ref.storage_numel) +
                    " elements (more than the limit)");
-  const uint64_t storage_bytes =
-      static_cast<uint64_t>(ref.storage_numel) * element_size;
-  if (storage.size() != storage_bytes)
-    Fail(what, "storage " + Printable(ref.storage_key) + " holds " +
-                   std::to_string(storage.size()) + " bytes, its header says " +
-                   std::to_string(ref.storage_numel) + " x " +
-                   std::to_string(element_size));
 
   if (ref.sizes.size() != ref.strides.size() ||
       ref.sizes.size() > kMaxTensorRank)
@@ -129,16 +131,37 @@ std::vector<float> MaterializeTensor(const TensorRef& ref,
     Fail(what, "reads element " + std::to_string(last) + " of a storage of " +
                    std::to_string(ref.storage_numel));
 
-  std::vector<float> values(static_cast<size_t>(numel));
-  if (numel == 0) return values;
+  TensorView view;
+  view.numel = numel;
+  view.storage_bytes = static_cast<uint64_t>(ref.storage_numel) * element_size;
   // Row-major strides: one contiguous run.
-  bool contiguous = true;
   int64_t expected = 1;
   for (size_t d = ref.sizes.size(); d > 0; --d) {
     if (ref.sizes[d - 1] != 1 && ref.strides[d - 1] != expected)
-      contiguous = false;
+      view.contiguous = false;
     expected *= ref.sizes[d - 1];
   }
+  return view;
+}
+
+}  // namespace
+
+std::vector<float> MaterializeTensor(const TensorRef& ref,
+                                     std::span<const uint8_t> storage,
+                                     const std::string& what) {
+  const TensorView view = CheckTensorView(ref, what);
+  const ScalarType dtype = ref.dtype;
+  const uint64_t element_size =
+      static_cast<uint64_t>(pickle::ScalarSize(dtype));
+  if (storage.size() != view.storage_bytes)
+    Fail(what, "storage " + Printable(ref.storage_key) + " holds " +
+                   std::to_string(storage.size()) + " bytes, its header says " +
+                   std::to_string(ref.storage_numel) + " x " +
+                   std::to_string(element_size));
+  const int64_t numel = view.numel;
+  std::vector<float> values(static_cast<size_t>(numel));
+  if (numel == 0) return values;
+  const bool contiguous = view.contiguous;
   const uint8_t* base = storage.data() + ref.storage_offset * element_size;
   if (contiguous && dtype == ScalarType::kFloat32) {
     std::memcpy(values.data(), base, values.size() * sizeof(float));
@@ -167,6 +190,7 @@ std::vector<float> MaterializeTensor(const TensorRef& ref,
   return values;
 }
 
+// One libzip handle on the checkpoint's bytes.
 struct TorchCheckpoint::Zip {
   zip_t* archive = nullptr;
   ~Zip() {
@@ -176,29 +200,66 @@ struct TorchCheckpoint::Zip {
 
 TorchCheckpoint::~TorchCheckpoint() = default;
 
-std::vector<uint8_t> TorchCheckpoint::ReadEntry(const std::string& name,
-                                                uint64_t expected_size) const {
+std::unique_ptr<TorchCheckpoint::Zip> TorchCheckpoint::OpenZip() const {
+  auto zip = std::make_unique<Zip>();
+  zip_error_t error;
+  zip_error_init(&error);
+  zip_source_t* zip_source =
+      zip_source_buffer_create(bytes_.data(), bytes_.size(), 0, &error);
+  if (zip_source) {
+    zip->archive =
+        zip_open_from_source(zip_source, ZIP_RDONLY | ZIP_CHECKCONS, &error);
+    if (!zip->archive) zip_source_free(zip_source);
+  }
+  if (!zip->archive) {
+    const std::string reason = zip_error_strerror(&error);
+    zip_error_fini(&error);
+    Fail(source_, "not a readable torch.save zip (" + reason + ")");
+  }
+  zip_error_fini(&error);
+  return zip;
+}
+
+void TorchCheckpoint::ReadEntry(const std::string& name,
+                                std::span<uint8_t> out) const {
+  // libzip handles are stateful: each reader borrows one (opening another
+  // when all are busy) and gives it back unless the read failed.
+  std::unique_ptr<Zip> zip;
+  {
+    std::lock_guard<std::mutex> lock(idle_zips_mutex_);
+    if (!idle_zips_.empty()) {
+      zip = std::move(idle_zips_.back());
+      idle_zips_.pop_back();
+    }
+  }
+  if (!zip) zip = OpenZip();
+  ReadEntryWith(*zip, name, out);
+  std::lock_guard<std::mutex> lock(idle_zips_mutex_);
+  idle_zips_.push_back(std::move(zip));
+}
+
+void TorchCheckpoint::ReadEntryWith(const Zip& zip, const std::string& name,
+                                    std::span<uint8_t> out) const {
   const std::string where = source_ + ": " + Printable(name);
-  const zip_int64_t index = zip_name_locate(zip_->archive, name.c_str(), 0);
+  const zip_int64_t index = zip_name_locate(zip.archive, name.c_str(), 0);
   if (index < 0) Fail(source_, "archive lacks " + Printable(name));
   zip_stat_t stat;
   zip_stat_init(&stat);
-  if (zip_stat_index(zip_->archive, static_cast<zip_uint64_t>(index), 0,
+  if (zip_stat_index(zip.archive, static_cast<zip_uint64_t>(index), 0,
                      &stat) != 0 ||
       !(stat.valid & ZIP_STAT_SIZE))
-    Fail(where, std::string("cannot stat: ") + zip_strerror(zip_->archive));
-  if (stat.size != expected_size)
+    Fail(where, std::string("cannot stat: ") + zip_strerror(zip.archive));
+  if (stat.size != out.size())
     Fail(where, "holds " + std::to_string(stat.size) + " bytes, expected " +
-                    std::to_string(expected_size));
-  std::vector<uint8_t> bytes(static_cast<size_t>(stat.size));
+                    std::to_string(out.size()));
   zip_file_t* file =
-      zip_fopen_index(zip_->archive, static_cast<zip_uint64_t>(index), 0);
+      zip_fopen_index(zip.archive, static_cast<zip_uint64_t>(index), 0);
   if (!file)
-    Fail(where, std::string("cannot open: ") + zip_strerror(zip_->archive));
+    Fail(where, std::string("cannot open: ") + zip_strerror(zip.archive));
   uint64_t done = 0;
-  while (done < bytes.size()) {
+  while (done < out.size()) {
     const zip_int64_t got =
-        zip_fread(file, bytes.data() + done, bytes.size() - done);
+        zip_fread(file, out.data() + done, out.size() - done);
     if (got <= 0) {
       const std::string reason =
           got < 0 ? zip_file_strerror(file) : "unexpected end of data";
@@ -214,31 +275,15 @@ std::vector<uint8_t> TorchCheckpoint::ReadEntry(const std::string& name,
   const int close_status = zip_fclose(file);
   if (tail != 0 || close_status != 0)
     Fail(where, "is corrupt" + (tail_error.empty() ? "" : ": " + tail_error));
-  return bytes;
 }
 
 std::unique_ptr<TorchCheckpoint> TorchCheckpoint::Open(
     std::span<const uint8_t> bytes, const std::string& source) {
   std::unique_ptr<TorchCheckpoint> checkpoint(new TorchCheckpoint());
   checkpoint->source_ = source;
-  checkpoint->zip_ = std::make_unique<Zip>();
-
-  zip_error_t error;
-  zip_error_init(&error);
-  zip_source_t* zip_source =
-      zip_source_buffer_create(bytes.data(), bytes.size(), 0, &error);
-  if (zip_source) {
-    checkpoint->zip_->archive =
-        zip_open_from_source(zip_source, ZIP_RDONLY | ZIP_CHECKCONS, &error);
-    if (!checkpoint->zip_->archive) zip_source_free(zip_source);
-  }
-  if (!checkpoint->zip_->archive) {
-    const std::string reason = zip_error_strerror(&error);
-    zip_error_fini(&error);
-    Fail(source, "not a readable torch.save zip (" + reason + ")");
-  }
-  zip_error_fini(&error);
-  zip_t* archive = checkpoint->zip_->archive;
+  checkpoint->bytes_ = bytes;
+  checkpoint->idle_zips_.push_back(checkpoint->OpenZip());
+  zip_t* archive = checkpoint->idle_zips_.back()->archive;
 
   // The prefix is the archive's top folder ("archive/", "pytorch_model/").
   const zip_int64_t entries = zip_get_num_entries(archive, 0);
@@ -271,8 +316,8 @@ std::unique_ptr<TorchCheckpoint> TorchCheckpoint::Open(
                        &stat) != 0 ||
         !(stat.valid & ZIP_STAT_SIZE) || stat.size > 16)
       Fail(source, "unreadable " + Printable(byteorder_name));
-    const std::vector<uint8_t> order =
-        checkpoint->ReadEntry(byteorder_name, stat.size);
+    std::vector<uint8_t> order(stat.size);
+    checkpoint->ReadEntry(byteorder_name, order);
     if (std::string(order.begin(), order.end()) != "little")
       Fail(source, "checkpoint was saved big-endian (" +
                        Printable(byteorder_name) + "), which is not supported");
@@ -292,8 +337,8 @@ std::unique_ptr<TorchCheckpoint> TorchCheckpoint::Open(
       Fail(source, Printable(pickle_name) + " claims " +
                        std::to_string(stat.size) +
                        " bytes (more than the limit)");
-    const std::vector<uint8_t> pickle_bytes =
-        checkpoint->ReadEntry(pickle_name, stat.size);
+    std::vector<uint8_t> pickle_bytes(stat.size);
+    checkpoint->ReadEntry(pickle_name, pickle_bytes);
     checkpoint->pickle_ =
         pickle::Unpickle(pickle_bytes, source + ": " + Printable(pickle_name));
   }
@@ -343,15 +388,19 @@ std::vector<float> TorchCheckpoint::Values(const std::string& key) const {
   if (it == tensors_.end()) Fail(source_, "no tensor " + Printable(key));
   const TensorRef& ref = *it->second;
   const std::string what = source_ + ": tensor " + Printable(key);
-  const uint64_t element_size =
-      static_cast<uint64_t>(pickle::ScalarSize(ref.dtype));
-  if (ref.storage_numel < 0 || static_cast<uint64_t>(ref.storage_numel) >
-                                   kMaxStorageBytes / element_size)
-    Fail(what, "storage claims " + std::to_string(ref.storage_numel) +
-                   " elements (more than the limit)");
-  const std::vector<uint8_t> storage =
-      ReadEntry(prefix_ + "data/" + ref.storage_key,
-                static_cast<uint64_t>(ref.storage_numel) * element_size);
+  const TensorView view = CheckTensorView(ref, what);
+  const std::string entry = prefix_ + "data/" + ref.storage_key;
+  if (ref.dtype == ScalarType::kFloat32 && view.contiguous &&
+      ref.storage_offset == 0 && view.numel == ref.storage_numel) {
+    // The usual case, a tensor that is its whole float32 storage: read in
+    // place (no second copy of the model's weights).
+    std::vector<float> values(static_cast<size_t>(view.numel));
+    ReadEntry(entry, {reinterpret_cast<uint8_t*>(values.data()),
+                      values.size() * sizeof(float)});
+    return values;
+  }
+  std::vector<uint8_t> storage(static_cast<size_t>(view.storage_bytes));
+  ReadEntry(entry, storage);
   return MaterializeTensor(ref, storage, what);
 }
 

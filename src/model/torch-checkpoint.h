@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -27,7 +28,8 @@ std::vector<float> MaterializeTensor(const pickle::TensorRef& ref,
                                      const std::string& what);
 
 // An opened checkpoint. It reads from `bytes`, which must outlive it.
-// Not thread-safe (libzip handles are stateful).
+// Thread-safe: concurrent Values() calls each read through their own libzip
+// handle (a checkpoint keeps the handles it opened for later reads).
 class TorchCheckpoint : public StateDictSource {
  public:
   // Opens the zip, finds data.pkl, checks the byte order and interprets the
@@ -49,11 +51,17 @@ class TorchCheckpoint : public StateDictSource {
  private:
   struct Zip;
   TorchCheckpoint() = default;
-  std::vector<uint8_t> ReadEntry(const std::string& name,
-                                 uint64_t expected_size) const;
+  std::unique_ptr<Zip> OpenZip() const;
+  // Reads entry `name`, which must hold exactly out.size() bytes, into
+  // `out`, checking its CRC.
+  void ReadEntry(const std::string& name, std::span<uint8_t> out) const;
+  void ReadEntryWith(const Zip& zip, const std::string& name,
+                     std::span<uint8_t> out) const;
 
   std::string source_;
-  std::unique_ptr<Zip> zip_;
+  std::span<const uint8_t> bytes_;
+  mutable std::mutex idle_zips_mutex_;
+  mutable std::vector<std::unique_ptr<Zip>> idle_zips_;
   std::string prefix_;  // "archive/" (with the slash)
   pickle::PickleResult pickle_;
   std::map<std::string, const pickle::TensorRef*> tensors_;

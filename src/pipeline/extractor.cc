@@ -292,7 +292,9 @@ struct Extractor::Impl {
 Extractor::Extractor(const ExtractorOptions& options)
     : impl_(std::make_unique<Impl>()) {
   impl_->options = options;
-  model::LoadedModel loaded = model::LoadModelFile(options.model_path);
+  model::LoadOptions load;
+  load.checksum = options.model_checksum;
+  model::LoadedModel loaded = model::LoadModelFile(options.model_path, load);
   impl_->model_info = loaded.info;
   impl_->backend =
       CreateBackend(options.device, options.backend, &impl_->device_choice);

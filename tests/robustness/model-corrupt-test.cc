@@ -441,6 +441,21 @@ TEST(ModelCorrupt, RefusesWrongDtypesAndShapes) {
                            "layer1.0.conv1.weight: has dtype int64"));
 }
 
+// Tensors are read on several threads; with several bad ones the error is
+// still the one a sequential read meets first (stem before deep layers),
+// whatever thread reached which first. Repeated to give races a chance.
+TEST(ModelCorrupt, SeveralBadTensorsReportTheFirstInModelOrder) {
+  std::vector<Tensor> t = TinyStateDict();
+  Find(t, "layer4.0.bn2.running_var").values.assign(16, -3.0f);
+  Find(t, "layer2.0.conv1.weight").storage_type = "LongStorage";
+  Find(t, "seg_1.bias").shape = {3};
+  const Bytes zip = CheckpointZip(t);
+  for (int run = 0; run < 20; ++run)
+    ASSERT_TRUE(FailsCleanly(zip, "several.pt",
+                             "layer2.0.conv1.weight: has dtype"))
+        << "run " << run;
+}
+
 TEST(ModelCorrupt, RefusesBrokenArchives) {
   const std::vector<Tensor> tensors = TinyStateDict();
   const Bytes pickle = StateDictPickle(tensors);

@@ -171,6 +171,15 @@ TEST_F(KitModels, Sha256AndSizeMatchTheManifest) {
   }
 }
 
+TEST_F(KitModels, ChecksumIsSkippedWhenNotWanted) {
+  LoadOptions options;
+  options.checksum = false;
+  const LoadedModel model = LoadModelFile(pyannote().info.path, options);
+  EXPECT_TRUE(model.info.sha256.empty());
+  EXPECT_EQ(model.info.file_size_bytes, pyannote().info.file_size_bytes);
+  EXPECT_TRUE(Flatten(model.weights) == Flatten(pyannote().weights));
+}
+
 TEST_F(KitModels, ArchitectureIsResNet34) {
   for (const LoadedModel* model : {&pyannote(), &wespeaker(), &onnx()}) {
     const ResNetArchitecture& arch = model->info.architecture;
