@@ -50,6 +50,25 @@ class Session {
   virtual std::vector<float> Run(std::span<const float> features, int batch,
                                  int64_t frames) = 0;
 
+  // One input of RunMixed: [frames, bins] (mean already subtracted).
+  struct Input {
+    std::span<const float> features;
+    int64_t frames = 0;
+  };
+  // Inputs of different lengths (many files) -> [inputs, embedding_dim]:
+  // row i is what Run(inputs[i].features, 1, inputs[i].frames) returns, up
+  // to float rounding. The default runs them one by one; the CPU backend
+  // batches inputs of similar length, each padded and masked so that it
+  // sees zero padding exactly where it would alone.
+  virtual std::vector<float> RunMixed(std::span<const Input> inputs) {
+    std::vector<float> embeddings;
+    for (const Input& input : inputs) {
+      const std::vector<float> one = Run(input.features, 1, input.frames);
+      embeddings.insert(embeddings.end(), one.begin(), one.end());
+    }
+    return embeddings;
+  }
+
   // Fills out[0, count * bins) with rows [first_frame, first_frame + count)
   // of a [frames, bins] feature matrix (mean already subtracted).
   using FeatureSource =

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <numeric>
 #include <random>
 #include <string>
 #include <thread>
@@ -422,6 +423,48 @@ TEST(BackendRegistry, RejectsBadNamesAndOptions) {
   fp8.precision = "fp8";
   EXPECT_EQ(CreateError("cpu", fp8), ErrorCode::kInvalidArgument);
 }
+// Inputs of many lengths in one call: each row as the input alone gives it.
+TEST_P(BackendConformance, MixedLengthsMatchReference) {
+  const ResNetWeights w = RandomWeights(SmallBasic(), 11);
+  auto session = Prepare(w)->NewSession();
+  EXPECT_TRUE(session->RunMixed({}).empty());
+  const std::vector<int64_t> lengths = {40, 9, 64, 41, 13, 100, 57, 23, 301,
+                                        44, 42};
+  std::vector<std::vector<float>> features;
+  std::vector<Session::Input> inputs;
+  for (size_t i = 0; i < lengths.size(); ++i)
+    features.push_back(RandomFeatures(lengths[i] * 16, 20 + i));
+  for (size_t i = 0; i < lengths.size(); ++i)
+    inputs.push_back({features[i], lengths[i]});
+  const std::vector<float> mixed = session->RunMixed(inputs);
+  ASSERT_EQ(mixed.size(), lengths.size() * 8);
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    SCOPED_TRACE("input " + std::to_string(i) + ", " +
+                 std::to_string(lengths[i]) + " frames");
+    const std::span<const float> row =
+        std::span<const float>(mixed).subspan(i * 8, 8);
+    EXPECT_TRUE(CloseInRelativeL2(
+        row, ReferenceEmbedding(w, features[i].data(), lengths[i]),
+        kTolerance));
+    EXPECT_TRUE(CloseInRelativeL2(
+        row, session->Run(features[i], 1, lengths[i]), 1e-6));
+  }
+  // Similar lengths shared runs (the CPU backend batches them).
+  const std::vector<int> runs = backends::cpu::LastMixedRuns(*session);
+  if (GetParam() == "cpu") {
+    EXPECT_LT(runs.size(), lengths.size());
+    EXPECT_EQ(std::accumulate(runs.begin(), runs.end(), 0),
+              static_cast<int>(lengths.size()));
+  }
+  const std::vector<float> too_short(16 * 5);
+  const Session::Input bad[] = {{features[0], lengths[0]}, {too_short, 6}};
+  try {
+    session->RunMixed(bad);
+    ADD_FAILURE() << "6 frames (wrong size) accepted";
+  } catch (const Error& error) {
+    EXPECT_EQ(error.code(), ErrorCode::kInvalidArgument) << error.what();
+  }
+}
 
 // ---------------------------------------------------------------------------
 // CPU-only knobs.
@@ -615,8 +658,58 @@ TEST(CpuBackend, Bf16StaysCloseToReference) {
     EXPECT_EQ(layer.find("winograd"), std::string::npos) << layer;
 }
 
+// Mixed runs cut by the frame budget and the padding limit; inputs longer
+// than the untiled limit run alone, tiled.
+TEST(CpuBackend, MixedRunsRespectBudgetPaddingAndTiling) {
+  const ResNetWeights w = RandomWeights(SmallBasic(), 12);
+  backends::cpu::CpuTuning tuning;
+  tuning.max_untiled_frames = 100;
+  tuning.tile_frames = 160;
+  tuning.max_mixed_batch_frames = 130;
+  auto session = PrepareCpu(w, tuning, 2)->NewSession();
+  const std::vector<int64_t> lengths = {101, 333, 20, 22, 30, 95, 96, 9, 31};
+  std::vector<std::vector<float>> features;
+  std::vector<Session::Input> inputs;
+  for (size_t i = 0; i < lengths.size(); ++i)
+    features.push_back(RandomFeatures(lengths[i] * 16, 40 + i));
+  for (size_t i = 0; i < lengths.size(); ++i)
+    inputs.push_back({features[i], lengths[i]});
+  const std::vector<float> mixed = session->RunMixed(inputs);
+  for (size_t i = 0; i < lengths.size(); ++i)
+    EXPECT_TRUE(CloseInRelativeL2(
+        std::span<const float>(mixed).subspan(i * 8, 8),
+        ReferenceEmbedding(w, features[i].data(), lengths[i]), kTolerance))
+        << lengths[i] << " frames";
+  // Sorted: 9 | 20 (with 22, 2 x 32 padded frames > 1.25 x 42) | 22 30 31
+  // (3 x 32 <= 1.25 x 83) | 95 | 96 (2 x 96 > 130) | 101 | 333 (tiled).
+  const std::vector<int> runs = backends::cpu::LastMixedRuns(*session);
+  EXPECT_EQ(runs, (std::vector<int>{1, 1, 3, 1, 1, 1, 1}));
+}
+
 class CpuAlgorithm
     : public ::testing::TestWithParam<backends::cpu::ConvAlgorithm> {};
+
+// Masking on the layouts Winograd and direct kernels write (nChw16c...).
+TEST_P(CpuAlgorithm, WideNetworkMixedLengthsMatchReference) {
+  const ResNetWeights w = RandomWeights(WideBasic(), 13);
+  backends::cpu::CpuTuning tuning;
+  tuning.algorithm = GetParam();
+  auto session = PrepareCpu(w, tuning, 2)->NewSession();
+  const std::vector<int64_t> lengths = {61, 64, 50, 57, 55};
+  std::vector<std::vector<float>> features;
+  std::vector<Session::Input> inputs;
+  for (size_t i = 0; i < lengths.size(); ++i)
+    features.push_back(RandomFeatures(lengths[i] * 80, 60 + i));
+  for (size_t i = 0; i < lengths.size(); ++i)
+    inputs.push_back({features[i], lengths[i]});
+  const std::vector<float> mixed = session->RunMixed(inputs);
+  for (size_t i = 0; i < lengths.size(); ++i)
+    EXPECT_TRUE(CloseInRelativeL2(
+        std::span<const float>(mixed).subspan(i * 16, 16),
+        ReferenceEmbedding(w, features[i].data(), lengths[i]), kTolerance))
+        << lengths[i] << " frames";
+  EXPECT_EQ(backends::cpu::LastMixedRuns(*session), std::vector<int>{5});
+}
 
 TEST_P(CpuAlgorithm, WideNetworkMatchesReference) {
   const ResNetWeights w = RandomWeights(WideBasic(), 10);

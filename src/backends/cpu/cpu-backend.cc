@@ -136,6 +136,49 @@ const char* AlgorithmName(dnnl::algorithm algorithm) {
                                                             : "direct";
 }
 
+// Channels per innermost block of a 4-D activation in a plain or
+// channel-blocked layout (nchw, nhwc: 1; nChw16c: 16); 0 for other layouts.
+int64_t ChannelBlock(const memory::desc& desc) {
+  const dnnl_memory_desc_t& md = desc.data;
+  if (md.format_kind != dnnl_blocked || md.ndims != 4) return 0;
+  const dnnl_blocking_desc_t& blocking = md.format_desc.blocking;
+  if (blocking.inner_nblks == 0) return 1;
+  if (blocking.inner_nblks == 1 && blocking.inner_idxs[0] == 1)
+    return blocking.inner_blks[0];
+  return 0;
+}
+
+// Zeroes columns [valid[n], W) of each item n of a 4-D activation
+// [N, C, H, W] held at `data` in a layout ChannelBlock knows.
+void ZeroColumnsFrom(const memory::desc& desc, void* data,
+                     std::span<const int64_t> valid) {
+  const int64_t block = ChannelBlock(desc);
+  VOXPRINT_CHECK(block > 0, "activation layout without column masking");
+  const dnnl_memory_desc_t& md = desc.data;
+  const dnnl_blocking_desc_t& blocking = md.format_desc.blocking;
+  const size_t element = memory::data_type_size(desc.data_type());
+  const int64_t channel_blocks = md.padded_dims[1] / block;
+  const int64_t rows = md.dims[2], columns = md.dims[3];
+  const dnnl_dims_t& stride = blocking.strides;
+  auto* base = static_cast<uint8_t*>(data) + md.offset0 * element;
+  for (int64_t n = 0; n < static_cast<int64_t>(valid.size()); ++n) {
+    const int64_t from = std::min(valid[n], columns);
+    if (from == columns) continue;
+    for (int64_t cb = 0; cb < channel_blocks; ++cb)
+      for (int64_t h = 0; h < rows; ++h) {
+        uint8_t* row = base + (n * stride[0] + cb * stride[1] +
+                               h * stride[2]) * element;
+        if (stride[3] == block) {  // the tail is one run
+          std::memset(row + from * block * element, 0,
+                      (columns - from) * block * element);
+          continue;
+        }
+        for (int64_t w = from; w < columns; ++w)
+          std::memset(row + w * stride[3] * element, 0, block * element);
+      }
+  }
+}
+
 // --------------------------------------------------------------------------
 // Prepared model.
 
@@ -155,6 +198,7 @@ struct CompiledShape {
     std::unordered_map<int, memory> args;
     std::vector<std::pair<int, int>> bindings;  // (arg, slot)
     SharedWeights weights;  // keeps args[DNNL_ARG_WEIGHTS]'s layout cached
+    int conv_step = -1;     // the plan step a convolution runs; -1: reorder
   };
   int batch = 0;
   int64_t frames = 0;
@@ -163,6 +207,8 @@ struct CompiledShape {
   std::vector<size_t> slot_bytes;  // activation slots
   int input_slot = 0;              // plain [batch, 1, bins, frames]
   int output_slot = 0;             // plain [batch, C, rows, output_frames]
+  // Every convolution writes a layout ZeroColumnsFrom can mask (RunMixed).
+  bool maskable = true;
   std::vector<std::string> algorithms;
 };
 
@@ -225,7 +271,9 @@ class CpuPreparedModel final
         tile < 2 * (plan_.receptive_left + plan_.receptive_right) +
                    4 * plan_.time_stride ||
         tuning_.max_untiled_frames < 1 || tuning_.max_batch_frames < 1 ||
-        tuning_.max_cached_shapes < 1 || tuning_.min_winograd_positions < 0)
+        tuning_.max_cached_shapes < 1 || tuning_.min_winograd_positions < 0 ||
+        tuning_.max_mixed_batch_frames < 1 ||
+        !(tuning_.max_mixed_padding >= 0))
       throw Error(ErrorCode::kInvalidArgument,
                   "cpu backend tuning: tile_frames " + std::to_string(tile) +
                       " must be a multiple of " +
@@ -488,6 +536,8 @@ class ShapeCompiler {
       op.args[DNNL_ARG_WEIGHTS] = *op.weights;
       op.args[DNNL_ARG_BIAS] = conv.bias_memory;
       op.bindings = {{DNNL_ARG_SRC, src_slot}, {DNNL_ARG_DST, dst_slot}};
+      op.conv_step = static_cast<int>(i);
+      shape_->maskable &= ChannelBlock(pd->dst_desc()) > 0;
       AddScratchpad(op, pd->scratchpad_desc());
       shape_->ops.push_back(std::move(op));
       shape_->algorithms.push_back(step.name + ": " + AlgorithmName(used) +
@@ -633,6 +683,7 @@ class CpuSession final : public Session {
   const std::vector<std::string>& last_algorithms() const {
     return last_algorithms_;
   }
+  const std::vector<int>& last_mixed_runs() const { return last_mixed_runs_; }
 
   // Long inputs run as time tiles like Run()'s, each fetched from `source`
   // just before it runs, so only one tile of features is held.
@@ -755,7 +806,137 @@ class CpuSession final : public Session {
     }
   }
 
+  // Inputs sorted by length are cut into runs of similar length; each run
+  // pads its inputs to one width and zeroes, after every convolution, the
+  // columns past each input's own output length: the next convolution then
+  // reads zeros there, as the zero padding of a run on the input alone.
+  std::vector<float> RunMixed(std::span<const Input> inputs) override {
+    const NetworkPlan& plan = model_->plan();
+    const CpuTuning& tuning = model_->tuning();
+    for (const Input& input : inputs) {
+      plan.CheckFeatures(input.features, 1, input.frames);
+      if (plan.OutputFrames(input.frames) < 1)
+        throw Error(ErrorCode::kInvalidArgument,
+                    "features: " + std::to_string(input.frames) +
+                        " frames are too few for the network");
+    }
+    std::vector<size_t> order(inputs.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+      return inputs[a].frames < inputs[b].frames;
+    });
+    UseThreads(model_->num_threads());
+    last_mixed_runs_.clear();
+    try {
+      std::vector<float> embeddings(inputs.size() * plan.embedding_dim);
+      const auto row = [&](size_t input) {
+        return std::span<float>(embeddings)
+            .subspan(input * plan.embedding_dim, plan.embedding_dim);
+      };
+      for (size_t first = 0; first < order.size();) {
+        // Grow the run while the batch stays within its frame budget and
+        // padding; a run of one (or a long, tiled input) runs alone.
+        size_t last = first + 1;
+        int64_t frames = inputs[order[first]].frames;
+        while (last < order.size() &&
+               inputs[order[first]].frames <= tuning.max_untiled_frames) {
+          const int64_t next = inputs[order[last]].frames;
+          const int64_t padded =
+              static_cast<int64_t>(last - first + 1) * MixedWidth(next);
+          if (next > tuning.max_untiled_frames ||
+              padded > tuning.max_mixed_batch_frames ||
+              padded > (1.0 + tuning.max_mixed_padding) * (frames + next))
+            break;
+          frames += next;
+          ++last;
+        }
+        const std::span<const size_t> run(order.data() + first, last - first);
+        last_mixed_runs_.push_back(static_cast<int>(run.size()));
+        if (run.size() == 1) {
+          const Input& input = inputs[run[0]];
+          const std::vector<float> one =
+              RunChecked(input.features, 1, input.frames);
+          std::copy(one.begin(), one.end(), row(run[0]).begin());
+        } else {
+          RunMasked(inputs, run, row);
+        }
+        first = last;
+      }
+      return embeddings;
+    } catch (const dnnl::error& e) {
+      RethrowDnnl(e, "cpu backend run");
+    }
+  }
+
  private:
+  // Padded width of a mixed run whose longest input has `frames` frames:
+  // rounded up so that runs of nearby lengths share a compiled shape.
+  static int64_t MixedWidth(int64_t frames) {
+    constexpr int64_t kQuantum = 16;
+    return CeilDiv(frames, kQuantum) * kQuantum;
+  }
+
+  // One batch of inputs `run` (sorted by length) padded to a common width.
+  void RunMasked(std::span<const Input> inputs, std::span<const size_t> run,
+                 const std::function<std::span<float>(size_t)>& row) {
+    const NetworkPlan& plan = model_->plan();
+    const int count = static_cast<int>(run.size());
+    const int64_t width = MixedWidth(inputs[run.back()].frames);
+    const CompiledShape& shape = Shape(count, width);
+    if (!shape.maskable) {  // some layout oneDNN chose: one by one then
+      last_mixed_runs_.back() = 1;
+      last_mixed_runs_.insert(last_mixed_runs_.end(), run.size() - 1, 1);
+      for (const size_t i : run) {
+        const std::vector<float> one =
+            RunChecked(inputs[i].features, 1, inputs[i].frames);
+        std::copy(one.begin(), one.end(), row(i).begin());
+      }
+      return;
+    }
+    Bind(shape);
+
+    // Valid columns per virtual buffer and item, starting with the input's.
+    std::vector<std::vector<int64_t>> valid(
+        plan.num_buffers, std::vector<int64_t>(count, 0));
+    const int bins = plan.feature_dim;
+    float* input = slots_[shape.input_slot].floats();
+    std::memset(input, 0, sizeof(float) * count * bins * width);
+    for (int b = 0; b < count; ++b) {
+      const Input& item = inputs[run[b]];
+      valid[plan.input_buffer][b] = item.frames;
+      float* dst = input + static_cast<size_t>(b) * bins * width;
+      for (int64_t t = 0; t < item.frames; ++t)
+        for (int f = 0; f < bins; ++f)
+          dst[f * width + t] = item.features[t * bins + f];
+    }
+    for (const CompiledShape::Op& op : shape.ops) {
+      op.primitive.execute(stream_, op.args);
+      if (op.conv_step < 0) continue;
+      stream_.wait();
+      const ConvStep& step = plan.steps[op.conv_step];
+      for (int b = 0; b < count; ++b)
+        valid[step.dst_buffer][b] =
+            step.OutputLength(valid[step.src_buffer][b]);
+      const memory& dst = op.args.at(DNNL_ARG_DST);
+      ZeroColumnsFrom(dst.get_desc(), dst.get_data_handle(),
+                      valid[step.dst_buffer]);
+    }
+    stream_.wait();
+
+    const size_t row_count =
+        static_cast<size_t>(plan.output_channels) * plan.output_rows;
+    const float* output = slots_[shape.output_slot].floats();
+    for (int b = 0; b < count; ++b) {
+      PoolingState state;
+      state.mean.assign(row_count, 0.0);
+      state.m2.assign(row_count, 0.0);
+      const TileOutput item{output + b * row_count * shape.output_frames,
+                            shape.output_frames, 0};
+      MergeFrames(item, 0, plan.OutputFrames(inputs[run[b]].frames), state);
+      Embed(state, 1, row(run[b]));
+    }
+  }
+
   // Per row (batch item, channel * rows + row): running mean and M2 over the
   // frames seen so far (Chan et al. merge of per-tile two-pass statistics).
   struct PoolingState {
@@ -1003,6 +1184,7 @@ class CpuSession final : public Session {
   AlignedBuffer stats_;
   AlignedBuffer embed_out_;
   std::vector<std::string> last_algorithms_;
+  std::vector<int> last_mixed_runs_;
   std::vector<float> source_tile_;  // RunWithFeatureSource's current tile
   int64_t stream_tile_frames_ = 0;  // and its tile width
 };
@@ -1092,6 +1274,12 @@ size_t PreparedWeightBytes(const PreparedModel& model) {
 std::vector<std::string> LastLayerAlgorithms(const Session& session) {
   if (const auto* cpu = dynamic_cast<const CpuSession*>(&session))
     return cpu->last_algorithms();
+  return {};
+}
+
+std::vector<int> LastMixedRuns(const Session& session) {
+  if (const auto* cpu = dynamic_cast<const CpuSession*>(&session))
+    return cpu->last_mixed_runs();
   return {};
 }
 

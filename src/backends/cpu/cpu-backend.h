@@ -36,6 +36,11 @@ struct CpuTuning {
   // Batches are split so that batch * frames per run stays below this
   // (bounds the activation memory of a session).
   int64_t max_batch_frames = 16384;
+  // RunMixed batches inputs of similar length up to this many padded frames
+  // per run (activation memory, as for the extractor's sliding windows),
+  // padding each batch's inputs by at most max_mixed_padding of their frames.
+  int64_t max_mixed_batch_frames = 6000;
+  double max_mixed_padding = 0.25;
   // Compiled shapes each session keeps (least recently used dropped).
   int max_cached_shapes = 16;
   // kAuto uses Winograd for a layer only where its output has at least this
@@ -65,5 +70,10 @@ size_t PreparedWeightBytes(const PreparedModel& model);
 // Per convolution of a prepared CPU model: "<layer>: <algorithm>" as used by
 // the last shape a session compiled; for reports. Empty for other backends.
 std::vector<std::string> LastLayerAlgorithms(const Session& session);
+
+// Inputs per network run in the session's last RunMixed call, in the order
+// run (1: an input run alone); for reports and tests. Empty for other
+// backends.
+std::vector<int> LastMixedRuns(const Session& session);
 
 }  // namespace voxprint::backends::cpu
