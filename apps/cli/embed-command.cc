@@ -136,37 +136,63 @@ int RunEmbed(const EmbedFlags& flags) {
 
   const int jobs = static_cast<int>(
       std::min<size_t>(std::max(flags.jobs, 1), flags.files.size()));
+  // Whole-file embeddings of several files batch the network across files
+  // of similar length (Extractor::EmbedFiles); --jobs then has nothing to
+  // add. Sliding windows already batch within a file: --jobs runs files
+  // side by side.
+  const bool batched =
+      request.mode == WindowMode::kWhole && flags.files.size() > 1;
   const std::unique_ptr<Extractor> extractor =
-      flags.model.MakeExtractor(flags.quiet, jobs);
-  InOrderEmbedder embedder(*extractor, flags.files, request, jobs);
+      flags.model.MakeExtractor(flags.quiet, batched ? 1 : jobs);
   const bool show_progress = flags.files.size() > 1 && !flags.quiet;
   nlohmann::json results = nlohmann::json::array();
   int exit_code = kExitOk;
-  for (size_t i = 0; i < flags.files.size(); ++i) {
+  const auto report = [&](size_t i, BatchOutcome&& outcome) {
     const std::string& file = flags.files[i];
-    try {
-      const EmbeddingResult result = embedder.Next();
-      if (flags.format == "json") {
-        results.push_back(apps::EmbeddingResultToJson(result));
-      } else if (flags.format == "npy") {
-        WriteFile(outputs[i], EncodeNpy(ToMatrix(result)));
-      } else if (outputs[i].empty()) {
-        std::cout << EncodeCsv(result);
-      } else {
-        WriteFile(outputs[i], EncodeCsv(result));
+    std::optional<Error> failure = std::move(outcome.error);
+    if (!failure) {
+      try {
+        const EmbeddingResult& result = outcome.result.value();
+        if (flags.format == "json") {
+          results.push_back(apps::EmbeddingResultToJson(result));
+        } else if (flags.format == "npy") {
+          WriteFile(outputs[i], EncodeNpy(ToMatrix(result)));
+        } else if (outputs[i].empty()) {
+          std::cout << EncodeCsv(result);
+        } else {
+          WriteFile(outputs[i], EncodeCsv(result));
+        }
+        if (show_progress)
+          std::cerr << "[" << i + 1 << "/" << flags.files.size() << "] "
+                    << file << ": " << result.duration_s
+                    << " s of audio in " << result.processing_s << " s"
+                    << std::endl;
+      } catch (const Error& error) {
+        failure = error;
       }
-      if (show_progress)
-        std::cerr << "[" << i + 1 << "/" << flags.files.size() << "] " << file
-                  << ": " << result.duration_s << " s of audio in "
-                  << result.processing_s << " s" << std::endl;
-    } catch (const Error& error) {
+    }
+    if (failure) {
       // One bad file does not stop a batch; it is reported and the run
       // exits non-zero at the end.
-      PrintError(error.what());
-      if (exit_code == kExitOk) exit_code = ExitCodeFor(error.code());
+      PrintError(failure->what());
+      if (exit_code == kExitOk) exit_code = ExitCodeFor(failure->code());
       results.push_back({{"path", file},
-                         {"error", ErrorCodeName(error.code())},
-                         {"detail", error.what()}});
+                         {"error", ErrorCodeName(failure->code())},
+                         {"detail", failure->what()}});
+    }
+  };
+  if (batched) {
+    extractor->EmbedFiles(flags.files, request, report);
+  } else {
+    InOrderEmbedder embedder(*extractor, flags.files, request, jobs);
+    for (size_t i = 0; i < flags.files.size(); ++i) {
+      BatchOutcome outcome;
+      try {
+        outcome.result = embedder.Next();
+      } catch (const Error& error) {
+        outcome.error = error;
+      }
+      report(i, std::move(outcome));
     }
   }
   if (flags.format == "json") {
@@ -222,9 +248,10 @@ CLI::App* AddEmbedCommand(CLI::App& root, std::function<int()>& run) {
   command->add_flag("--quiet,-q", flags->quiet, "No progress on stderr");
   command
       ->add_option("--jobs,-j", flags->jobs,
-                   "Inputs embedded at once (decode, features and network "
-                   "in parallel); they share --threads. Output order is the "
-                   "input order either way")
+                   "Sliding windows: inputs embedded at once (decode, "
+                   "features and network in parallel), sharing --threads. "
+                   "Whole files are batched across inputs instead. Output "
+                   "order is the input order either way")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   command->add_option("files", flags->files, "Audio files (any common format)")

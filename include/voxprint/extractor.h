@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -16,6 +17,7 @@
 
 #include "voxprint/audio.h"
 #include "voxprint/backend.h"
+#include "voxprint/error.h"
 #include "voxprint/features.h"
 #include "voxprint/model.h"
 
@@ -77,6 +79,13 @@ struct EmbeddingResult {
   double processing_s = 0.0;             // wall time of this call
 };
 
+// One input's outcome in a many-file call: its result, or the error that
+// embedding it alone would have thrown.
+struct BatchOutcome {
+  std::optional<EmbeddingResult> result;
+  std::optional<Error> error;
+};
+
 class Extractor {
  public:
   // Loads the model file and prepares it on the device. Throws Error.
@@ -90,6 +99,19 @@ class Extractor {
   EmbeddingResult EmbedBytes(std::span<const uint8_t> bytes,
                              const std::string& name,
                              const EmbedRequest& request = {}) const;
+  // Many files: in whole mode the network runs over batches of inputs of
+  // similar length (on the CPU about 1.4-1.6x the throughput of EmbedFile
+  // one after another on files of a few seconds), with the numbers EmbedFile
+  // gives up to float rounding; sliding windows go file by file. Inputs are
+  // taken in rounds of a few minutes of audio, so memory stays bounded.
+  // `on_outcome(index, outcome)` receives every input's outcome, in input
+  // order, as its round completes; one input's failure leaves the others
+  // untouched. Throws only for a bad request (before any input is read).
+  using OutcomeCallback = std::function<void(size_t, BatchOutcome&&)>;
+  void EmbedFiles(std::span<const std::string> paths,
+                  const EmbedRequest& request,
+                  const OutcomeCallback& on_outcome) const;
+
   // Already decoded audio (any rate; resampled here).
   EmbeddingResult EmbedDecoded(const DecodedAudio& audio,
                                const std::string& name,

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <cmath>
 #include <string>
 
@@ -20,6 +21,12 @@ namespace {
 // frames so layer-1 activations stay in the tens of megabytes.
 constexpr int64_t kMaxBatchFrames = 6000;
 constexpr int kMaxBatchWindows = 32;
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                       start)
+      .count();
+}
 
 std::string Seconds(double s) {
   char text[32];
@@ -218,20 +225,31 @@ struct Extractor::Impl {
                               samples_16k.begin() + last);
   }
 
-  // Opens the input once. Whole mode on an input whose header says it is
-  // longer than the streaming threshold takes the bounded-memory two-pass
-  // path (long-audio.h); everything else is decoded into memory from the
-  // decoder already open.
+  // Whole mode on an input whose header says it is longer than the
+  // streaming threshold takes the bounded-memory two-pass path
+  // (long-audio.h).
+  bool Streams(const audio::StreamDecoder& decoder,
+               const EmbedRequest& request) const {
+    return request.mode == WindowMode::kWhole && !request.start_s &&
+           !request.end_s && options.streaming_threshold_s > 0 &&
+           decoder.HeaderDurationSeconds() > options.streaming_threshold_s;
+  }
+
+  // Opens the input once: a streaming input goes on from the decoder
+  // already open, anything else is decoded into memory from it.
   EmbeddingResult EmbedStream(const pipeline::StreamOpener& open,
                               const std::string& name,
                               const EmbedRequest& request) const {
     request.Validate();
     std::unique_ptr<audio::StreamDecoder> first = open();
-    const bool long_whole =
-        request.mode == WindowMode::kWhole && !request.start_s &&
-        !request.end_s && options.streaming_threshold_s > 0 &&
-        first->HeaderDurationSeconds() > options.streaming_threshold_s;
-    if (!long_whole) return Embed(first->DecodeAll(), name, request);
+    if (!Streams(*first, request))
+      return Embed(first->DecodeAll(), name, request);
+    return EmbedLong(std::move(first), open, name);
+  }
+
+  EmbeddingResult EmbedLong(std::unique_ptr<audio::StreamDecoder> first,
+                            const pipeline::StreamOpener& open,
+                            const std::string& name) const {
     const auto started = std::chrono::steady_clock::now();
     // Pass 1 reuses the decoder already open; pass 2 opens the input again.
     const pipeline::StreamOpener reopen = [&] {
@@ -249,17 +267,22 @@ struct Extractor::Impl {
     result.duration_s =
         static_cast<double>(embedded.samples_16k) / kModelSampleRateHz;
     result.embedding = std::move(embedded.embedding);
-    result.processing_s = std::chrono::duration<double>(
-                              std::chrono::steady_clock::now() - started)
-                              .count();
+    result.processing_s = SecondsSince(started);
     return result;
   }
 
-  EmbeddingResult Embed(const DecodedAudio& decoded, const std::string& name,
-                        const EmbedRequest& request) const {
-    const auto started = std::chrono::steady_clock::now();
-    request.Validate();
+  // Decoded audio -> the 16 kHz samples to analyse (excerpt cut), and the
+  // result's fields known before the network runs.
+  struct PreparedInput {
     EmbeddingResult result;
+    std::vector<float> samples_16k;
+    double offset_s = 0.0;  // of the excerpt, in seconds of the input
+  };
+  static PreparedInput Prepare(const DecodedAudio& decoded,
+                               const std::string& name,
+                               const EmbedRequest& request) {
+    PreparedInput input;
+    EmbeddingResult& result = input.result;
     result.source = name;
     result.audio = decoded.info;
     result.mode = request.mode;
@@ -268,24 +291,128 @@ struct Extractor::Impl {
     // The reference resamples the whole file and cuts the excerpt from the
     // 16 kHz signal at floor(t * 16000) (cutting at the original rate first
     // moved 8 kHz excerpts by 6e-3, measured).
-    std::vector<float> samples_16k = Resample(
-        decoded.mono.samples, decoded.mono.sample_rate_hz, kModelSampleRateHz);
-    double offset_s = 0.0;
+    input.samples_16k = Resample(decoded.mono.samples,
+                                 decoded.mono.sample_rate_hz,
+                                 kModelSampleRateHz);
     if (request.start_s || request.end_s) {
-      offset_s = request.start_s.value_or(0.0);
-      samples_16k = Excerpt(std::move(samples_16k), request, name);
+      input.offset_s = request.start_s.value_or(0.0);
+      input.samples_16k =
+          Excerpt(std::move(input.samples_16k), request, name);
     }
     result.duration_s =
-        static_cast<double>(samples_16k.size()) / kModelSampleRateHz;
+        static_cast<double>(input.samples_16k.size()) / kModelSampleRateHz;
+    return input;
+  }
 
+  EmbeddingResult Embed(const DecodedAudio& decoded, const std::string& name,
+                        const EmbedRequest& request) const {
+    const auto started = std::chrono::steady_clock::now();
+    request.Validate();
+    PreparedInput input = Prepare(decoded, name, request);
+    EmbeddingResult& result = input.result;
     if (request.mode == WindowMode::kWhole)
-      result.embedding = EmbedWhole(samples_16k, name);
+      result.embedding = EmbedWhole(input.samples_16k, name);
     else
-      result.windows = EmbedSliding(samples_16k, request, offset_s, name);
-    result.processing_s = std::chrono::duration<double>(
-                              std::chrono::steady_clock::now() - started)
-                              .count();
-    return result;
+      result.windows =
+          EmbedSliding(input.samples_16k, request, input.offset_s, name);
+    result.processing_s = SecondsSince(started);
+    return std::move(result);
+  }
+
+  // Whole mode over many inputs (Extractor::EmbedFiles): inputs are taken in
+  // rounds of about kRoundFrames feature frames (bounded memory), and each
+  // round's network runs as one Session::RunMixed call, which batches
+  // inputs of similar length. Inputs that stream (long_whole) run alone.
+  static constexpr int64_t kRoundFrames = 48000;  // 8 min of audio
+  void EmbedMany(size_t count,
+                 const std::function<std::string(size_t)>& name_of,
+                 const std::function<pipeline::StreamOpener(size_t)>& opener_of,
+                 const EmbedRequest& request,
+                 const Extractor::OutcomeCallback& on_outcome) const {
+    request.Validate();
+    // Outcomes of the round's inputs, from input `round_first` on, and the
+    // features of those waiting for the network.
+    struct Waiting {
+      size_t slot = 0;
+      Features features;
+      double prepare_s = 0.0;
+    };
+    size_t round_first = 0;
+    std::vector<BatchOutcome> outcomes;
+    std::vector<Waiting> waiting;
+    int64_t waiting_frames = 0;
+    const auto finish_round = [&] {
+      if (!waiting.empty()) {
+        const auto started = std::chrono::steady_clock::now();
+        try {
+          std::vector<Session::Input> inputs;
+          for (const Waiting& w : waiting)
+            inputs.push_back({w.features.values, w.features.num_frames});
+          const std::vector<float> embeddings = [&] {
+            auto session = sessions->Borrow();
+            return session->RunMixed(inputs);
+          }();
+          // Each input is charged its share of the batched network run.
+          const double network_s = SecondsSince(started);
+          for (size_t i = 0; i < waiting.size(); ++i) {
+            EmbeddingResult& result = *outcomes[waiting[i].slot].result;
+            const auto first = embeddings.begin() + i * embedding_dim;
+            result.embedding.assign(first, first + embedding_dim);
+            result.processing_s =
+                waiting[i].prepare_s +
+                network_s * static_cast<double>(inputs[i].frames) /
+                    static_cast<double>(waiting_frames);
+          }
+        } catch (const Error& error) {
+          // The batch failed as a whole (memory, device): so does each
+          // of its inputs.
+          for (const Waiting& w : waiting) {
+            outcomes[w.slot].result.reset();
+            outcomes[w.slot].error =
+                Error(error.code(),
+                      name_of(round_first + w.slot) + ": " + error.what());
+          }
+        }
+      }
+      for (size_t i = 0; i < outcomes.size(); ++i)
+        on_outcome(round_first + i, std::move(outcomes[i]));
+      round_first += outcomes.size();
+      outcomes.clear();
+      waiting.clear();
+      waiting_frames = 0;
+    };
+    for (size_t index = 0; index < count; ++index) {
+      const std::string name = name_of(index);
+      BatchOutcome& outcome = outcomes.emplace_back();
+      try {
+        if (request.mode != WindowMode::kWhole) {
+          outcome.result = EmbedStream(opener_of(index), name, request);
+        } else {
+          const auto started = std::chrono::steady_clock::now();
+          const pipeline::StreamOpener open = opener_of(index);
+          std::unique_ptr<audio::StreamDecoder> decoder = open();
+          if (Streams(*decoder, request)) {
+            outcome.result = EmbedLong(std::move(decoder), open, name);
+          } else {
+            PreparedInput input =
+                Prepare(decoder->DecodeAll(), name, request);
+            decoder.reset();
+            Waiting w;
+            w.slot = outcomes.size() - 1;
+            w.features = FeaturesOf(input.samples_16k, name);
+            w.prepare_s = SecondsSince(started);
+            waiting_frames += w.features.num_frames;
+            outcome.result = std::move(input.result);
+            waiting.push_back(std::move(w));
+          }
+        }
+      } catch (const Error& error) {
+        outcome.result.reset();
+        outcome.error = error;
+      }
+      if (waiting_frames >= kRoundFrames) finish_round();
+    }
+    finish_round();
   }
 };
 
@@ -372,5 +499,19 @@ const std::string& Extractor::DeviceChoice() const {
 }
 int Extractor::EmbeddingDim() const { return impl_->embedding_dim; }
 const FbankOptions& Extractor::Fbank() const { return impl_->fbank; }
+
+void Extractor::EmbedFiles(std::span<const std::string> paths,
+                           const EmbedRequest& request,
+                           const OutcomeCallback& on_outcome) const {
+  impl_->EmbedMany(
+      paths.size(), [&](size_t i) { return paths[i]; },
+      [&](size_t i) -> pipeline::StreamOpener {
+        return [this, &path = paths[i]] {
+          return audio::StreamDecoder::OpenFile(path,
+                                                impl_->options.audio_limits);
+        };
+      },
+      request, on_outcome);
+}
 
 }  // namespace voxprint

@@ -218,6 +218,83 @@ TEST(SharedTrunk, MatchesWholeFileAndApproximatesExactWindows) {
   EXPECT_LT(lowest, 0.9999);  // not silently the exact path
 }
 
+// Many files at once (whole mode, the network batched across files of
+// similar length): every kit case as the kit expects it and as EmbedFile
+// gives it alone; the files that must be refused (and a missing one),
+// interleaved, fail exactly as alone, without touching their neighbours;
+// outcomes arrive once each, in input order. Excerpts batch too.
+TEST(ManyFiles, BatchedWholeFilesMatchKitAndSingleRuns) {
+  VOXPRINT_REQUIRE_REFERENCE_KIT();
+  const Extractor& extractor = ExtractorFor("pytorch_model.bin");
+  const nlohmann::json manifest = Manifest();
+  std::vector<std::string> paths;
+  std::vector<int> case_of;  // manifest case per path, -1: must fail
+  const nlohmann::json& errors = manifest["errors"];
+  for (size_t i = 0; i < manifest["cases"].size(); ++i) {
+    paths.push_back(
+        (ReferenceDir() / manifest["cases"][i]["audio"].get<std::string>())
+            .string());
+    case_of.push_back(static_cast<int>(i));
+    if (i < errors.size()) {
+      paths.push_back(
+          (ReferenceDir() / errors[i]["audio"].get<std::string>()).string());
+      case_of.push_back(-1);
+    }
+  }
+  paths.push_back((ReferenceDir() / "audio" / "no-such-file.wav").string());
+  case_of.push_back(-1);
+
+  for (const bool excerpt : {false, true}) {
+    SCOPED_TRACE(excerpt ? "excerpt 0.5-1.0 s" : "whole files");
+    EmbedRequest request;
+    if (excerpt) {
+      request.start_s = 0.5;
+      request.end_s = 1.0;
+    }
+    std::vector<BatchOutcome> outcomes;
+    extractor.EmbedFiles(paths, request,
+                         [&](size_t index, BatchOutcome&& outcome) {
+                           EXPECT_EQ(index, outcomes.size());
+                           outcomes.push_back(std::move(outcome));
+                         });
+    ASSERT_EQ(outcomes.size(), paths.size());
+    for (size_t i = 0; i < paths.size(); ++i) {
+      SCOPED_TRACE(paths[i]);
+      const BatchOutcome& outcome = outcomes[i];
+      EXPECT_NE(outcome.result.has_value(), outcome.error.has_value());
+      try {
+        const EmbeddingResult alone = extractor.EmbedFile(paths[i], request);
+        ASSERT_TRUE(outcome.result.has_value())
+            << "failed in a batch: " << outcome.error->what();
+        EXPECT_EQ(outcome.result->source, alone.source);
+        EXPECT_EQ(outcome.result->duration_s, alone.duration_s);
+        // A batch may run Winograd where a short input alone runs direct
+        // convolution (each ~1e-5 from the reference): measured <= 1.1e-5.
+        EXPECT_TRUE(CloseInRelativeL2(outcome.result->embedding,
+                                      alone.embedding, 3e-5));
+        if (case_of[i] >= 0 && !excerpt) {
+          const testing::NpyArray expected = LoadNpy(
+              ReferenceDir() / "expected" /
+              manifest["cases"][case_of[i]]["whole"].get<std::string>());
+          EXPECT_TRUE(CloseInRelativeL2(outcome.result->embedding,
+                                        expected.values,
+                                        ToleranceFor(alone.audio)));
+        }
+      } catch (const Error& alone) {
+        ASSERT_TRUE(outcome.error.has_value()) << "alone: " << alone.what();
+        EXPECT_EQ(outcome.error->code(), alone.code());
+        EXPECT_STREQ(outcome.error->what(), alone.what());
+      }
+      if (case_of[i] >= 0 && !excerpt) {
+        EXPECT_TRUE(outcome.result.has_value());
+      }
+      if (case_of[i] < 0 && paths[i].find("truncated") == std::string::npos) {
+        EXPECT_TRUE(outcome.error.has_value());
+      }
+    }
+  }
+}
+
 TEST(SharedTrunk, OnlyForSlidingWindows) {
   EmbedRequest request;
   request.shared_trunk = true;
