@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <future>
 #include <new>
+#include <optional>
 #include <span>
 
 #include "common/result-json.h"
@@ -261,15 +262,28 @@ ApiResponse Routes::Embed(ApiRequest request) {
                                std::to_string(kMaxFilesPerRequest));
     return RunOnPool([files, embed](const Extractor& extractor) {
       const Clock::time_point start = Clock::now();
-      json results = json::array();
-      for (Upload& upload : *files) {
-        const EmbeddingResult result =
-            extractor.EmbedBytes(BytesOf(upload), upload.filename, embed);
-        std::string().swap(upload.bytes);  // memory back as soon as possible
-        json item = apps::EmbeddingResultToJson(result);
-        item["processing_s"] = result.processing_s;
-        results.push_back(std::move(item));
+      // Several files: whole mode batches the network across them. The
+      // first file that fails fails the request (documented contract).
+      std::vector<std::span<const uint8_t>> buffers;
+      std::vector<std::string> names;
+      for (const Upload& upload : *files) {
+        buffers.push_back(BytesOf(upload));
+        names.push_back(upload.filename);
       }
+      json results = json::array();
+      std::optional<Error> failure;
+      extractor.EmbedBuffers(
+          buffers, names, embed, [&](size_t, BatchOutcome&& outcome) {
+            if (failure) return;
+            if (outcome.error) {
+              failure = std::move(outcome.error);
+              return;
+            }
+            json item = apps::EmbeddingResultToJson(*outcome.result);
+            item["processing_s"] = outcome.result->processing_s;
+            results.push_back(std::move(item));
+          });
+      if (failure) throw *failure;
       ApiResponse response;
       response.body = {{"results", std::move(results)},
                        {"device", extractor.Device().name},

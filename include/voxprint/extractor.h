@@ -111,6 +111,12 @@ class Extractor {
   void EmbedFiles(std::span<const std::string> paths,
                   const EmbedRequest& request,
                   const OutcomeCallback& on_outcome) const;
+  // Same for files already in memory (uploads): buffers[i] holds a file's
+  // bytes, named names[i] in results and errors (sizes must match).
+  void EmbedBuffers(std::span<const std::span<const uint8_t>> buffers,
+                    std::span<const std::string> names,
+                    const EmbedRequest& request,
+                    const OutcomeCallback& on_outcome) const;
 
   // Already decoded audio (any rate; resampled here).
   EmbeddingResult EmbedDecoded(const DecodedAudio& audio,

@@ -514,4 +514,23 @@ void Extractor::EmbedFiles(std::span<const std::string> paths,
       request, on_outcome);
 }
 
+void Extractor::EmbedBuffers(std::span<const std::span<const uint8_t>> buffers,
+                             std::span<const std::string> names,
+                             const EmbedRequest& request,
+                             const OutcomeCallback& on_outcome) const {
+  if (buffers.size() != names.size())
+    throw Error(ErrorCode::kInvalidArgument,
+                std::to_string(buffers.size()) + " buffers but " +
+                    std::to_string(names.size()) + " names");
+  impl_->EmbedMany(
+      buffers.size(), [&](size_t i) { return names[i]; },
+      [&](size_t i) -> pipeline::StreamOpener {
+        return [this, bytes = buffers[i], &name = names[i]] {
+          return audio::StreamDecoder::OpenBytes(bytes, name,
+                                                 impl_->options.audio_limits);
+        };
+      },
+      request, on_outcome);
+}
+
 }  // namespace voxprint

@@ -214,6 +214,20 @@ describe('main server', () => {
     }
   });
 
+  test('batch: a refused file among good ones fails the request, naming it', async () => {
+    const response = await server.request('/api/embed', {
+      method: 'POST',
+      body: form([
+        ['file', 'short_1s.wav', audioBytes('short_1s.wav')],
+        ['file', 'not_audio.wav', audioBytes('not_audio.wav')],
+        ['file', 'sample.webm', audioBytes('sample.webm')],
+      ]),
+    });
+    assertJsonError(response, 400);
+    assert.ok(response.json.detail.includes('not_audio.wav'), response.json.detail);
+    server.assertAlive();
+  });
+
   test('compare: similarity of the reference embeddings, verdict at the threshold', async () => {
     const a = audioBytes('short_1s.wav');
     const b = audioBytes('sample_8k.wav');
