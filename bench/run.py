@@ -7,8 +7,8 @@
 1. builds voxprint-cli, voxprint-bench and voxprint-stages-bench in a Release
    tree (default build-bench/), and installs bench/node_modules from
    package-lock.json (npm ci --ignore-scripts) when missing;
-2. makes the inputs from the reference kit (bench/make_audio.py): 3s.wav and
-   10min.wav, in bench/out/audio/;
+2. makes the inputs from the reference kit (bench/make_audio.py): 3s.wav,
+   10min.wav, 2h.wav and 32 short clips (many/), in bench/out/audio/;
 3. runs each system's benchmark one after the other, never two at once:
    voxprint-bench (Extractor, end to end from the file), the PyTorch peer
    (pyannote's pipeline in torch, end to end from the file) and the ONNX
@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import time
+import wave
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -108,23 +109,34 @@ def commands(args, audio):
     # The same compute thread count for every system's process runs.
     cores = str(args.process_threads)
     frames = {audio["3s"]: 298, audio["30s"]: 2998, audio["10min"]: 59998}
+    many = audio["many"]
+    # The clips' fbank frame counts (25 ms frames every 10 ms, 16 kHz): the
+    # network-only peer runs inputs of those lengths.
+    many_frames = []
+    for name in sorted(os.listdir(many)):
+        if name.endswith(".wav"):
+            with wave.open(os.path.join(many, name)) as clip:
+                many_frames.append(str(1 + (clip.getnframes() - 400) // 160))
     return {
         "voxprint": {
             "bench": [vox_bench, "--kit", kit, "--model", model_bin,
-                      "--long", audio["10min"], "--threads", threads] + quick,
+                      "--long", audio["10min"], "--many", many,
+                      "--threads", threads] + quick,
             "process": lambda f: [cli, "embed", f, "--model", model_bin,
                                   "--device", "cpu", "--threads", cores,
                                   "--quiet"],
         },
         "pytorch": {
             "bench": torch_peer + ["bench", "--kit", kit, "--long",
-                                   audio["10min"], "--threads", threads] + quick,
+                                   audio["10min"], "--many", many,
+                                   "--threads", threads] + quick,
             "process": lambda f: torch_peer + ["embed", f, "--kit", kit,
                                                "--threads", cores],
         },
         "onnxruntime": {
             "bench": ort_peer + ["bench", "--kit", kit, "--threads",
-                                 threads] + quick,
+                                 threads, "--many-frames",
+                                 ",".join(many_frames)] + quick,
             "process": lambda f: ort_peer + ["embed", "--kit", kit,
                                              "--frames", str(frames[f]),
                                              "--threads", cores],
@@ -199,6 +211,20 @@ def rows(results, threads):
     for t in threads:
         add(f"sliding 3 s/1 s windows/s, {t} thread{'s' * (t > 1)}", "higher",
             wps(t), "{:.1f}")
+    def files_per_s(t, how):
+        return lambda r: (r["threads"][str(t)]["many_files"]["files"]
+                          / r["threads"][str(t)]["many_files"][how]["median_s"])
+
+    for t in threads:
+        # voxprint batches the network across files (voxprint embed with
+        # several files); the peers embed one file after another.
+        add(f"many files (32 x 2-4 s) files/s, {t} thread{'s' * (t > 1)}",
+            "higher", lambda r, t=t: files_per_s(
+                t, "batched" if r["system"] == "voxprint" else "one_by_one")(r),
+            "{:.1f}")
+    for t in threads:
+        add(f"many files one at a time files/s, {t} thread{'s' * (t > 1)}",
+            "higher", files_per_s(t, "one_by_one"), "{:.1f}")
     add("model load (s)", "lower", lambda r: r["model_load_s"], "{:.3f}")
     add("process start to first embedding, 3 s file (s)", "lower",
         lambda r: r["process"]["first_embedding_3s"]["median_s"], "{:.3f}")
@@ -368,6 +394,13 @@ def write_results(path, machine, results, table, stages, args):
         "and fbank.",
         "- Sliding: 28 windows of 3 s every 1 s over sample.wav; PyTorch "
         "batches them by 32 as pyannote does.",
+        "- Many files: 32 clips of 2 to 4 s (bench/make_audio.py), whole "
+        "mode, in one process after a warm-up. voxprint runs them as one job "
+        "(`Extractor::EmbedFiles`, what `voxprint embed` does with several "
+        "files: the network batched across files of similar length); the "
+        "peers embed one file after another, as pyannote's Inference does "
+        "(ONNX Runtime: the network alone on inputs of the clips' lengths). "
+        "The second row is voxprint one file at a time, for comparison.",
         "- Process rows time a fresh process (interpreter start and imports "
         "included) that loads the model and embeds one file (voxprint: the "
         f"`voxprint embed` CLI), with {args.process_threads} compute "
@@ -441,7 +474,8 @@ def main():
     audio = {"3s": os.path.join(audio_dir, "3s.wav"),
              "30s": os.path.join(args.kit, "audio", "sample.wav"),
              "10min": os.path.join(audio_dir, "10min.wav"),
-             "2h": os.path.join(audio_dir, "2h.wav")}
+             "2h": os.path.join(audio_dir, "2h.wav"),
+             "many": os.path.join(audio_dir, "many")}
 
     cmds = commands(args, audio)
     runs = 3 if args.quick else args.process_runs

@@ -1,7 +1,7 @@
 // End-to-end timings of voxprint through Extractor, as JSON on stdout, with
 // the same contract as the peers in bench/peers/ (see bench/run.py):
 //
-//   voxprint-bench --long 10min.wav [--kit DIR] [--model FILE]
+//   voxprint-bench --long 10min.wav [--many DIR] [--kit DIR] [--model FILE]
 //                  [--threads 1,2] [--device cpu] [--quick]
 //
 // Before timing, it checks the whole embedding of the kit's sample.wav
@@ -10,7 +10,9 @@
 // (Extractor construction), whole 30 s and whole 10 min from the file, and
 // sliding 3 s / 1 s windows on the 30 s file; and the opt-in speed modes
 // (shared-trunk sliding, bf16 precision where the CPU has native bf16), each
-// timed and measured against the kit (key "opt_in").
+// timed and measured against the kit (key "opt_in"); with --many, the .wav
+// files of DIR as one many-file job (Extractor::EmbedFiles, the network
+// batched across files) and one file after another (key "many_files").
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
@@ -112,6 +114,7 @@ int Run(int argc, char** argv) {
   std::string kit = voxprint::bench::DefaultKitDir().string();
   std::string model;
   std::string long_file;
+  std::string many_dir;
   std::string device = "cpu";
   std::vector<int> thread_counts = {1, 2};
   bool quick = false;
@@ -119,6 +122,7 @@ int Run(int argc, char** argv) {
   app.add_option("--kit", kit, "reference kit directory");
   app.add_option("--model", model, "model file (default: the kit's .bin)");
   app.add_option("--long", long_file, "the 10 min audio file")->required();
+  app.add_option("--many", many_dir, "a directory of short .wav files");
   app.add_option("--threads", thread_counts, "thread counts to time")
       ->delimiter(',');
   app.add_option("--device", device, "cpu, cuda, auto");
@@ -127,6 +131,13 @@ int Run(int argc, char** argv) {
   if (model.empty()) model = (fs::path(kit) / "models" / "pytorch_model.bin");
 
   const std::string short_file = (fs::path(kit) / "audio" / "sample.wav");
+  std::vector<std::string> many_files;
+  if (!many_dir.empty()) {
+    for (const auto& entry : fs::directory_iterator(many_dir))
+      if (entry.path().extension() == ".wav")
+        many_files.push_back(entry.path().string());
+    std::sort(many_files.begin(), many_files.end());
+  }
   const int reps = quick ? 1 : 3;
   const double budget_s = quick ? 0.0 : 5.0;
   voxprint::EmbedRequest whole;
@@ -225,6 +236,33 @@ int Run(int argc, char** argv) {
       opt_in["bf16"] = {{"skipped", error.what()}};
     }
     entry["opt_in"] = opt_in;
+
+    if (!many_files.empty()) {
+      double audio_s = 0.0;
+      const auto batched = [&] {
+        audio_s = 0.0;
+        extractor.EmbedFiles(many_files, whole,
+                             [&](size_t, voxprint::BatchOutcome&& outcome) {
+                               if (outcome.error) throw *outcome.error;
+                               audio_s += outcome.result->duration_s;
+                             });
+      };
+      const auto one_by_one = [&] {
+        for (const std::string& file : many_files)
+          extractor.EmbedFile(file, whole);
+      };
+      // Each timed right after its own warm-up: the 32 lengths one by one
+      // compile more shapes than a session caches, which would evict the
+      // batches' shapes (and their Winograd weights) in between.
+      batched();
+      const Timing batched_timing = TimeRuns(batched, reps, budget_s);
+      one_by_one();
+      const Timing one_by_one_timing = TimeRuns(one_by_one, reps, budget_s);
+      entry["many_files"] = {{"batched", ToJson(batched_timing)},
+                             {"one_by_one", ToJson(one_by_one_timing)},
+                             {"files", many_files.size()},
+                             {"audio_s", audio_s}};
+    }
     result["threads"][std::to_string(threads)] = entry;
   }
   result["peak_rss_mib"] = voxprint::bench::PeakRssMib();

@@ -4,11 +4,14 @@
 //
 //   node peers/onnxruntime_peer.mjs check [--kit DIR]
 //   node peers/onnxruntime_peer.mjs bench [--kit DIR] [--threads 1,2] [--quick]
+//                                         [--many-frames N,N,...]
 //   node peers/onnxruntime_peer.mjs embed [--kit DIR] [--frames N]
 //
 // `bench` checks first against the kit (aborting on a mismatch), then times
 // whole 30 s [1, 2998, 80], whole 10 min (the 30 s fbank tiled to 59998
-// frames), sliding 3 s / 1 s [28, 298, 80], and session creation. `embed`
+// frames), sliding 3 s / 1 s [28, 298, 80], session creation and, with
+// --many-frames, one [1, N, 80] run per listed length, one after another
+// (the frame counts of a many-short-files job). `embed`
 // creates a session and runs one [1, N, 80] input (default 298 frames = 3 s;
 // beyond 2998 frames the 30 s fbank is tiled) so that process start to first
 // embedding and peak RSS can be measured from outside. Every
@@ -42,6 +45,7 @@ function ParseArgs(argv) {
     else if (a === '--model') args.model = path.resolve(argv[++i]);
     else if (a === '--threads') args.threads = argv[++i].split(',').map(Number);
     else if (a === '--frames') args.frames = Number(argv[++i]);
+    else if (a === '--many-frames') args.manyFrames = argv[++i].split(',').map(Number);
     else if (a === '--quick') args.quick = true;
     else throw new Error(`unknown argument ${a}`);
   }
@@ -203,6 +207,19 @@ async function Bench(args) {
     entry.whole_10min.audio_s = kLongAudioS;
     entry.sliding_3s_1s.windows = sliding.count;
     entry.model_load_s = loadS;
+    if (args.manyFrames) {
+      const inputs = args.manyFrames.map((frames) => Window(fbank, 0, frames));
+      const oneByOne = async () => {
+        for (let i = 0; i < inputs.length; ++i) {
+          await Run(session, inputs[i], 1, args.manyFrames[i]);
+        }
+      };
+      await oneByOne();  // warm-up
+      entry.many_files = {
+        one_by_one: await TimeRuns(oneByOne, reps, budgetS),
+        files: inputs.length,
+      };
+    }
     result.threads[String(threads)] = entry;
     await session.release();
   }

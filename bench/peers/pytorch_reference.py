@@ -8,11 +8,13 @@ mean over time -> ResNet34 -> mean + unbiased std pooling -> seg_1 linear, with
 the weights of the kit's pytorch_model.bin. pyannote itself is not needed.
 
   pytorch_reference.py check  [--kit DIR]
-  pytorch_reference.py bench  [--kit DIR] --long FILE [--threads 1,2] [--quick]
+  pytorch_reference.py bench  [--kit DIR] --long FILE [--many DIR]
+                              [--threads 1,2] [--quick]
   pytorch_reference.py embed  [--kit DIR] FILE
 
 `check` compares with the kit; `bench` checks first (aborting on a mismatch)
-and then times; `embed` loads the model and embeds one file once (for timing
+and then times (with --many, the .wav files of DIR one after another, as
+pyannote's Inference embeds files); `embed` loads the model and embeds one file once (for timing
 process start to first embedding and for peak RSS from outside). Every
 command prints one JSON object on stdout.
 """
@@ -285,6 +287,19 @@ def bench(args):
         entry["whole_30s"]["audio_s"] = audio_seconds(short)
         entry["whole_10min"]["audio_s"] = audio_seconds(args.long)
         entry["sliding_3s_1s"]["windows"] = num_windows
+        if args.many:
+            files = sorted(os.path.join(args.many, name)
+                           for name in os.listdir(args.many)
+                           if name.endswith(".wav"))
+
+            def one_by_one():
+                for path in files:
+                    embed_whole(net, path)
+            one_by_one()  # warm-up
+            entry["many_files"] = {
+                "one_by_one": time_runs(one_by_one, reps, budget_s),
+                "files": len(files),
+                "audio_s": sum(audio_seconds(path) for path in files)}
         result["threads"][str(threads)] = entry
     result["peak_rss_mib"] = peak_rss_mib()
     return result
@@ -308,6 +323,7 @@ def main():
     parser.add_argument("--kit", default=DEFAULT_KIT)
     parser.add_argument("--model")
     parser.add_argument("--long", help="the 10 min WAV (bench)")
+    parser.add_argument("--many", help="a directory of short WAVs (bench)")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--quick", action="store_true",
                         help="one repetition of each timing")
