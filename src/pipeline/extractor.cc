@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <functional>
 #include <cmath>
+#include <functional>
 #include <string>
 
 #include "audio/stream-decoder.h"
@@ -23,8 +23,7 @@ constexpr int64_t kMaxBatchFrames = 6000;
 constexpr int kMaxBatchWindows = 32;
 
 double SecondsSince(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                       start)
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
       .count();
 }
 
@@ -119,10 +118,10 @@ struct Extractor::Impl {
                          double offset_s, std::span<const float> embeddings,
                          size_t row) const {
     WindowEmbedding window;
-    window.start_s = offset_s + static_cast<double>(plan.starts[index]) /
-                                    kModelSampleRateHz;
-    window.end_s = window.start_s + static_cast<double>(plan.chunk_samples) /
-                                        kModelSampleRateHz;
+    window.start_s =
+        offset_s + static_cast<double>(plan.starts[index]) / kModelSampleRateHz;
+    window.end_s = window.start_s +
+                   static_cast<double>(plan.chunk_samples) / kModelSampleRateHz;
     const auto first = embeddings.begin() + row * embedding_dim;
     window.embedding.assign(first, first + embedding_dim);
     return window;
@@ -291,13 +290,11 @@ struct Extractor::Impl {
     // The reference resamples the whole file and cuts the excerpt from the
     // 16 kHz signal at floor(t * 16000) (cutting at the original rate first
     // moved 8 kHz excerpts by 6e-3, measured).
-    input.samples_16k = Resample(decoded.mono.samples,
-                                 decoded.mono.sample_rate_hz,
-                                 kModelSampleRateHz);
+    input.samples_16k = Resample(
+        decoded.mono.samples, decoded.mono.sample_rate_hz, kModelSampleRateHz);
     if (request.start_s || request.end_s) {
       input.offset_s = request.start_s.value_or(0.0);
-      input.samples_16k =
-          Excerpt(std::move(input.samples_16k), request, name);
+      input.samples_16k = Excerpt(std::move(input.samples_16k), request, name);
     }
     result.duration_s =
         static_cast<double>(input.samples_16k.size()) / kModelSampleRateHz;
@@ -358,10 +355,10 @@ struct Extractor::Impl {
             EmbeddingResult& result = *outcomes[waiting[i].slot].result;
             const auto first = embeddings.begin() + i * embedding_dim;
             result.embedding.assign(first, first + embedding_dim);
-            result.processing_s =
-                waiting[i].prepare_s +
-                network_s * static_cast<double>(inputs[i].frames) /
-                    static_cast<double>(waiting_frames);
+            result.processing_s = waiting[i].prepare_s +
+                                  network_s *
+                                      static_cast<double>(inputs[i].frames) /
+                                      static_cast<double>(waiting_frames);
           }
         } catch (const Error& error) {
           // The batch failed as a whole (memory, device): so does each
@@ -394,8 +391,7 @@ struct Extractor::Impl {
           if (Streams(*decoder, request)) {
             outcome.result = EmbedLong(std::move(decoder), open, name);
           } else {
-            PreparedInput input =
-                Prepare(decoder->DecodeAll(), name, request);
+            PreparedInput input = Prepare(decoder->DecodeAll(), name, request);
             decoder.reset();
             Waiting w;
             w.slot = outcomes.size() - 1;
@@ -410,7 +406,9 @@ struct Extractor::Impl {
         outcome.result.reset();
         outcome.error = error;
       }
-      if (waiting_frames >= kRoundFrames) finish_round();
+      // Nothing waiting for the network (sliding windows, failures): the
+      // outcomes so far can go out at once.
+      if (waiting.empty() || waiting_frames >= kRoundFrames) finish_round();
     }
     finish_round();
   }

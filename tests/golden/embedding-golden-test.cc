@@ -295,6 +295,39 @@ TEST(ManyFiles, BatchedWholeFilesMatchKitAndSingleRuns) {
   }
 }
 
+// Sliding windows over many files go file by file, each outcome handed out
+// as soon as it is known.
+TEST(ManyFiles, SlidingWindowsGoFileByFile) {
+  VOXPRINT_REQUIRE_REFERENCE_KIT();
+  const Extractor& extractor = ExtractorFor("pytorch_model.bin");
+  const std::vector<std::string> paths = {
+      (ReferenceDir() / "audio" / "short_1s.wav").string(),
+      (ReferenceDir() / "audio" / "no-such-file.wav").string(),
+      (ReferenceDir() / "audio" / "silence_2s.wav").string()};
+  EmbedRequest sliding;
+  sliding.mode = WindowMode::kSliding;
+  sliding.window_duration_s = 0.5;
+  sliding.window_step_s = 0.25;
+  std::vector<size_t> order;
+  extractor.EmbedFiles(
+      paths, sliding, [&](size_t index, BatchOutcome&& outcome) {
+        order.push_back(index);
+        if (index == 1) {
+          ASSERT_TRUE(outcome.error.has_value());
+          EXPECT_EQ(outcome.error->code(), ErrorCode::kIoError);
+          return;
+        }
+        ASSERT_TRUE(outcome.result.has_value());
+        const EmbeddingResult alone =
+            extractor.EmbedFile(paths[index], sliding);
+        ASSERT_EQ(outcome.result->windows.size(), alone.windows.size());
+        for (size_t w = 0; w < alone.windows.size(); ++w)
+          EXPECT_EQ(outcome.result->windows[w].embedding,
+                    alone.windows[w].embedding);
+      });
+  EXPECT_EQ(order, (std::vector<size_t>{0, 1, 2}));
+}
+
 TEST(SharedTrunk, OnlyForSlidingWindows) {
   EmbedRequest request;
   request.shared_trunk = true;
