@@ -103,7 +103,8 @@ class Extractor {
   // similar length (on the CPU about 1.4-1.6x the throughput of EmbedFile
   // one after another on files of a few seconds), with the numbers EmbedFile
   // gives up to float rounding; sliding windows go file by file. Inputs are
-  // taken in rounds of a few minutes of audio, so memory stays bounded.
+  // taken in rounds of about two minutes of audio, decoded on a helper
+  // thread while the network runs, so memory stays bounded.
   // `on_outcome(index, outcome)` receives every input's outcome, in input
   // order, as its round completes; one input's failure leaves the others
   // untouched. Throws only for a bad request (before any input is read).

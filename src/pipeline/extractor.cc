@@ -4,11 +4,13 @@
 #include <chrono>
 #include <cmath>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "audio/stream-decoder.h"
 #include "model/model-file.h"
 #include "pipeline/long-audio.h"
+#include "pipeline/prefetcher.h"
 #include "pipeline/session-pool.h"
 #include "scoring/windows.h"
 #include "voxprint/error.h"
@@ -316,17 +318,63 @@ struct Extractor::Impl {
     return std::move(result);
   }
 
-  // Whole mode over many inputs (Extractor::EmbedFiles): inputs are taken in
-  // rounds of about kRoundFrames feature frames (bounded memory), and each
-  // round's network runs as one Session::RunMixed call, which batches
-  // inputs of similar length. Inputs that stream (long_whole) run alone.
-  static constexpr int64_t kRoundFrames = 48000;  // 8 min of audio
+  // Whole mode over many inputs (Extractor::EmbedFiles): a helper thread
+  // decodes the inputs and computes their features (pipeline::Prefetcher,
+  // at most a round ahead), and the network runs on rounds of about
+  // kRoundFrames feature frames (bounded memory), each as one
+  // Session::RunMixed call, which batches inputs of similar length. Inputs
+  // that stream (Streams) run alone, in their turn.
+  static constexpr int64_t kRoundFrames = 12000;  // 2 min of audio
+
+  // One input as the helper leaves it: its outcome so far, and its features
+  // when it waits for the network.
+  struct PreparedWhole {
+    BatchOutcome outcome;
+    std::optional<Features> features;
+    double prepare_s = 0.0;
+    bool streams = false;  // too long to hold: EmbedLong, in its turn
+  };
+  PreparedWhole PrepareWhole(const std::string& name,
+                             const pipeline::StreamOpener& open,
+                             const EmbedRequest& request) const {
+    const auto started = std::chrono::steady_clock::now();
+    PreparedWhole prepared;
+    try {
+      std::unique_ptr<audio::StreamDecoder> decoder = open();
+      if (Streams(*decoder, request)) {
+        prepared.streams = true;
+        return prepared;
+      }
+      PreparedInput input = Prepare(decoder->DecodeAll(), name, request);
+      decoder.reset();
+      prepared.features = FeaturesOf(input.samples_16k, name);
+      prepared.outcome.result = std::move(input.result);
+    } catch (const Error& error) {
+      prepared.outcome.error = error;
+    }
+    prepared.prepare_s = SecondsSince(started);
+    return prepared;
+  }
+
   void EmbedMany(size_t count,
                  const std::function<std::string(size_t)>& name_of,
                  const std::function<pipeline::StreamOpener(size_t)>& opener_of,
                  const EmbedRequest& request,
                  const Extractor::OutcomeCallback& on_outcome) const {
     request.Validate();
+    const bool whole = request.mode == WindowMode::kWhole;
+    std::optional<pipeline::Prefetcher<PreparedWhole>> prepared;
+    if (whole)
+      prepared.emplace(
+          count,
+          [&](size_t index) {
+            return PrepareWhole(name_of(index), opener_of(index), request);
+          },
+          [](const PreparedWhole& input) {
+            return input.features ? input.features->num_frames : int64_t{0};
+          },
+          kRoundFrames);
+
     // Outcomes of the round's inputs, from input `round_first` on, and the
     // features of those waiting for the network.
     struct Waiting {
@@ -379,27 +427,20 @@ struct Extractor::Impl {
       waiting_frames = 0;
     };
     for (size_t index = 0; index < count; ++index) {
-      const std::string name = name_of(index);
       BatchOutcome& outcome = outcomes.emplace_back();
       try {
-        if (request.mode != WindowMode::kWhole) {
-          outcome.result = EmbedStream(opener_of(index), name, request);
-        } else {
-          const auto started = std::chrono::steady_clock::now();
+        if (!whole) {
+          outcome.result =
+              EmbedStream(opener_of(index), name_of(index), request);
+        } else if (PreparedWhole input = prepared->Next(); input.streams) {
           const pipeline::StreamOpener open = opener_of(index);
-          std::unique_ptr<audio::StreamDecoder> decoder = open();
-          if (Streams(*decoder, request)) {
-            outcome.result = EmbedLong(std::move(decoder), open, name);
-          } else {
-            PreparedInput input = Prepare(decoder->DecodeAll(), name, request);
-            decoder.reset();
-            Waiting w;
-            w.slot = outcomes.size() - 1;
-            w.features = FeaturesOf(input.samples_16k, name);
-            w.prepare_s = SecondsSince(started);
-            waiting_frames += w.features.num_frames;
-            outcome.result = std::move(input.result);
-            waiting.push_back(std::move(w));
+          outcome.result = EmbedLong(open(), open, name_of(index));
+        } else {
+          outcome = std::move(input.outcome);
+          if (input.features) {
+            waiting_frames += input.features->num_frames;
+            waiting.push_back({outcomes.size() - 1, std::move(*input.features),
+                               input.prepare_s});
           }
         }
       } catch (const Error& error) {

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <ostream>
+#include <stdexcept>
 #include <string>
 
 #include "support/reference-kit.h"
@@ -293,6 +294,26 @@ TEST(ManyFiles, BatchedWholeFilesMatchKitAndSingleRuns) {
       }
     }
   }
+}
+
+// A callback that throws stops the job (its helper thread stopped and
+// joined, nothing left running); the extractor goes on serving.
+TEST(ManyFiles, AThrowingCallbackStopsTheJobCleanly) {
+  VOXPRINT_REQUIRE_REFERENCE_KIT();
+  const Extractor& extractor = ExtractorFor("pytorch_model.bin");
+  // 130 files of 1 s: more than one round (~2 min of audio), so the helper
+  // is still decoding the next files when the callback throws.
+  const std::vector<std::string> paths(
+      130, (ReferenceDir() / "audio" / "short_1s.wav").string());
+  size_t seen = 0;
+  EXPECT_THROW(extractor.EmbedFiles(paths, {},
+                                    [&](size_t, BatchOutcome&&) {
+                                      if (++seen == 3)
+                                        throw std::runtime_error("enough");
+                                    }),
+               std::runtime_error);
+  EXPECT_EQ(seen, 3u);
+  EXPECT_EQ(extractor.EmbedFile(paths[0]).embedding.size(), 256u);
 }
 
 // Sliding windows over many files go file by file, each outcome handed out
