@@ -205,7 +205,9 @@ std::unique_ptr<TorchCheckpoint::Zip> TorchCheckpoint::OpenZip() const {
   zip_error_t error;
   zip_error_init(&error);
   zip_source_t* zip_source =
-      zip_source_buffer_create(bytes_.data(), bytes_.size(), 0, &error);
+      file_.empty()
+          ? zip_source_buffer_create(bytes_.data(), bytes_.size(), 0, &error)
+          : zip_source_file_create(file_.c_str(), 0, -1, &error);
   if (zip_source) {
     zip->archive =
         zip_open_from_source(zip_source, ZIP_RDONLY | ZIP_CHECKCONS, &error);
@@ -282,8 +284,25 @@ std::unique_ptr<TorchCheckpoint> TorchCheckpoint::Open(
   std::unique_ptr<TorchCheckpoint> checkpoint(new TorchCheckpoint());
   checkpoint->source_ = source;
   checkpoint->bytes_ = bytes;
-  checkpoint->idle_zips_.push_back(checkpoint->OpenZip());
-  zip_t* archive = checkpoint->idle_zips_.back()->archive;
+  checkpoint->ReadIndex();
+  return checkpoint;
+}
+
+std::unique_ptr<TorchCheckpoint> TorchCheckpoint::OpenFile(
+    int fd, const std::string& source) {
+  std::unique_ptr<TorchCheckpoint> checkpoint(new TorchCheckpoint());
+  checkpoint->source_ = source;
+  // Each libzip handle opens its own description of the very file `fd` is
+  // (its own read position), even if the path is renamed or replaced
+  // meanwhile: every tensor comes from the same file.
+  checkpoint->file_ = "/proc/self/fd/" + std::to_string(fd);
+  checkpoint->ReadIndex();
+  return checkpoint;
+}
+
+void TorchCheckpoint::ReadIndex() {
+  idle_zips_.push_back(OpenZip());
+  zip_t* archive = idle_zips_.back()->archive;
 
   // The prefix is the archive's top folder ("archive/", "pytorch_model/").
   const zip_int64_t entries = zip_get_num_entries(archive, 0);
@@ -298,15 +317,15 @@ std::unique_ptr<TorchCheckpoint> TorchCheckpoint::Open(
         entry.substr(slash + 1) != "data.pkl")
       continue;
     if (!pickle_name.empty())
-      Fail(source, "archive holds several data.pkl entries");
+      Fail(source_, "archive holds several data.pkl entries");
     pickle_name = entry;
-    checkpoint->prefix_ = entry.substr(0, slash + 1);
+    prefix_ = entry.substr(0, slash + 1);
   }
   if (pickle_name.empty())
-    Fail(source,
+    Fail(source_,
          "zip archive without a data.pkl (not a torch.save checkpoint)");
 
-  const std::string byteorder_name = checkpoint->prefix_ + "byteorder";
+  const std::string byteorder_name = prefix_ + "byteorder";
   const zip_int64_t byteorder =
       zip_name_locate(archive, byteorder_name.c_str(), 0);
   if (byteorder >= 0) {
@@ -315,11 +334,11 @@ std::unique_ptr<TorchCheckpoint> TorchCheckpoint::Open(
     if (zip_stat_index(archive, static_cast<zip_uint64_t>(byteorder), 0,
                        &stat) != 0 ||
         !(stat.valid & ZIP_STAT_SIZE) || stat.size > 16)
-      Fail(source, "unreadable " + Printable(byteorder_name));
+      Fail(source_, "unreadable " + Printable(byteorder_name));
     std::vector<uint8_t> order(stat.size);
-    checkpoint->ReadEntry(byteorder_name, order);
+    ReadEntry(byteorder_name, order);
     if (std::string(order.begin(), order.end()) != "little")
-      Fail(source, "checkpoint was saved big-endian (" +
+      Fail(source_, "checkpoint was saved big-endian (" +
                        Printable(byteorder_name) + "), which is not supported");
   }
   // Older torch writes no byteorder entry: it only ever saved little-endian.
@@ -332,42 +351,41 @@ std::unique_ptr<TorchCheckpoint> TorchCheckpoint::Open(
         zip_stat_index(archive, static_cast<zip_uint64_t>(index), 0, &stat) !=
             0 ||
         !(stat.valid & ZIP_STAT_SIZE))
-      Fail(source, "cannot stat " + Printable(pickle_name));
+      Fail(source_, "cannot stat " + Printable(pickle_name));
     if (stat.size > kMaxPickleBytes)
-      Fail(source, Printable(pickle_name) + " claims " +
+      Fail(source_, Printable(pickle_name) + " claims " +
                        std::to_string(stat.size) +
                        " bytes (more than the limit)");
     std::vector<uint8_t> pickle_bytes(stat.size);
-    checkpoint->ReadEntry(pickle_name, pickle_bytes);
-    checkpoint->pickle_ =
-        pickle::Unpickle(pickle_bytes, source + ": " + Printable(pickle_name));
+    ReadEntry(pickle_name, pickle_bytes);
+    pickle_ =
+        pickle::Unpickle(pickle_bytes, source_ + ": " + Printable(pickle_name));
   }
 
   // Which dict holds the weights.
-  const Value* root = checkpoint->pickle_.root;
+  const Value* root = pickle_.root;
   if (root->kind != Kind::kDict)
-    Fail(source,
+    Fail(source_,
          "checkpoint is not a dict (not a state dict or pyannote "
          "checkpoint)");
   const Value* state_dict = root;
   if (const Value* nested = root->Find("state_dict")) {
     if (nested->kind != Kind::kDict)
-      Fail(source, "checkpoint's state_dict is not a dict");
+      Fail(source_, "checkpoint's state_dict is not a dict");
     state_dict = nested;
-    checkpoint->format_ = ModelFormat::kPyannoteCheckpoint;
+    format_ = ModelFormat::kPyannoteCheckpoint;
   } else if (root->Find("pyannote.audio")) {
-    Fail(source, "pyannote checkpoint without a state_dict");
+    Fail(source_, "pyannote checkpoint without a state_dict");
   } else {
-    checkpoint->format_ = ModelFormat::kWespeakerCheckpoint;
+    format_ = ModelFormat::kWespeakerCheckpoint;
   }
   for (size_t i = 0; i + 1 < state_dict->items.size(); i += 2) {
     const Value* key = state_dict->items[i];
     const Value* value = state_dict->items[i + 1];
     if (key->kind != Kind::kString || value->kind != Kind::kTensor) continue;
-    checkpoint->tensors_[key->text] = value->tensor.get();
+    tensors_[key->text] = value->tensor.get();
   }
-  if (checkpoint->tensors_.empty()) Fail(source, "checkpoint holds no tensors");
-  return checkpoint;
+  if (tensors_.empty()) Fail(source_, "checkpoint holds no tensors");
 }
 
 std::vector<std::string> TorchCheckpoint::Keys() const {

@@ -39,6 +39,11 @@ class TorchCheckpoint : public StateDictSource {
   // `source`.
   static std::unique_ptr<TorchCheckpoint> Open(std::span<const uint8_t> bytes,
                                                const std::string& source);
+  // Same, reading the open file `fd` (Linux: through /proc/self/fd), which
+  // must stay open as long as the checkpoint: no copy of the file in
+  // memory, which start-up latency feels.
+  static std::unique_ptr<TorchCheckpoint> OpenFile(int fd,
+                                                   const std::string& source);
   ~TorchCheckpoint() override;
 
   ModelFormat format() const { return format_; }
@@ -51,6 +56,8 @@ class TorchCheckpoint : public StateDictSource {
  private:
   struct Zip;
   TorchCheckpoint() = default;
+  // Opens the zip, reads data.pkl and picks the state dict (Open's work).
+  void ReadIndex();
   std::unique_ptr<Zip> OpenZip() const;
   // Reads entry `name`, which must hold exactly out.size() bytes, into
   // `out`, checking its CRC.
@@ -59,7 +66,8 @@ class TorchCheckpoint : public StateDictSource {
                      std::span<uint8_t> out) const;
 
   std::string source_;
-  std::span<const uint8_t> bytes_;
+  std::span<const uint8_t> bytes_;  // what the zip is read from, or
+  std::string file_;                // a path to the open file
   mutable std::mutex idle_zips_mutex_;
   mutable std::vector<std::unique_ptr<Zip>> idle_zips_;
   std::string prefix_;  // "archive/" (with the slash)

@@ -5,6 +5,7 @@
 // pickle writer that spells a state dict the way torch.save does, so each
 // case changes exactly one thing of an otherwise valid checkpoint.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -451,8 +452,8 @@ TEST(ModelCorrupt, SeveralBadTensorsReportTheFirstInModelOrder) {
   Find(t, "seg_1.bias").shape = {3};
   const Bytes zip = CheckpointZip(t);
   for (int run = 0; run < 20; ++run)
-    ASSERT_TRUE(FailsCleanly(zip, "several.pt",
-                             "layer2.0.conv1.weight: has dtype"))
+    ASSERT_TRUE(
+        FailsCleanly(zip, "several.pt", "layer2.0.conv1.weight: has dtype"))
         << "run " << run;
 }
 
@@ -622,6 +623,46 @@ TEST(ModelCorrupt, TruncatedKitModelsFailCleanly) {
     SCOPED_TRACE(name);
     TruncateFile(testing::ReferenceDir() / "models" / name, 30);
   }
+}
+
+// LoadModelFile reads a checkpoint zip from the file itself (no copy in
+// memory): damaged files on disk load or fail as cleanly as damaged bytes,
+// with the file's path in the message. A flipped byte inside a tensor fails
+// its CRC.
+TEST(ModelCorrupt, DamagedCheckpointFilesOnDiskFailCleanly) {
+  VOXPRINT_REQUIRE_REFERENCE_KIT();
+  const Bytes bytes =
+      ReadAll(testing::ReferenceDir() / "models" / "pytorch_model.bin");
+  const fs::path dir = fs::temp_directory_path() /
+                       ("voxprint-damaged-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const auto load = [&](const Bytes& content, const std::string& file) {
+    const fs::path path = dir / file;
+    std::ofstream(path, std::ios::binary)
+        .write(reinterpret_cast<const char*>(content.data()),
+               static_cast<std::streamsize>(content.size()));
+    try {
+      const LoadedModel model = LoadModelFile(path.string());
+      ValidateWeights(model.weights, path.string());
+      return std::string();
+    } catch (const Error& error) {
+      const std::string message = error.what();
+      EXPECT_EQ(error.code(), ErrorCode::kModelError) << message;
+      EXPECT_EQ(message.rfind(path.string() + ": ", 0), 0u) << message;
+      return message;
+    }
+  };
+  for (const size_t length :
+       {size_t{4}, size_t{100}, bytes.size() / 2, bytes.size() - 1}) {
+    SCOPED_TRACE("truncated to " + std::to_string(length));
+    EXPECT_FALSE(
+        load(Bytes(bytes.begin(), bytes.begin() + length), "cut.bin").empty());
+  }
+  Bytes flipped = bytes;
+  flipped[bytes.size() / 2] ^= 0x40;  // inside the largest tensors
+  const std::string message = load(flipped, "flipped.bin");
+  EXPECT_NE(message.find("corrupt"), std::string::npos) << message;
+  fs::remove_all(dir);
 }
 
 TEST(ModelCorrupt, FlippedKitModelsLoadOrFailCleanly) {
