@@ -423,6 +423,21 @@ TEST(BackendRegistry, RejectsBadNamesAndOptions) {
   fp8.precision = "fp8";
   EXPECT_EQ(CreateError("cpu", fp8), ErrorCode::kInvalidArgument);
 }
+// Random features of the given lengths, and RunMixed's inputs over them.
+struct MixedInputs {
+  std::vector<std::vector<float>> features;
+  std::vector<Session::Input> inputs;
+};
+MixedInputs RandomMixedInputs(const std::vector<int64_t>& lengths, int bins,
+                              uint32_t seed) {
+  MixedInputs mixed;
+  for (size_t i = 0; i < lengths.size(); ++i)
+    mixed.features.push_back(RandomFeatures(lengths[i] * bins, seed + i));
+  for (size_t i = 0; i < lengths.size(); ++i)
+    mixed.inputs.push_back({mixed.features[i], lengths[i]});
+  return mixed;
+}
+
 // Inputs of many lengths in one call: each row as the input alone gives it.
 TEST_P(BackendConformance, MixedLengthsMatchReference) {
   const ResNetWeights w = RandomWeights(SmallBasic(), 11);
@@ -430,12 +445,7 @@ TEST_P(BackendConformance, MixedLengthsMatchReference) {
   EXPECT_TRUE(session->RunMixed({}).empty());
   const std::vector<int64_t> lengths = {40, 9, 64, 41, 13, 100, 57, 23, 301,
                                         44, 42};
-  std::vector<std::vector<float>> features;
-  std::vector<Session::Input> inputs;
-  for (size_t i = 0; i < lengths.size(); ++i)
-    features.push_back(RandomFeatures(lengths[i] * 16, 20 + i));
-  for (size_t i = 0; i < lengths.size(); ++i)
-    inputs.push_back({features[i], lengths[i]});
+  const auto [features, inputs] = RandomMixedInputs(lengths, 16, 20);
   const std::vector<float> mixed = session->RunMixed(inputs);
   ASSERT_EQ(mixed.size(), lengths.size() * 8);
   for (size_t i = 0; i < lengths.size(); ++i) {
@@ -668,12 +678,7 @@ TEST(CpuBackend, MixedRunsRespectBudgetPaddingAndTiling) {
   tuning.max_mixed_batch_frames = 130;
   auto session = PrepareCpu(w, tuning, 2)->NewSession();
   const std::vector<int64_t> lengths = {101, 333, 20, 22, 30, 95, 96, 9, 31};
-  std::vector<std::vector<float>> features;
-  std::vector<Session::Input> inputs;
-  for (size_t i = 0; i < lengths.size(); ++i)
-    features.push_back(RandomFeatures(lengths[i] * 16, 40 + i));
-  for (size_t i = 0; i < lengths.size(); ++i)
-    inputs.push_back({features[i], lengths[i]});
+  const auto [features, inputs] = RandomMixedInputs(lengths, 16, 40);
   const std::vector<float> mixed = session->RunMixed(inputs);
   for (size_t i = 0; i < lengths.size(); ++i)
     EXPECT_TRUE(CloseInRelativeL2(
@@ -696,12 +701,7 @@ TEST_P(CpuAlgorithm, WideNetworkMixedLengthsMatchReference) {
   tuning.algorithm = GetParam();
   auto session = PrepareCpu(w, tuning, 2)->NewSession();
   const std::vector<int64_t> lengths = {61, 64, 50, 57, 55};
-  std::vector<std::vector<float>> features;
-  std::vector<Session::Input> inputs;
-  for (size_t i = 0; i < lengths.size(); ++i)
-    features.push_back(RandomFeatures(lengths[i] * 80, 60 + i));
-  for (size_t i = 0; i < lengths.size(); ++i)
-    inputs.push_back({features[i], lengths[i]});
+  const auto [features, inputs] = RandomMixedInputs(lengths, 80, 60);
   const std::vector<float> mixed = session->RunMixed(inputs);
   for (size_t i = 0; i < lengths.size(); ++i)
     EXPECT_TRUE(CloseInRelativeL2(

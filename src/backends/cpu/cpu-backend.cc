@@ -136,6 +136,14 @@ const char* AlgorithmName(dnnl::algorithm algorithm) {
                                                             : "direct";
 }
 
+// One item's features [frames, bins] -> the network's input layout
+// [bins, width] (frequency is the height), columns [0, frames) of it.
+void TransposeFrames(const float* features, int64_t frames, int bins,
+                     int64_t width, float* out) {
+  for (int64_t t = 0; t < frames; ++t)
+    for (int f = 0; f < bins; ++f) out[f * width + t] = features[t * bins + f];
+}
+
 // Channels per innermost block of a 4-D activation in a plain or
 // channel-blocked layout (nchw, nhwc: 1; nChw16c: 16); 0 for other layouts.
 int64_t ChannelBlock(const memory::desc& desc) {
@@ -904,10 +912,8 @@ class CpuSession final : public Session {
     for (int b = 0; b < count; ++b) {
       const Input& item = inputs[run[b]];
       valid[plan.input_buffer][b] = item.frames;
-      float* dst = input + static_cast<size_t>(b) * bins * width;
-      for (int64_t t = 0; t < item.frames; ++t)
-        for (int f = 0; f < bins; ++f)
-          dst[f * width + t] = item.features[t * bins + f];
+      TransposeFrames(item.features.data(), item.frames, bins, width,
+                      input + static_cast<size_t>(b) * bins * width);
     }
     for (const CompiledShape::Op& op : shape.ops) {
       op.primitive.execute(stream_, op.args);
@@ -1053,9 +1059,8 @@ class CpuSession final : public Session {
               ? tile_rows + static_cast<size_t>(b) * width * bins
               : features.data() +
                     (static_cast<size_t>(b0 + b) * frames + start) * bins;
-      float* dst = input + static_cast<size_t>(b) * bins * width;
-      for (int64_t t = 0; t < width; ++t)
-        for (int f = 0; f < bins; ++f) dst[f * width + t] = src[t * bins + f];
+      TransposeFrames(src, width, bins, width,
+                      input + static_cast<size_t>(b) * bins * width);
     }
     for (const CompiledShape::Op& op : shape.ops)
       op.primitive.execute(stream_, op.args);
