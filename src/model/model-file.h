@@ -25,10 +25,11 @@ struct LoadedModel {
 // Detects the format from the bytes (zip magic -> torch.save checkpoint:
 // pyannote if its pickle has a `state_dict` entry, WeSpeaker for a bare state
 // dict; otherwise an ONNX protobuf), maps the weights, folds BatchNorm and
-// validates every shape against the detected architecture. The file is read
-// once into memory (files over 4 GB are refused); ModelInfo::sha256 is the
-// SHA-256 of those bytes (empty without LoadOptions::checksum). Nothing in
-// the file is ever executed.
+// validates every shape against the detected architecture. A checkpoint zip
+// is read from the open file, each tensor straight into its place; an ONNX
+// file is read once into memory (files over 4 GB are refused).
+// ModelInfo::sha256 is the SHA-256 of the file (empty without
+// LoadOptions::checksum). Nothing in the file is ever executed.
 //
 // Throws ErrorCode::kIoError when the file cannot be opened or read, and
 // ErrorCode::kModelError, as "<path>: <reason>", for anything empty,
