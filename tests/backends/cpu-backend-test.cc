@@ -438,6 +438,22 @@ MixedInputs RandomMixedInputs(const std::vector<int64_t>& lengths, int bins,
   return mixed;
 }
 
+// Row i of RunMixed's result against the reference forward pass of input i.
+void ExpectRowsMatchReference(const ResNetWeights& w,
+                              std::span<const float> mixed,
+                              const MixedInputs& mixed_inputs) {
+  const size_t dim = static_cast<size_t>(w.architecture.embedding_dim);
+  ASSERT_EQ(mixed.size(), mixed_inputs.inputs.size() * dim);
+  for (size_t i = 0; i < mixed_inputs.inputs.size(); ++i) {
+    const Session::Input& input = mixed_inputs.inputs[i];
+    EXPECT_TRUE(CloseInRelativeL2(
+        mixed.subspan(i * dim, dim),
+        ReferenceEmbedding(w, input.features.data(), input.frames),
+        kTolerance))
+        << "input " << i << ", " << input.frames << " frames";
+  }
+}
+
 // Inputs of many lengths in one call: each row as the input alone gives it.
 TEST_P(BackendConformance, MixedLengthsMatchReference) {
   const ResNetWeights w = RandomWeights(SmallBasic(), 11);
@@ -445,20 +461,15 @@ TEST_P(BackendConformance, MixedLengthsMatchReference) {
   EXPECT_TRUE(session->RunMixed({}).empty());
   const std::vector<int64_t> lengths = {40, 9, 64, 41, 13, 100, 57, 23, 301,
                                         44, 42};
-  const auto [features, inputs] = RandomMixedInputs(lengths, 16, 20);
+  const MixedInputs mixed_inputs = RandomMixedInputs(lengths, 16, 20);
+  const auto& [features, inputs] = mixed_inputs;
   const std::vector<float> mixed = session->RunMixed(inputs);
-  ASSERT_EQ(mixed.size(), lengths.size() * 8);
-  for (size_t i = 0; i < lengths.size(); ++i) {
-    SCOPED_TRACE("input " + std::to_string(i) + ", " +
-                 std::to_string(lengths[i]) + " frames");
-    const std::span<const float> row =
-        std::span<const float>(mixed).subspan(i * 8, 8);
+  ExpectRowsMatchReference(w, mixed, mixed_inputs);
+  for (size_t i = 0; i < lengths.size(); ++i)
     EXPECT_TRUE(CloseInRelativeL2(
-        row, ReferenceEmbedding(w, features[i].data(), lengths[i]),
-        kTolerance));
-    EXPECT_TRUE(CloseInRelativeL2(
-        row, session->Run(features[i], 1, lengths[i]), 1e-6));
-  }
+        std::span<const float>(mixed).subspan(i * 8, 8),
+        session->Run(features[i], 1, lengths[i]), 1e-6))
+        << "input " << i << ", " << lengths[i] << " frames";
   // Similar lengths shared runs (the CPU backend batches them).
   const std::vector<int> runs = backends::cpu::LastMixedRuns(*session);
   if (GetParam() == "cpu") {
@@ -678,13 +689,9 @@ TEST(CpuBackend, MixedRunsRespectBudgetPaddingAndTiling) {
   tuning.max_mixed_batch_frames = 130;
   auto session = PrepareCpu(w, tuning, 2)->NewSession();
   const std::vector<int64_t> lengths = {101, 333, 20, 22, 30, 95, 96, 9, 31};
-  const auto [features, inputs] = RandomMixedInputs(lengths, 16, 40);
-  const std::vector<float> mixed = session->RunMixed(inputs);
-  for (size_t i = 0; i < lengths.size(); ++i)
-    EXPECT_TRUE(CloseInRelativeL2(
-        std::span<const float>(mixed).subspan(i * 8, 8),
-        ReferenceEmbedding(w, features[i].data(), lengths[i]), kTolerance))
-        << lengths[i] << " frames";
+  const MixedInputs mixed_inputs = RandomMixedInputs(lengths, 16, 40);
+  ExpectRowsMatchReference(w, session->RunMixed(mixed_inputs.inputs),
+                           mixed_inputs);
   // Sorted: 9 | 20 (with 22, 2 x 32 padded frames > 1.25 x 42) | 22 30 31
   // (3 x 32 <= 1.25 x 83) | 95 | 96 (2 x 96 > 130) | 101 | 333 (tiled).
   const std::vector<int> runs = backends::cpu::LastMixedRuns(*session);
@@ -701,13 +708,9 @@ TEST_P(CpuAlgorithm, WideNetworkMixedLengthsMatchReference) {
   tuning.algorithm = GetParam();
   auto session = PrepareCpu(w, tuning, 2)->NewSession();
   const std::vector<int64_t> lengths = {61, 64, 50, 57, 55};
-  const auto [features, inputs] = RandomMixedInputs(lengths, 80, 60);
-  const std::vector<float> mixed = session->RunMixed(inputs);
-  for (size_t i = 0; i < lengths.size(); ++i)
-    EXPECT_TRUE(CloseInRelativeL2(
-        std::span<const float>(mixed).subspan(i * 16, 16),
-        ReferenceEmbedding(w, features[i].data(), lengths[i]), kTolerance))
-        << lengths[i] << " frames";
+  const MixedInputs mixed_inputs = RandomMixedInputs(lengths, 80, 60);
+  ExpectRowsMatchReference(w, session->RunMixed(mixed_inputs.inputs),
+                           mixed_inputs);
   EXPECT_EQ(backends::cpu::LastMixedRuns(*session), std::vector<int>{5});
 }
 
