@@ -349,6 +349,8 @@ def write_results(path, machine, results, table, stages, args):
         f"Measured by `bench/run.py{' --quick' if args.quick else ''}` on "
         f"{machine['date']}.",
         "",
+        "CPU only; the GPU results are in [RESULTS-GPU.md](RESULTS-GPU.md).",
+        "",
         "## Machine",
         "",
         f"- CPU: {machine.get('Model name', '?')} ({machine.get('Vendor ID', '?')}), "

@@ -11,15 +11,21 @@ the weights of the kit's pytorch_model.bin. pyannote itself is not needed.
   pytorch_reference.py bench  [--kit DIR] --long FILE [--many DIR]
                               [--threads 1,2] [--quick]
   pytorch_reference.py embed  [--kit DIR] FILE
+  pytorch_reference.py gpu    [--kit DIR] --samples FILE.f32
+                              [--batches 1,8,32,128] [--files 1,4,16]
 
 `check` compares with the kit; `bench` checks first (aborting on a mismatch)
 and then times (with --many, the .wav files of DIR one after another, as
 pyannote's Inference embeds files); `embed` loads the model and embeds one file once (for timing
-process start to first embedding and for peak RSS from outside). Every
-command prints one JSON object on stdout.
+process start to first embedding and for peak RSS from outside); `gpu` is
+the counterpart of voxprint-gpu-bench on a CUDA device (any torch 2): the same
+decoded samples, fbank and network on the GPU as pyannote.audio runs them
+there, TF32 off as pyannote's fix_reproducibility sets it (and once on, for
+the TF32 rows). Every command prints one JSON object on stdout.
 """
 import argparse
 import collections
+import functools
 import io
 import json
 import os
@@ -175,6 +181,20 @@ def fbank(waveforms):
     return feats - feats.mean(dim=1, keepdim=True)
 
 
+def fbank_vmap(waveforms):
+    """fbank() as pyannote.audio 3.1 computes it on a GPU: torch.vmap over
+    the batch instead of a Python loop (torch 2; the loop on torch 1)."""
+    if not hasattr(torch, "vmap"):
+        return fbank(waveforms)
+    one = functools.partial(
+        torchaudio.compliance.kaldi.fbank, num_mel_bins=80, frame_length=25,
+        frame_shift=10, dither=0.0, sample_frequency=SAMPLE_RATE_HZ,
+        window_type="hamming", use_energy=False, snip_edges=True,
+        round_to_power_of_two=True)
+    feats = torch.vmap(one)(waveforms * 32768.0)
+    return feats - feats.mean(dim=1, keepdim=True)
+
+
 def load_audio(path):
     waveform, rate_hz = torchaudio.load(path)
     waveform = waveform.mean(dim=0, keepdim=True)
@@ -188,10 +208,14 @@ def embed_whole(net, path):
     return net(fbank(load_audio(path)[None]))[0]
 
 
-def embed_sliding(net, path, duration_s=3.0, step_s=1.0):
+def embed_sliding(net, path):
+    return embed_sliding_waveform(net, load_audio(path), SLIDING_BATCH)
+
+
+def embed_sliding_waveform(net, waveform, batch, features=fbank,
+                           duration_s=3.0, step_s=1.0):
     """pyannote.audio Inference.slide: full chunks, a zero-padded last chunk
-    when the hop does not land on the end, batches of SLIDING_BATCH."""
-    waveform = load_audio(path)
+    when the hop does not land on the end, batches of `batch`."""
     window = round(duration_s * SAMPLE_RATE_HZ)
     step = round(step_s * SAMPLE_RATE_HZ)
     n = waveform.shape[1]
@@ -205,8 +229,8 @@ def embed_sliding(net, path, duration_s=3.0, step_s=1.0):
         last = waveform[:, num_full * step:]
         chunks.append(F.pad(last, (0, window - last.shape[1])))
     outputs = []
-    for i in range(0, len(chunks), SLIDING_BATCH):
-        outputs.append(net(fbank(torch.stack(chunks[i:i + SLIDING_BATCH]))))
+    for i in range(0, len(chunks), batch):
+        outputs.append(net(features(torch.stack(chunks[i:i + batch]))))
     return torch.cat(outputs)
 
 
@@ -316,9 +340,104 @@ def embed_once(args):
             "peak_rss_mib": peak_rss_mib()}
 
 
+# -------------------------------------------------------------------- gpu --
+def gpu_bench(args):
+    """voxprint-gpu-bench's measurements, on torch's CUDA device."""
+    device = torch.device(args.device)
+    torch.backends.cudnn.allow_tf32 = False  # pyannote's fix_reproducibility
+    torch.backends.cuda.matmul.allow_tf32 = False
+    t0 = time.perf_counter()
+    net = ResNet34({k: v.to(device)
+                    for k, v in load_state_dict(args.model).items()})
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    load_s = time.perf_counter() - t0
+    samples = torch.from_numpy(np.fromfile(args.samples, dtype="<f4"))
+    waveform = samples[None].to(device)  # [1, S]
+    expected = os.path.join(args.kit, "expected")
+
+    def whole(w=waveform):
+        return net(fbank_vmap(w[None])).cpu()
+
+    def sliding(w, batch):
+        return embed_sliding_waveform(net, w, batch, fbank_vmap).cpu()
+
+    def check():
+        return {
+            "fbank_rel_l2": rel_l2(fbank_vmap(waveform[None])[0].cpu().numpy(),
+                                   np.load(os.path.join(
+                                       expected, "sample_wav.fbank.npy"))),
+            "whole_rel_l2": rel_l2(whole().numpy(), np.load(os.path.join(
+                expected, "sample_wav.whole.npy"))),
+            "sliding_3_1_rel_l2": rel_l2(sliding(waveform, 32).numpy(), np.load(
+                os.path.join(expected, "sample_wav.sliding_3.0_1.0.npy"))),
+        }
+
+    accuracy = check()
+    if accuracy["whole_rel_l2"] > CHECK_TOLERANCE:
+        sys.exit(f"pytorch_reference: whole embedding of the samples is off "
+                 f"the kit on the GPU: rel L2 {accuracy['whole_rel_l2']:.3g}")
+    reps, budget_s = 5, 1.0
+    audio_s = samples.numel() / SAMPLE_RATE_HZ
+    result = {"system": "pytorch",
+              "version": f"torch {torch.__version__}, torchaudio "
+                         f"{torchaudio.__version__}",
+              "device": (torch.cuda.get_device_name(device)
+                         if device.type == "cuda" else str(device)),
+              "model_load_s": load_s, "accuracy": accuracy}
+    feats = fbank_vmap(waveform[None])
+    whole()  # warm-up
+    result["whole_30s"] = {
+        "end_to_end": time_runs(whole, reps, budget_s),
+        "network": time_runs(lambda: net(feats).cpu(), reps, budget_s),
+        "audio_s": audio_s}
+    result["whole_batched"] = {}
+    for batch in args.files:
+        copies = feats.expand(batch, -1, -1).contiguous()
+        net(copies).cpu()  # warm-up
+        result["whole_batched"][str(batch)] = {
+            "network": time_runs(lambda: net(copies).cpu(), reps, budget_s),
+            "audio_s": audio_s * batch}
+    long_waveform = waveform.repeat(1, args.repeat)
+    result["sliding_3s_1s"] = {}
+    for batch in args.batches:
+        sliding(long_waveform, batch)  # warm-up
+        entry = {"end_to_end": time_runs(
+            lambda: sliding(long_waveform, batch), 3, budget_s)}
+        entry["windows"] = sliding(long_waveform, batch).shape[0]
+        result["sliding_3s_1s"][str(batch)] = entry
+    # voxprint-gpu-bench's 32 clips of 2-4 s, one after another (pyannote
+    # embeds files one by one).
+    clips = []
+    for i in range(32):
+        start = int((i * 7) % 26 * SAMPLE_RATE_HZ)
+        clips.append(waveform[:, start:start + int(
+            (2.0 + (i * 13 % 21) / 10.0) * SAMPLE_RATE_HZ)])
+
+    def many():
+        for clip in clips:
+            whole(clip)
+    many()
+    result["many_files"] = {
+        "one_by_one": time_runs(many, reps, budget_s), "files": len(clips),
+        "audio_s": sum(c.shape[1] for c in clips) / SAMPLE_RATE_HZ}
+    # PyTorch's own default (TF32 convolutions), for the tf32 rows.
+    torch.backends.cudnn.allow_tf32 = True
+    whole()
+    result["tf32"] = {
+        "whole_rel_l2": rel_l2(whole().numpy(), np.load(os.path.join(
+            expected, "sample_wav.whole.npy"))),
+        "whole_30s": {"network": time_runs(lambda: net(feats).cpu(), reps,
+                                           budget_s), "audio_s": audio_s},
+        "sliding_3s_1s": {str(args.batches[-1]): {"end_to_end": time_runs(
+            lambda: sliding(long_waveform, args.batches[-1]), 3, budget_s)}},
+    }
+    return result
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["check", "bench", "embed"])
+    parser.add_argument("command", choices=["check", "bench", "embed", "gpu"])
     parser.add_argument("file", nargs="?")
     parser.add_argument("--kit", default=DEFAULT_KIT)
     parser.add_argument("--model")
@@ -327,11 +446,22 @@ def main():
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--quick", action="store_true",
                         help="one repetition of each timing")
+    parser.add_argument("--samples", help="raw float32 16 kHz samples (gpu)")
+    parser.add_argument("--batches", default="1,8,32,128",
+                        help="sliding-window batch sizes (gpu)")
+    parser.add_argument("--files", default="1,4,16",
+                        help="whole-file batch sizes (gpu)")
+    parser.add_argument("--device", default="cuda",
+                        help="torch device (gpu; cpu to try it here)")
+    parser.add_argument("--repeat", type=int, default=20,
+                        help="copies of the samples for sliding (gpu)")
     args = parser.parse_args()
     args.kit = os.path.abspath(args.kit)
     args.model = args.model or os.path.join(args.kit, "models",
                                             "pytorch_model.bin")
     args.threads = [int(t) for t in args.threads.split(",")]
+    args.batches = [int(b) for b in args.batches.split(",")]
+    args.files = [int(b) for b in args.files.split(",")]
     torch.set_num_interop_threads(1)
     torch.set_num_threads(args.threads[0])
 
@@ -341,6 +471,10 @@ def main():
         if not args.long:
             parser.error("bench needs --long FILE")
         out = bench(args)
+    elif args.command == "gpu":
+        if not args.samples:
+            parser.error("gpu needs --samples FILE")
+        out = gpu_bench(args)
     else:
         if not args.file:
             parser.error("embed needs FILE")

@@ -37,6 +37,11 @@ struct ExtractorOptions {
   // passes, in memory that does not grow with the length (same result).
   // <= 0: never.
   double streaming_threshold_s = 1200.0;
+  // Whole-mode embeddings of concurrent calls (a server's requests) share
+  // network runs, batched by length: a call that finds a run going queues
+  // for the next one instead of running alone. Unset: on for the cuda
+  // backend, where a batch costs far less than its inputs one by one.
+  std::optional<bool> batch_concurrent_calls;
 };
 
 enum class WindowMode { kWhole, kSliding };

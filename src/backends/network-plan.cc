@@ -222,4 +222,37 @@ void NetworkPlan::CheckFeatures(std::span<const float> features, int batch,
                     std::to_string(feature_dim) + "]");
 }
 
+int64_t MixedWidth(int64_t frames) {
+  constexpr int64_t kQuantum = 16;
+  return (frames + kQuantum - 1) / kQuantum * kQuantum;
+}
+
+std::vector<std::vector<size_t>> PlanMixedRuns(
+    std::span<const int64_t> frames, const MixedRunLimits& limits) {
+  std::vector<size_t> order(frames.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return frames[a] < frames[b]; });
+  std::vector<std::vector<size_t>> runs;
+  for (size_t first = 0; first < order.size();) {
+    size_t last = first + 1;
+    int64_t total = frames[order[first]];
+    while (last < order.size() &&
+           frames[order[first]] <= limits.max_batched_frames) {
+      const int64_t next = frames[order[last]];
+      const int64_t padded =
+          static_cast<int64_t>(last - first + 1) * MixedWidth(next);
+      if (next > limits.max_batched_frames ||
+          padded > limits.max_batch_frames ||
+          padded > (1.0 + limits.max_padding) * static_cast<double>(total + next))
+        break;
+      total += next;
+      ++last;
+    }
+    runs.emplace_back(order.begin() + first, order.begin() + last);
+    first = last;
+  }
+  return runs;
+}
+
 }  // namespace voxprint::backends

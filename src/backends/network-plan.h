@@ -71,4 +71,21 @@ struct NetworkPlan {
 // naming the layer when something does not fit.
 NetworkPlan BuildNetworkPlan(const model::ResNetWeights& weights);
 
+// Session::RunMixed on any backend: inputs of different lengths batched in
+// runs of similar length, each padded to one width; after every convolution
+// the columns past each input's own output length are zeroed, so the next
+// one reads zeros there, as the zero padding of a run on the input alone.
+struct MixedRunLimits {
+  int64_t max_batch_frames = 6000;  // padded frames of one run
+  double max_padding = 0.25;        // padding, as a share of a run's frames
+  int64_t max_batched_frames = 0;   // longer inputs run alone
+};
+// Padded width of a run whose longest input has `frames` frames: rounded up
+// so that runs of nearby lengths share a compiled shape.
+int64_t MixedWidth(int64_t frames);
+// Input indices cut into runs: sorted by length (stable), each run grown
+// while it keeps within `limits`; a run of one runs alone.
+std::vector<std::vector<size_t>> PlanMixedRuns(
+    std::span<const int64_t> frames, const MixedRunLimits& limits);
+
 }  // namespace voxprint::backends

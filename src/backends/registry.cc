@@ -13,11 +13,6 @@
 namespace voxprint {
 namespace {
 
-// The CUDA backend compiles and its tests skip without a GPU, but it has not
-// yet run on one: until its conformance tests pass on a GPU, only an explicit
-// --device cuda selects it.
-constexpr bool kCudaValidatedOnGpu = false;
-
 bool IsCudaName(const std::string& device) {
   return device == "cuda" || device.rfind("cuda:", 0) == 0;
 }
@@ -57,16 +52,9 @@ std::unique_ptr<Backend> CreateBackend(const std::string& device,
   }
   if (device == "auto") {
     const std::string reason = backends::cuda::UnavailableReason(0);
-    if (reason.empty() && !kCudaValidatedOnGpu) {
-      if (why != nullptr)
-        *why =
-            "auto: using cpu (the CUDA backend has not been validated on a "
-            "GPU yet; --device cuda uses it anyway)";
-      return backends::cpu::CreateCpuBackend(options);
-    }
     if (reason.empty()) {
-      // bf16 is a CPU-only option for now: auto keeps it on the CPU.
-      if (options.precision == "fp32") {
+      // bf16 is a CPU-only option: auto keeps it on the CPU.
+      if (options.precision != "bf16") {
         if (why != nullptr) *why = "auto: using cuda:0 (a usable CUDA device)";
         return backends::cuda::CreateCudaBackend(0, options);
       }

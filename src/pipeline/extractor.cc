@@ -11,6 +11,7 @@
 #include "model/model-file.h"
 #include "pipeline/long-audio.h"
 #include "pipeline/prefetcher.h"
+#include "pipeline/sample-embedder.h"
 #include "pipeline/session-pool.h"
 #include "scoring/windows.h"
 #include "voxprint/error.h"
@@ -19,35 +20,17 @@ namespace voxprint {
 
 namespace {
 
-// Sliding windows are run in batches of equal shape; this bounds a batch's
-// frames so layer-1 activations stay in the tens of megabytes.
-constexpr int64_t kMaxBatchFrames = 6000;
-constexpr int kMaxBatchWindows = 32;
-
 double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
       .count();
 }
 
-std::string Seconds(double s) {
-  char text[32];
-  std::snprintf(text, sizeof(text), "%g s", s);
-  return text;
-}
+using pipeline::NamingErrors;
 
-// Prefixes errors raised below the pipeline (which do not know the input's
-// name) with it, keeping the code.
-template <typename Function>
-auto NamingErrors(const std::string& name, Function&& function) {
-  try {
-    return function();
-  } catch (const Error& error) {
-    const std::string message = error.what();
-    if (message.rfind(name, 0) == 0) throw;
-    throw Error(error.code(), name + ": " + message);
-  }
-}
-
+// Concurrent calls batched together (ExtractorOptions::
+// batch_concurrent_calls): at most this many frames (5.5 min of audio) per
+// batch; Session::RunMixed cuts it into runs of similar length.
+constexpr int64_t kMaxConcurrentBatchFrames = 32768;
 }  // namespace
 
 void EmbedRequest::Validate() const {
@@ -69,9 +52,9 @@ void EmbedRequest::Validate() const {
     throw Error(ErrorCode::kInvalidArgument,
                 "end must be a positive number of seconds");
   if (start_s && end_s && *end_s <= *start_s)
-    throw Error(ErrorCode::kInvalidArgument, "end (" + Seconds(*end_s) +
+    throw Error(ErrorCode::kInvalidArgument, "end (" + pipeline::SecondsText(*end_s) +
                                                  ") must be after start (" +
-                                                 Seconds(*start_s) + ")");
+                                                 pipeline::SecondsText(*start_s) + ")");
 }
 
 struct Extractor::Impl {
@@ -83,122 +66,12 @@ struct Extractor::Impl {
   std::shared_ptr<const PreparedModel> prepared;
   std::unique_ptr<pipeline::SessionPool> sessions;
   int embedding_dim = 0;
+  // Samples -> embeddings (fbank, windows, network); uses `sessions`.
 
-  // The network needs at least two time steps after its three stride-2
-  // stages for an unbiased standard deviation: 9 frames.
-  static constexpr int64_t kMinFrames = 9;
+  std::unique_ptr<pipeline::RequestBatcher> batcher;  // or none
+  std::unique_ptr<pipeline::SampleEmbedder> embedder;
 
-  Features FeaturesOf(std::span<const float> samples_16k,
-                      const std::string& name) const {
-    Features features =
-        NamingErrors(name, [&] { return ComputeFbank(samples_16k, fbank); });
-    if (features.num_frames < kMinFrames)
-      throw Error(
-          ErrorCode::kCorruptInput,
-          name + ": too short to embed: " + std::to_string(samples_16k.size()) +
-              " samples at 16 kHz give " + std::to_string(features.num_frames) +
-              " frames, the model needs at least " +
-              std::to_string(kMinFrames) + " (0.105 s)");
-    SubtractMeanOverTime(features);
-    return features;
-  }
-
-  std::vector<float> Run(std::span<const float> features, int batch,
-                         int64_t frames) const {
-    auto session = sessions->Borrow();
-    return session->Run(features, batch, frames);
-  }
-
-  std::vector<float> EmbedWhole(std::span<const float> samples_16k,
-                                const std::string& name) const {
-    const Features features = FeaturesOf(samples_16k, name);
-    return Run(features.values, 1, features.num_frames);
-  }
-
-  // Window `index` of `plan`, with its embedding: row `row` of `embeddings`.
-  WindowEmbedding Window(const scoring::ChunkPlan& plan, size_t index,
-                         double offset_s, std::span<const float> embeddings,
-                         size_t row) const {
-    WindowEmbedding window;
-    window.start_s =
-        offset_s + static_cast<double>(plan.starts[index]) / kModelSampleRateHz;
-    window.end_s = window.start_s +
-                   static_cast<double>(plan.chunk_samples) / kModelSampleRateHz;
-    const auto first = embeddings.begin() + row * embedding_dim;
-    window.embedding.assign(first, first + embedding_dim);
-    return window;
-  }
-
-  std::vector<WindowEmbedding> EmbedSliding(std::span<const float> samples_16k,
-                                            const EmbedRequest& request,
-                                            double offset_s,
-                                            const std::string& name) const {
-    const scoring::ChunkPlan plan = scoring::PlanChunks(
-        static_cast<int64_t>(samples_16k.size()), request.window_duration_s,
-        request.window_step_s, kModelSampleRateHz);
-    const int64_t frames = fbank.NumFrames(plan.chunk_samples);
-    if (frames < kMinFrames)
-      throw Error(ErrorCode::kInvalidArgument,
-                  "window duration " + Seconds(request.window_duration_s) +
-                      " is too short: the model needs at least 0.105 s");
-    if (request.shared_trunk)
-      return EmbedSlidingShared(samples_16k, plan, frames, offset_s, name);
-    const int bins = fbank.num_mel_bins;
-    const int64_t per_batch =
-        std::clamp<int64_t>(kMaxBatchFrames / frames, 1, kMaxBatchWindows);
-    std::vector<WindowEmbedding> windows;
-    windows.reserve(plan.starts.size());
-    std::vector<float> chunk(plan.chunk_samples);
-    std::vector<float> batch_features;
-    for (size_t first = 0; first < plan.starts.size(); first += per_batch) {
-      const size_t count =
-          std::min<size_t>(per_batch, plan.starts.size() - first);
-      batch_features.resize(count * frames * bins);
-      for (size_t i = 0; i < count; ++i) {
-        // Each chunk is zero-padded to full length before its own fbank and
-        // mean subtraction, exactly as pyannote batches them.
-        const int64_t start = plan.starts[first + i];
-        const int64_t available = std::clamp<int64_t>(
-            static_cast<int64_t>(samples_16k.size()) - start, 0,
-            plan.chunk_samples);
-        std::fill(chunk.begin(), chunk.end(), 0.0f);
-        std::copy_n(samples_16k.begin() + start, available, chunk.begin());
-        const Features features = FeaturesOf(chunk, name);
-        std::copy(features.values.begin(), features.values.end(),
-                  batch_features.begin() + i * frames * bins);
-      }
-      const std::vector<float> embeddings =
-          Run(batch_features, static_cast<int>(count), frames);
-      for (size_t i = 0; i < count; ++i)
-        windows.push_back(Window(plan, first + i, offset_s, embeddings, i));
-    }
-    return windows;
-  }
-
-  // Features of the whole input (normalised by its mean), one trunk run,
-  // each window pooled from it (EmbedRequest::shared_trunk).
-  std::vector<WindowEmbedding> EmbedSlidingShared(
-      std::span<const float> samples_16k, const scoring::ChunkPlan& plan,
-      int64_t window_frames, double offset_s, const std::string& name) const {
-    const Features features = FeaturesOf(samples_16k, name);
-    const int64_t shift = fbank.FrameShiftSamples();
-    std::vector<Session::FrameWindow> frame_windows;
-    frame_windows.reserve(plan.starts.size());
-    for (const int64_t start : plan.starts)
-      frame_windows.push_back(
-          {std::min((start + shift / 2) / shift, features.num_frames - 1),
-           window_frames});
-    const std::vector<float> embeddings = NamingErrors(name, [&] {
-      auto session = sessions->Borrow();
-      return session->RunSharedTrunk(features.values, features.num_frames,
-                                     frame_windows);
-    });
-    std::vector<WindowEmbedding> windows;
-    windows.reserve(plan.starts.size());
-    for (size_t i = 0; i < plan.starts.size(); ++i)
-      windows.push_back(Window(plan, i, offset_s, embeddings, i));
-    return windows;
-  }
+  static constexpr int64_t kMinFrames = pipeline::SampleEmbedder::kMinFrames;
 
   static std::vector<float> Excerpt(std::vector<float> samples_16k,
                                     const EmbedRequest& request,
@@ -212,14 +85,14 @@ struct Extractor::Impl {
                                  : total;
     if (first >= total)
       throw Error(ErrorCode::kInvalidArgument,
-                  name + ": start " + Seconds(*request.start_s) +
+                  name + ": start " + pipeline::SecondsText(*request.start_s) +
                       " is at or past the end of the audio (" +
-                      Seconds(duration_s) + ")");
+                      pipeline::SecondsText(duration_s) + ")");
     // An end up to 10 ms past the end is rounding; beyond that, a mistake.
     if (last - total > kModelSampleRateHz / 100)
       throw Error(ErrorCode::kInvalidArgument,
-                  name + ": end " + Seconds(*request.end_s) +
-                      " is past the end of the audio (" + Seconds(duration_s) +
+                  name + ": end " + pipeline::SecondsText(*request.end_s) +
+                      " is past the end of the audio (" + pipeline::SecondsText(duration_s) +
                       ")");
     last = std::min(last, total);
     return std::vector<float>(samples_16k.begin() + first,
@@ -310,10 +183,10 @@ struct Extractor::Impl {
     PreparedInput input = Prepare(decoded, name, request);
     EmbeddingResult& result = input.result;
     if (request.mode == WindowMode::kWhole)
-      result.embedding = EmbedWhole(input.samples_16k, name);
+      result.embedding = embedder->EmbedWhole(input.samples_16k, name);
     else
-      result.windows =
-          EmbedSliding(input.samples_16k, request, input.offset_s, name);
+      result.windows = embedder->EmbedSliding(input.samples_16k, request,
+                                              input.offset_s, name);
     result.processing_s = SecondsSince(started);
     return std::move(result);
   }
@@ -347,7 +220,7 @@ struct Extractor::Impl {
       }
       PreparedInput input = Prepare(decoder->DecodeAll(), name, request);
       decoder.reset();
-      prepared.features = FeaturesOf(input.samples_16k, name);
+      prepared.features = embedder->FeaturesOf(input.samples_16k, name);
       prepared.outcome.result = std::move(input.result);
     } catch (const Error& error) {
       prepared.outcome.error = error;
@@ -468,6 +341,13 @@ Extractor::Extractor(const ExtractorOptions& options)
   impl_->embedding_dim = impl_->prepared->EmbeddingDim();
   impl_->sessions = std::make_unique<pipeline::SessionPool>(
       impl_->prepared, options.max_parallel_runs);
+  const BackendInfo device = impl_->backend->Info();
+  if (options.batch_concurrent_calls.value_or(device.name == "cuda"))
+    impl_->batcher = std::make_unique<pipeline::RequestBatcher>(
+        *impl_->sessions, impl_->embedding_dim, kMaxConcurrentBatchFrames);
+  impl_->embedder = std::make_unique<pipeline::SampleEmbedder>(
+      impl_->fbank, *impl_->sessions, impl_->embedding_dim, device.batch_frames,
+      impl_->batcher.get());
 }
 
 Extractor::~Extractor() = default;
@@ -528,7 +408,7 @@ std::vector<float> Extractor::EmbedFeatures(std::span<const float> features,
                     std::to_string(features.size()) + " values for batch " +
                     std::to_string(batch) + " and " + std::to_string(frames) +
                     " frames");
-  return impl_->Run(features, batch, frames);
+  return impl_->embedder->Run(features, batch, frames);
 }
 
 const ModelInfo& Extractor::Model() const { return impl_->model_info; }

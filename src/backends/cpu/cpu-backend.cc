@@ -828,11 +828,12 @@ class CpuSession final : public Session {
                     "features: " + std::to_string(input.frames) +
                         " frames are too few for the network");
     }
-    std::vector<size_t> order(inputs.size());
-    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-      return inputs[a].frames < inputs[b].frames;
-    });
+    std::vector<int64_t> lengths;
+    for (const Input& input : inputs) lengths.push_back(input.frames);
+    // A long (tiled) input runs alone.
+    const auto runs = PlanMixedRuns(
+        lengths, {tuning.max_mixed_batch_frames, tuning.max_mixed_padding,
+                  tuning.max_untiled_frames});
     UseThreads(model_->num_threads());
     last_mixed_runs_.clear();
     try {
@@ -841,24 +842,7 @@ class CpuSession final : public Session {
         return std::span<float>(embeddings)
             .subspan(input * plan.embedding_dim, plan.embedding_dim);
       };
-      for (size_t first = 0; first < order.size();) {
-        // Grow the run while the batch stays within its frame budget and
-        // padding; a run of one (or a long, tiled input) runs alone.
-        size_t last = first + 1;
-        int64_t frames = inputs[order[first]].frames;
-        while (last < order.size() &&
-               inputs[order[first]].frames <= tuning.max_untiled_frames) {
-          const int64_t next = inputs[order[last]].frames;
-          const int64_t padded =
-              static_cast<int64_t>(last - first + 1) * MixedWidth(next);
-          if (next > tuning.max_untiled_frames ||
-              padded > tuning.max_mixed_batch_frames ||
-              padded > (1.0 + tuning.max_mixed_padding) * (frames + next))
-            break;
-          frames += next;
-          ++last;
-        }
-        const std::span<const size_t> run(order.data() + first, last - first);
+      for (const std::vector<size_t>& run : runs) {
         last_mixed_runs_.push_back(static_cast<int>(run.size()));
         if (run.size() == 1) {
           const Input& input = inputs[run[0]];
@@ -868,7 +852,6 @@ class CpuSession final : public Session {
         } else {
           RunMasked(inputs, run, row);
         }
-        first = last;
       }
       return embeddings;
     } catch (const dnnl::error& e) {
@@ -877,13 +860,6 @@ class CpuSession final : public Session {
   }
 
  private:
-  // Padded width of a mixed run whose longest input has `frames` frames:
-  // rounded up so that runs of nearby lengths share a compiled shape.
-  static int64_t MixedWidth(int64_t frames) {
-    constexpr int64_t kQuantum = 16;
-    return CeilDiv(frames, kQuantum) * kQuantum;
-  }
-
   // One batch of inputs `run` (sorted by length) padded to a common width.
   void RunMasked(std::span<const Input> inputs, std::span<const size_t> run,
                  const std::function<std::span<float>(size_t)>& row) {
@@ -1211,6 +1187,10 @@ class CpuBackend final : public Backend {
           ErrorCode::kInvalidArgument,
           "backend option num_threads: " + std::to_string(options.num_threads) +
               " (expected 0 for all cores, or a positive count)");
+    if (options.precision == "tf32")
+      throw Error(ErrorCode::kInvalidArgument,
+                  "backend option precision: tf32 runs on the cuda backend "
+                  "only (the cpu backend has fp32 and bf16)");
     if (options.precision != "fp32" && options.precision != "bf16")
       throw Error(ErrorCode::kInvalidArgument,
                   "backend option precision: \"" + options.precision +

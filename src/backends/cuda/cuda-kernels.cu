@@ -22,10 +22,17 @@ __global__ void TransposeFeaturesKernel(const float* features, float* image,
 }
 
 __global__ void BiasActivationKernel(float* x, const float* bias, int channels,
-                                     int64_t plane, bool relu, int64_t total) {
+                                     int64_t plane, int64_t frames, bool relu,
+                                     const int32_t* valid_frames,
+                                     int64_t total) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
        i < total; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int c = static_cast<int>((i / plane) % channels);
+    const int64_t bc = i / plane;
+    const int c = static_cast<int>(bc % channels);
+    if (valid_frames != nullptr && i % frames >= valid_frames[bc / channels]) {
+      x[i] = 0.0f;  // past the item's own length: the padding it sees alone
+      continue;
+    }
     const float v = x[i] + bias[c];
     x[i] = relu ? fmaxf(v, 0.0f) : v;
   }
@@ -47,11 +54,13 @@ __device__ double BlockSum(double v, double* shared) {
 // One block per (batch item, row); two passes (mean, then squared deviations)
 // as the reference computes them.
 __global__ void StatisticsPoolingKernel(const float* x, float* stats, int rows,
-                                        int64_t frames) {
+                                        int64_t stride,
+                                        const int32_t* valid_frames) {
   __shared__ double shared[kThreads];
   const int row = blockIdx.x;
   const int b = blockIdx.y;
-  const float* in = x + (static_cast<int64_t>(b) * rows + row) * frames;
+  const float* in = x + (static_cast<int64_t>(b) * rows + row) * stride;
+  const int64_t frames = valid_frames != nullptr ? valid_frames[b] : stride;
   double sum = 0;
   for (int64_t t = threadIdx.x; t < frames; t += blockDim.x) sum += in[t];
   const double mean = BlockSum(sum, shared) / static_cast<double>(frames);
@@ -107,19 +116,21 @@ cudaError_t LaunchTransposeFeatures(const float* features, float* image,
 }
 
 cudaError_t LaunchBiasActivation(float* x, const float* bias, int batch,
-                                 int channels, int64_t plane, bool relu,
+                                 int channels, int64_t plane, int64_t frames,
+                                 bool relu, const int32_t* valid_frames,
                                  cudaStream_t stream) {
   const int64_t total = static_cast<int64_t>(batch) * channels * plane;
   BiasActivationKernel<<<GridFor(total), kThreads, 0, stream>>>(
-      x, bias, channels, plane, relu, total);
+      x, bias, channels, plane, frames, relu, valid_frames, total);
   return cudaGetLastError();
 }
 
 cudaError_t LaunchStatisticsPooling(const float* x, float* stats, int batch,
                                     int rows, int64_t frames,
+                                    const int32_t* valid_frames,
                                     cudaStream_t stream) {
   StatisticsPoolingKernel<<<dim3(rows, batch), kThreads, 0, stream>>>(
-      x, stats, rows, frames);
+      x, stats, rows, frames, valid_frames);
   return cudaGetLastError();
 }
 

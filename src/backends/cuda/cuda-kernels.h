@@ -18,15 +18,21 @@ cudaError_t LaunchTransposeFeatures(const float* features, float* image,
                                     cudaStream_t stream);
 
 // x [batch, channels, plane] += bias[channel], then ReLU when `relu`.
+// With `valid_frames` (device, [batch]; else nullptr), item b's columns
+// t >= valid_frames[b] of each row of `frames` columns are set to zero
+// instead (a padded item of a mixed-length batch).
 cudaError_t LaunchBiasActivation(float* x, const float* bias, int batch,
-                                 int channels, int64_t plane, bool relu,
+                                 int channels, int64_t plane, int64_t frames,
+                                 bool relu, const int32_t* valid_frames,
                                  cudaStream_t stream);
 
 // x [batch, rows, frames] -> stats [batch, 2 * rows]: the means of all rows,
-// then their unbiased standard deviations (NaN for frames == 1, as torch),
-// accumulated in double.
+// then their unbiased standard deviations (NaN for one frame, as torch),
+// accumulated in double; over item b's first valid_frames[b] frames when
+// `valid_frames` (device, [batch]) is given, else all.
 cudaError_t LaunchStatisticsPooling(const float* x, float* stats, int batch,
                                     int rows, int64_t frames,
+                                    const int32_t* valid_frames,
                                     cudaStream_t stream);
 
 // out [batch, out_dim] = in [batch, in_dim] * weight [out_dim, in_dim]^T +
