@@ -138,12 +138,13 @@ std::vector<float> SampleEmbedder::WindowFeatures(
   const int64_t shift = fbank_.FrameShiftSamples();
   const int64_t base = plan.starts[first];
 
-  // Windows inside the signal that start a whole number of frames after the
-  // batch's first one are rows of one fbank of the span they cover: one
-  // fbank per batch instead of one per window (duration / step times less
-  // work for steps of whole frames, as pyannote's 1 s), the same values.
+  // Overlapping windows inside the signal that start a whole number of
+  // frames after the batch's first one are rows of one fbank of the span
+  // they cover: one fbank per batch instead of one per window (duration /
+  // step times less work for steps of whole frames, as pyannote's 1 s), the
+  // same values.
   size_t shared = 0;
-  while (shared < count) {
+  while (plan.step_samples < plan.chunk_samples && shared < count) {
     const int64_t start = plan.starts[first + shared];
     if ((start - base) % shift != 0 || start + plan.chunk_samples > total)
       break;

@@ -133,6 +133,8 @@ TEST(SampleEmbedder, SlidingWindowFeaturesAreTheReferenceRecipeExactly) {
   // Batches of one window; and a step that is no whole number of frames.
   ExpectWindowsAsReference(samples, 3.0, 1.0, 300);
   ExpectWindowsAsReference(samples, 2.0, 0.333, 6000);
+  // Windows that do not overlap (each its own fbank).
+  ExpectWindowsAsReference(samples, 1.0, 2.5, 6000);
   // Shorter than one window: a single padded window.
   ExpectWindowsAsReference(Speechlike(16000, 2), 3.0, 1.0, 6000);
 }
