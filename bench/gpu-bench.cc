@@ -148,16 +148,15 @@ int Run(int argc, char** argv) {
                     voxprint::bench::LoadNpy(expected / "sample_wav.fbank.npy")
                         .values)},
         {"whole_rel_l2",
-         RelativeL2(
-             run_whole(),
-             voxprint::bench::LoadNpy(expected / "sample_wav.whole.npy")
-                 .values)},
+         RelativeL2(run_whole(),
+                    voxprint::bench::LoadNpy(expected / "sample_wav.whole.npy")
+                        .values)},
         {"sliding_3_1_rel_l2",
-         RelativeL2(Flatten(embedder.EmbedSliding(samples, sliding, 0.0,
-                                                  "samples")),
-                    voxprint::bench::LoadNpy(
-                        expected / "sample_wav.sliding_3.0_1.0.npy")
-                        .values)}}},
+         RelativeL2(
+             Flatten(embedder.EmbedSliding(samples, sliding, 0.0, "samples")),
+             voxprint::bench::LoadNpy(expected /
+                                      "sample_wav.sliding_3.0_1.0.npy")
+                 .values)}}},
   };
   const double error = result["accuracy"]["whole_rel_l2"];
   if (precision == "fp32" && !(error <= kCheckTolerance)) {
@@ -172,9 +171,9 @@ int Run(int argc, char** argv) {
   const int reps = 5;
   const double budget_s = 2.0;
   result["whole_30s"] = {
-      {"end_to_end", ToJson(TimeRuns(
-                         [&] { embedder.EmbedWhole(samples, "samples"); },
-                         reps, budget_s))},
+      {"end_to_end",
+       ToJson(TimeRuns([&] { embedder.EmbedWhole(samples, "samples"); }, reps,
+                       budget_s))},
       {"network", ToJson(TimeRuns(run_whole, reps, budget_s))},
       {"audio_s", audio_s}};
 
@@ -199,14 +198,15 @@ int Run(int argc, char** argv) {
     long_samples.insert(long_samples.end(), samples.begin(), samples.end());
   const int64_t window_frames = fbank.NumFrames(3 * kRateHz);
   const std::span<const float> one_window(
-      whole.values.data(), static_cast<size_t>(window_frames) * fbank.num_mel_bins);
+      whole.values.data(),
+      static_cast<size_t>(window_frames) * fbank.num_mel_bins);
   for (const int batch : batches) {
     const voxprint::pipeline::SampleEmbedder batched(fbank, sessions, dim,
-                                                      batch * window_frames);
+                                                     batch * window_frames);
     size_t windows = 0;
     const auto run = [&] {
-      windows = batched.EmbedSliding(long_samples, sliding, 0.0, "samples")
-                    .size();
+      windows =
+          batched.EmbedSliding(long_samples, sliding, 0.0, "samples").size();
     };
     std::vector<float> copies;
     for (int i = 0; i < batch; ++i)
@@ -228,8 +228,10 @@ int Run(int argc, char** argv) {
   for (int i = 0; i < 32; ++i) {
     const double start_s = (i * 7) % 26;
     const double duration_s = 2.0 + (i * 13 % 21) / 10.0;
-    const auto first = samples.begin() + static_cast<int64_t>(start_s * kRateHz);
-    clips.emplace_back(first, first + static_cast<int64_t>(duration_s * kRateHz));
+    const auto first =
+        samples.begin() + static_cast<int64_t>(start_s * kRateHz);
+    clips.emplace_back(first,
+                       first + static_cast<int64_t>(duration_s * kRateHz));
     clips_s += duration_s;
   }
   const auto many_batched = [&] {

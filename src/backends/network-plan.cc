@@ -227,8 +227,8 @@ int64_t MixedWidth(int64_t frames) {
   return (frames + kQuantum - 1) / kQuantum * kQuantum;
 }
 
-std::vector<std::vector<size_t>> PlanMixedRuns(
-    std::span<const int64_t> frames, const MixedRunLimits& limits) {
+std::vector<std::vector<size_t>> PlanMixedRuns(std::span<const int64_t> frames,
+                                               const MixedRunLimits& limits) {
   std::vector<size_t> order(frames.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::stable_sort(order.begin(), order.end(),
@@ -244,7 +244,8 @@ std::vector<std::vector<size_t>> PlanMixedRuns(
           static_cast<int64_t>(last - first + 1) * MixedWidth(next);
       if (next > limits.max_batched_frames ||
           padded > limits.max_batch_frames ||
-          padded > (1.0 + limits.max_padding) * static_cast<double>(total + next))
+          padded >
+              (1.0 + limits.max_padding) * static_cast<double>(total + next))
         break;
       total += next;
       ++last;

@@ -85,7 +85,7 @@ struct MixedRunLimits {
 int64_t MixedWidth(int64_t frames);
 // Input indices cut into runs: sorted by length (stable), each run grown
 // while it keeps within `limits`; a run of one runs alone.
-std::vector<std::vector<size_t>> PlanMixedRuns(
-    std::span<const int64_t> frames, const MixedRunLimits& limits);
+std::vector<std::vector<size_t>> PlanMixedRuns(std::span<const int64_t> frames,
+                                               const MixedRunLimits& limits);
 
 }  // namespace voxprint::backends

@@ -52,9 +52,10 @@ void EmbedRequest::Validate() const {
     throw Error(ErrorCode::kInvalidArgument,
                 "end must be a positive number of seconds");
   if (start_s && end_s && *end_s <= *start_s)
-    throw Error(ErrorCode::kInvalidArgument, "end (" + pipeline::SecondsText(*end_s) +
-                                                 ") must be after start (" +
-                                                 pipeline::SecondsText(*start_s) + ")");
+    throw Error(ErrorCode::kInvalidArgument,
+                "end (" + pipeline::SecondsText(*end_s) +
+                    ") must be after start (" +
+                    pipeline::SecondsText(*start_s) + ")");
 }
 
 struct Extractor::Impl {
@@ -92,8 +93,8 @@ struct Extractor::Impl {
     if (last - total > kModelSampleRateHz / 100)
       throw Error(ErrorCode::kInvalidArgument,
                   name + ": end " + pipeline::SecondsText(*request.end_s) +
-                      " is past the end of the audio (" + pipeline::SecondsText(duration_s) +
-                      ")");
+                      " is past the end of the audio (" +
+                      pipeline::SecondsText(duration_s) + ")");
     last = std::min(last, total);
     return std::vector<float>(samples_16k.begin() + first,
                               samples_16k.begin() + last);

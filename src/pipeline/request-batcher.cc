@@ -35,8 +35,7 @@ std::vector<float> RequestBatcher::Run(std::span<const float> features,
     try {
       Lead(lock);
     } catch (...) {  // no memory to form a batch: leave the queue
-      if (!me.done)
-        queue_.erase(std::find(queue_.begin(), queue_.end(), &me));
+      if (!me.done) queue_.erase(std::find(queue_.begin(), queue_.end(), &me));
       throw;
     }
   }
@@ -48,8 +47,8 @@ void RequestBatcher::Lead(std::unique_lock<std::mutex>& lock) {
   std::vector<Pending*> batch;
   batch.reserve(queue_.size());  // may throw: nothing taken yet
   int64_t frames = 0;
-  while (!queue_.empty() &&
-         (batch.empty() || frames + queue_.front()->frames <= max_batch_frames_)) {
+  while (!queue_.empty() && (batch.empty() || frames + queue_.front()->frames <=
+                                                  max_batch_frames_)) {
     frames += queue_.front()->frames;
     batch.push_back(queue_.front());
     queue_.pop_front();

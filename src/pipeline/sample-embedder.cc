@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <exception>
 #include <future>
+#include <system_error>
 #include <thread>
 
 #include "voxprint/error.h"
@@ -24,7 +25,7 @@ constexpr int64_t kMaxFbankThreads = 8;
 // are split among threads, each computing its range from its span of the
 // samples: the same values as one call.
 Features ParallelFbank(std::span<const float> samples,
-                              const FbankOptions& options) {
+                       const FbankOptions& options) {
   const int64_t frames =
       options.NumFrames(static_cast<int64_t>(samples.size()));
   const int64_t threads = std::min<int64_t>(
@@ -43,20 +44,25 @@ Features ParallelFbank(std::span<const float> samples,
   const int64_t length = options.FrameLengthSamples();
   std::vector<std::exception_ptr> errors(threads);
   std::vector<std::thread> workers;
-  for (int64_t part = 0; part < threads; ++part) {
-    workers.emplace_back([&, part] {
-      try {
-        const int64_t first = frames * part / threads;
-        const int64_t last = frames * (part + 1) / threads;
-        const Features range = ComputeFbank(
-            samples.subspan(first * shift, (last - 1 - first) * shift + length),
-            options);
-        std::copy(range.values.begin(), range.values.end(),
-                  all.values.begin() + first * all.num_bins);
-      } catch (...) {
-        errors[part] = std::current_exception();
-      }
-    });
+  const auto work = [&](int64_t part) {
+    try {
+      const int64_t first = frames * part / threads;
+      const int64_t last = frames * (part + 1) / threads;
+      const Features range = ComputeFbank(
+          samples.subspan(first * shift, (last - 1 - first) * shift + length),
+          options);
+      std::copy(range.values.begin(), range.values.end(),
+                all.values.begin() + first * all.num_bins);
+    } catch (...) {
+      errors[part] = std::current_exception();
+    }
+  };
+  try {
+    for (int64_t part = 0; part < threads; ++part)
+      workers.emplace_back(work, part);
+  } catch (const std::system_error&) {  // no thread to be had: one call
+    for (auto& worker : workers) worker.join();
+    return ComputeFbank(samples, options);
   }
   for (auto& worker : workers) worker.join();
   for (const auto& error : errors)
@@ -72,9 +78,9 @@ std::string SecondsText(double s) {
   return text;
 }
 
-SampleEmbedder::SampleEmbedder(const FbankOptions& fbank,
-                               SessionPool& sessions, int embedding_dim,
-                               int64_t batch_frames, RequestBatcher* batcher)
+SampleEmbedder::SampleEmbedder(const FbankOptions& fbank, SessionPool& sessions,
+                               int embedding_dim, int64_t batch_frames,
+                               RequestBatcher* batcher)
     : fbank_(fbank),
       sessions_(sessions),
       embedding_dim_(embedding_dim),
@@ -86,13 +92,12 @@ Features SampleEmbedder::FeaturesOf(std::span<const float> samples_16k,
   Features features =
       NamingErrors(name, [&] { return ParallelFbank(samples_16k, fbank_); });
   if (features.num_frames < kMinFrames)
-    throw Error(ErrorCode::kCorruptInput,
-                name + ": too short to embed: " +
-                    std::to_string(samples_16k.size()) +
-                    " samples at 16 kHz give " +
-                    std::to_string(features.num_frames) +
-                    " frames, the model needs at least " +
-                    std::to_string(kMinFrames) + " (0.105 s)");
+    throw Error(
+        ErrorCode::kCorruptInput,
+        name + ": too short to embed: " + std::to_string(samples_16k.size()) +
+            " samples at 16 kHz give " + std::to_string(features.num_frames) +
+            " frames, the model needs at least " + std::to_string(kMinFrames) +
+            " (0.105 s)");
   SubtractMeanOverTime(features);
   return features;
 }
@@ -118,8 +123,8 @@ WindowEmbedding SampleEmbedder::Window(const scoring::ChunkPlan& plan,
                                        std::span<const float> embeddings,
                                        size_t row) const {
   WindowEmbedding window;
-  window.start_s =
-      offset_s + static_cast<double>(plan.starts[index]) / fbank_.sample_rate_hz;
+  window.start_s = offset_s + static_cast<double>(plan.starts[index]) /
+                                  fbank_.sample_rate_hz;
   window.end_s = window.start_s + static_cast<double>(plan.chunk_samples) /
                                       fbank_.sample_rate_hz;
   const auto first = embeddings.begin() + row * embedding_dim_;
@@ -129,8 +134,7 @@ WindowEmbedding SampleEmbedder::Window(const scoring::ChunkPlan& plan,
 
 std::vector<float> SampleEmbedder::WindowFeatures(
     std::span<const float> samples_16k, const scoring::ChunkPlan& plan,
-    int64_t frames, size_t first, size_t count,
-    const std::string& name) const {
+    int64_t frames, size_t first, size_t count, const std::string& name) const {
   const int bins = fbank_.num_mel_bins;
   const size_t per_window = static_cast<size_t>(frames) * bins;
   std::vector<float> out(count * per_window);
@@ -211,14 +215,19 @@ std::vector<WindowEmbedding> SampleEmbedder::EmbedSliding(
     const size_t count = std::min(per_batch, num_windows - first);
     // The next batch's features are computed while the network runs this
     // one (a GPU is otherwise idle during the fbank).
+    const bool more = first + count < num_windows;
     std::future<std::vector<float>> next;
-    if (first + count < num_windows)
-      next = std::async(std::launch::async, features_of_batch, first + count);
+    try {
+      if (more)
+        next = std::async(std::launch::async, features_of_batch, first + count);
+    } catch (const std::system_error&) {  // no thread: after this run
+    }
     const std::vector<float> embeddings =
         Run(features, static_cast<int>(count), frames);
     for (size_t i = 0; i < count; ++i)
       windows.push_back(Window(plan, first + i, offset_s, embeddings, i));
-    if (next.valid()) features = next.get();
+    if (more)
+      features = next.valid() ? next.get() : features_of_batch(first + count);
   }
   return windows;
 }

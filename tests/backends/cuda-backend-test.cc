@@ -244,7 +244,7 @@ TEST(CudaConformance, MixedLengthsMatchEachInputAlone) {
     BackendOptions options;
     options.num_threads = 2;
     auto cpu = CreateBackend("cpu", options)->Prepare(w)->NewSession();
-    const std::vector<int64_t> lengths = {40, 9,  41,  300, 44, 17,
+    const std::vector<int64_t> lengths = {40,  9,  41,  300, 44,  17,
                                           103, 33, 100, 35,  301, 16};
     std::vector<std::vector<float>> features;
     std::vector<Session::Input> inputs;
@@ -293,7 +293,8 @@ TEST(CudaConformance, ReferenceKitWholeEmbeddings) {
   auto gpu = CreateBackend("cuda")->Prepare(loaded.weights)->NewSession();
   BackendOptions options;
   options.num_threads = 2;
-  auto cpu = CreateBackend("cpu", options)->Prepare(loaded.weights)->NewSession();
+  auto cpu =
+      CreateBackend("cpu", options)->Prepare(loaded.weights)->NewSession();
   int cases = 0;
   for (const auto& entry :
        std::filesystem::directory_iterator(kit / "expected")) {

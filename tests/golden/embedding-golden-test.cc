@@ -303,7 +303,8 @@ TEST(ManyFiles, BatchedWholeFilesMatchKitAndSingleRuns) {
 TEST(ConcurrentCalls, BatchedCallsMatchTheKit) {
   VOXPRINT_REQUIRE_REFERENCE_KIT();
   ExtractorOptions options;
-  options.model_path = (ReferenceDir() / "models" / "pytorch_model.bin").string();
+  options.model_path =
+      (ReferenceDir() / "models" / "pytorch_model.bin").string();
   options.device = "cpu";
   options.backend.num_threads = 1;
   options.batch_concurrent_calls = true;
@@ -332,7 +333,8 @@ TEST(ConcurrentCalls, BatchedCallsMatchTheKit) {
   }
   callers.emplace_back([&] {
     try {
-      extractor.EmbedFile((ReferenceDir() / "audio" / "not_audio.wav").string());
+      extractor.EmbedFile(
+          (ReferenceDir() / "audio" / "not_audio.wav").string());
       failures.back() = "not_audio.wav: no error";
     } catch (const Error&) {
     }

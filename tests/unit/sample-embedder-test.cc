@@ -142,8 +142,7 @@ TEST(SampleEmbedder, SlidingWindowFeaturesAreTheReferenceRecipeExactly) {
 TEST(SampleEmbedder, LongInputFeaturesAreOneFbankExactly) {
   Harness harness;
   const FbankOptions fbank;
-  const pipeline::SampleEmbedder embedder(fbank, harness.sessions, kDim,
-                                          6000);
+  const pipeline::SampleEmbedder embedder(fbank, harness.sessions, kDim, 6000);
   // 61 s: several threads' worth of frames, split at uneven points.
   const auto samples = Speechlike(16000 * 61 + 77, 3);
   Features expected = ComputeFbank(samples);

@@ -13,15 +13,15 @@
 #include <cudnn.h>
 
 #include <algorithm>
+#include <bit>
 #include <climits>
 #include <cstdint>
-#include <bit>
 #include <list>
 #include <map>
-#include <tuple>
 #include <memory>
 #include <span>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -259,8 +259,8 @@ int CheckedDim(int64_t value, const std::string& what) {
 // made one-file-at-a-time jobs of short files 8x slower than PyTorch.
 int64_t BucketWidth(int64_t frames) {
   const int64_t quantum = std::max<int64_t>(
-      16, static_cast<int64_t>(std::bit_floor(static_cast<uint64_t>(frames))) /
-              16);
+      16,
+      static_cast<int64_t>(std::bit_floor(static_cast<uint64_t>(frames))) / 16);
   return (frames + quantum - 1) / quantum * quantum;
 }
 
@@ -406,8 +406,8 @@ class CudaSession final : public Session {
       }
     }
     for (int b = 0; b < count; ++b)
-      valid_host_[plan.steps.size() * count + b] = static_cast<int32_t>(
-          buffer_valid[plan.output_buffer * count + b]);
+      valid_host_[plan.steps.size() * count + b] =
+          static_cast<int32_t>(buffer_valid[plan.output_buffer * count + b]);
     valid_.Reserve(valid_host_.size() * sizeof(int32_t), "item lengths");
     Check(cudaMemcpyAsync(valid_.ints(), valid_host_.data(),
                           valid_host_.size() * sizeof(int32_t),
@@ -655,11 +655,11 @@ class CudaSession final : public Session {
   std::vector<DeviceBuffer> buffers_;  // the plan's virtual buffers
   DeviceBuffer input_;                 // [batch, frames, bins]
   DeviceBuffer workspace_;
-  DeviceBuffer stats_;                                // [batch, pooled_dim]
-  DeviceBuffer output_;                               // [batch, embedding_dim]
-  DeviceBuffer valid_;                 // RunMasked: [steps + 1][batch] int32
-  std::vector<int32_t> valid_host_;    // its host copy
-  PinnedBuffer staging_;               // RunMasked: [batch, width, bins]
+  DeviceBuffer stats_;               // [batch, pooled_dim]
+  DeviceBuffer output_;              // [batch, embedding_dim]
+  DeviceBuffer valid_;               // RunMasked: [steps + 1][batch] int32
+  std::vector<int32_t> valid_host_;  // its host copy
+  PinnedBuffer staging_;             // RunMasked: [batch, width, bins]
   std::list<std::unique_ptr<CompiledShape>> shapes_;  // most recent first
   // Measured choices (ChooseAlgorithm): conv, batch class, width bucket.
   std::map<MeasuredKey, cudnnConvolutionFwdAlgo_t> measured_;
