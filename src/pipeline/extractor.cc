@@ -67,9 +67,9 @@ struct Extractor::Impl {
   std::shared_ptr<const PreparedModel> prepared;
   std::unique_ptr<pipeline::SessionPool> sessions;
   int embedding_dim = 0;
+  // Concurrent calls sharing network runs, or none (batch_concurrent_calls).
+  std::unique_ptr<pipeline::RequestBatcher> batcher;
   // Samples -> embeddings (fbank, windows, network); uses `sessions`.
-
-  std::unique_ptr<pipeline::RequestBatcher> batcher;  // or none
   std::unique_ptr<pipeline::SampleEmbedder> embedder;
 
   static constexpr int64_t kMinFrames = pipeline::SampleEmbedder::kMinFrames;
