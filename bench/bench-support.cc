@@ -120,4 +120,18 @@ Timing TimeRuns(const std::function<void()>& run, int min_reps,
   return timing;
 }
 
+nlohmann::json ToJson(const Timing& timing) {
+  return {{"median_s", timing.median_s},
+          {"min_s", timing.min_s},
+          {"reps", timing.reps}};
+}
+
+std::vector<float> FlattenWindows(std::span<const WindowEmbedding> windows) {
+  std::vector<float> values;
+  for (const WindowEmbedding& window : windows)
+    values.insert(values.end(), window.embedding.begin(),
+                  window.embedding.end());
+  return values;
+}
+
 }  // namespace voxprint::bench

@@ -5,9 +5,12 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <span>
 #include <string>
 #include <vector>
+
+#include "voxprint/extractor.h"
 
 namespace voxprint::bench {
 
@@ -37,6 +40,13 @@ struct Timing {
 };
 Timing TimeRuns(const std::function<void()>& run, int min_reps,
                 double min_total_s);
+
+// {"median_s", "min_s", "reps"}: a timing in the programs' JSON.
+nlohmann::json ToJson(const Timing& timing);
+
+// Every window's embedding, one after another (to compare with the kit's
+// [windows, dim] arrays).
+std::vector<float> FlattenWindows(std::span<const WindowEmbedding> windows);
 
 // Seconds since `start` on the steady clock.
 double SecondsSince(int64_t start_ns);

@@ -48,18 +48,13 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using voxprint::bench::FlattenWindows;
 using voxprint::bench::RelativeL2;
 using voxprint::bench::TimeRuns;
-using voxprint::bench::Timing;
+using voxprint::bench::ToJson;
 
 constexpr int kRateHz = 16000;
 constexpr double kCheckTolerance = 1e-4;
-
-json ToJson(const Timing& timing) {
-  return {{"median_s", timing.median_s},
-          {"min_s", timing.min_s},
-          {"reps", timing.reps}};
-}
 
 std::vector<float> ReadRawFloats(const fs::path& path) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
@@ -72,14 +67,6 @@ std::vector<float> ReadRawFloats(const fs::path& path) {
   in.read(reinterpret_cast<char*>(samples.data()),
           static_cast<std::streamsize>(bytes));
   return samples;
-}
-
-std::vector<float> Flatten(const std::vector<voxprint::WindowEmbedding>& all) {
-  std::vector<float> values;
-  for (const auto& window : all)
-    values.insert(values.end(), window.embedding.begin(),
-                  window.embedding.end());
-  return values;
 }
 
 int Run(int argc, char** argv) {
@@ -152,11 +139,11 @@ int Run(int argc, char** argv) {
                     voxprint::bench::LoadNpy(expected / "sample_wav.whole.npy")
                         .values)},
         {"sliding_3_1_rel_l2",
-         RelativeL2(
-             Flatten(embedder.EmbedSliding(samples, sliding, 0.0, "samples")),
-             voxprint::bench::LoadNpy(expected /
-                                      "sample_wav.sliding_3.0_1.0.npy")
-                 .values)}}},
+         RelativeL2(FlattenWindows(embedder.EmbedSliding(samples, sliding, 0.0,
+                                                         "samples")),
+                    voxprint::bench::LoadNpy(expected /
+                                             "sample_wav.sliding_3.0_1.0.npy")
+                        .values)}}},
   };
   const double error = result["accuracy"]["whole_rel_l2"];
   if (precision == "fp32" && !(error <= kCheckTolerance)) {

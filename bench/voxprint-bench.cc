@@ -32,33 +32,21 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using voxprint::bench::FlattenWindows;
 using voxprint::bench::TimeRuns;
 using voxprint::bench::Timing;
+using voxprint::bench::ToJson;
 
 constexpr double kCheckTolerance = 1e-4;
-
-json ToJson(const Timing& timing) {
-  return {{"median_s", timing.median_s},
-          {"min_s", timing.min_s},
-          {"reps", timing.reps}};
-}
-
-std::vector<float> Flatten(const voxprint::EmbeddingResult& result) {
-  std::vector<float> all;
-  for (const auto& window : result.windows) {
-    all.insert(all.end(), window.embedding.begin(), window.embedding.end());
-  }
-  return all;
-}
 
 // Smallest cosine similarity between matching windows of two results.
 double MinWindowCosine(const voxprint::EmbeddingResult& a,
                        const voxprint::EmbeddingResult& b) {
   double lowest = 1.0;
   for (size_t i = 0; i < a.windows.size() && i < b.windows.size(); ++i)
-    lowest = std::min(lowest,
-                      voxprint::CosineSimilarity(a.windows[i].embedding,
-                                                 b.windows[i].embedding));
+    lowest =
+        std::min(lowest, voxprint::CosineSimilarity(a.windows[i].embedding,
+                                                    b.windows[i].embedding));
   return lowest;
 }
 
@@ -81,7 +69,7 @@ json Accuracy(const voxprint::Extractor& extractor, const fs::path& kit) {
            voxprint::bench::LoadNpy(expected / "sample_wav.whole.npy").values)},
       {"sliding_3_1_rel_l2",
        voxprint::bench::RelativeL2(
-           Flatten(extractor.EmbedFile(audio.string(), sliding)),
+           FlattenWindows(extractor.EmbedFile(audio.string(), sliding).windows),
            voxprint::bench::LoadNpy(expected / "sample_wav.sliding_3.0_1.0.npy")
                .values)},
   };
@@ -98,7 +86,7 @@ json OptInAccuracy(const voxprint::Extractor& extractor, const fs::path& kit,
   json accuracy = {
       {"sliding_3_1_rel_l2",
        voxprint::bench::RelativeL2(
-           Flatten(windows),
+           FlattenWindows(windows.windows),
            voxprint::bench::LoadNpy(expected / "sample_wav.sliding_3.0_1.0.npy")
                .values)},
       {"sliding_min_cosine_to_exact", MinWindowCosine(windows, exact_windows)},
@@ -205,13 +193,12 @@ int Run(int argc, char** argv) {
 
     // Opt-in speed modes: shared-trunk sliding on this extractor, bf16 on a
     // second one (skipped where the CPU would only emulate bf16).
-    json opt_in = {{"shared_trunk",
-                    {{"sliding_3s_1s", ToJson(TimeRuns(
-                                           [&] {
-                                             extractor.EmbedFile(short_file,
-                                                                 shared_trunk);
-                                           },
-                                           reps, budget_s))}}}};
+    json opt_in = {
+        {"shared_trunk",
+         {{"sliding_3s_1s",
+           ToJson(
+               TimeRuns([&] { extractor.EmbedFile(short_file, shared_trunk); },
+                        reps, budget_s))}}}};
     opt_in["shared_trunk"]["sliding_3s_1s"]["windows"] = windows;
     if (!result.contains("opt_in_accuracy"))
       result["opt_in_accuracy"]["shared_trunk"] =

@@ -322,7 +322,7 @@ TEST(CudaConformance, ReferenceKitWholeEmbeddings) {
 }
 
 // TF32 (opt-in) is faster and less exact: its error on the kit, bounded
-// loosely and printed (bench/RESULTS.md records it).
+// loosely and printed (bench/RESULTS-GPU.md records it).
 TEST(CudaConformance, Tf32IsAnOptInWithinItsError) {
   VOXPRINT_REQUIRE_REFERENCE_KIT();
   REQUIRE_CUDA_DEVICE();
