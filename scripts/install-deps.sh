@@ -9,7 +9,7 @@ packages=(
   build-essential cmake pkg-config git
   libavformat-dev libavcodec-dev libavutil-dev   # decoding (FFmpeg)
   libfftw3-dev                                   # FFT for the fbank
-  libdnnl-dev                                    # oneDNN: CPU convolutions
+  libdnnl-dev ocl-icd-opencl-dev                 # oneDNN: CPU convolutions (its CMake config needs OpenCL)
   libzip-dev                                     # torch.save checkpoints
   libonnx-dev libprotobuf-dev protobuf-compiler  # ONNX model files
   libssl-dev libcurl4-openssl-dev                # SHA-256, model download
