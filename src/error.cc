@@ -20,6 +20,8 @@ const char* ErrorCodeName(ErrorCode code) {
       return "io_error";
     case ErrorCode::kInternal:
       return "internal";
+    case ErrorCode::kCancelled:
+      return "cancelled";
   }
   return "internal";
 }

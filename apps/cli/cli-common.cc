@@ -25,6 +25,8 @@ int ExitCodeFor(ErrorCode code) {
       return kExitIo;
     case ErrorCode::kInternal:
       return kExitInternal;
+    case ErrorCode::kCancelled:
+      return kExitCancelled;
   }
   return kExitInternal;
 }

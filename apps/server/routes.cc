@@ -159,6 +159,8 @@ int HttpStatusFor(ErrorCode code) {
     case ErrorCode::kIoError:
     case ErrorCode::kInternal:
       return 500;
+    case ErrorCode::kCancelled:  // the request's deadline passed
+      return 504;
   }
   return 500;
 }

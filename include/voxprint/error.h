@@ -20,6 +20,7 @@ enum class ErrorCode {
   kResourceLimit,       // input beyond a configured limit
   kIoError,             // file cannot be opened, read or written
   kInternal,            // an invariant of voxprint itself was broken
+  kCancelled,           // the caller cancelled the work (CancelToken)
 };
 
 // Stable lower-case name of the code ("invalid_argument", ...), used in JSON.

@@ -17,6 +17,7 @@
 
 #include "voxprint/audio.h"
 #include "voxprint/backend.h"
+#include "voxprint/cancel.h"
 #include "voxprint/error.h"
 #include "voxprint/features.h"
 #include "voxprint/model.h"
@@ -62,6 +63,10 @@ struct EmbedRequest {
   // Optional excerpt, in seconds of the input; applied before windowing.
   std::optional<double> start_s;
   std::optional<double> end_s;
+  // Raised by the caller to stop the work early: the call then throws
+  // ErrorCode::kCancelled (checked between decoded packets, batches of
+  // windows and tiles). Default: never cancelled.
+  CancelToken cancel;
   // Throws ErrorCode::kInvalidArgument naming the bad field.
   void Validate() const;
 };
