@@ -17,6 +17,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev     # tests and benchmarks
   python3-torch python3-torchaudio python3-numpy # cross-checks in tests
   chromium                                       # browser tests
+  help2man dpkg-dev file                         # the .deb: man pages, dpkg-shlibdeps
+  systemd                                        # systemd-analyze verify of the unit (tests)
 )
 missing=()
 for package in "${packages[@]}"; do

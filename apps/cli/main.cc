@@ -8,9 +8,29 @@
 #include "compare-command.h"
 #include "embed-command.h"
 #include "info-command.h"
+#include "version-info.h"
+#include "voxprint/backend.h"
 #if VOXPRINT_HAVE_SERVER
 #include "serve-command.h"
 #endif
+
+namespace {
+
+// What `voxprint --version` prints: enough to tell two builds apart in a bug
+// report (the oneDNN build and the ISA it picked decide the CPU speed).
+std::string VersionText() {
+  std::string onednn;
+  try {
+    onednn = voxprint::CreateBackend("cpu")->Info().description;
+  } catch (const std::exception& error) {
+    onednn = std::string("oneDNN unavailable: ") + error.what();
+  }
+  return std::string("voxprint ") + VOXPRINT_VERSION + " (commit " +
+         VOXPRINT_COMMIT + ")\n" + onednn +
+         "\nCUDA backend: " + VOXPRINT_CUDA_SUPPORT;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace voxprint::cli;
@@ -22,7 +42,9 @@ int main(int argc, char** argv) {
       "a limit, 7 file read/write error.",
       "voxprint");
   app.require_subcommand(1);
-  app.set_version_flag("--version", "voxprint 0.1.0");
+  app.set_version_flag("--version", VersionText,
+                       "Print the version, commit, oneDNN version and ISA, "
+                       "and whether CUDA support is built in");
   std::function<int()> run;
   AddEmbedCommand(app, run);
   AddCompareCommand(app, run);
