@@ -14,14 +14,17 @@ set(prefix ${WORK_DIR}/prefix)
 run("cmake --install (development)" ${CMAKE_COMMAND} --install ${BUILD_DIR}
     --prefix ${prefix} --component development)
 
-# Only what a C++ user needs, and no static archive.
-foreach(pattern include/voxprint/extractor.h include/voxprint/error.h
-        lib*/libvoxprint.so lib*/pkgconfig/voxprint.pc
-        lib*/cmake/voxprint/voxprint-config.cmake)
-  file(GLOB_RECURSE found ${prefix}/${pattern})
-  file(GLOB found2 ${prefix}/${pattern})
-  if(NOT found AND NOT found2)
-    message(FATAL_ERROR "the installed tree has no ${pattern}")
+# Only what a C++ user needs, and no static archive (libdir may be lib/ or
+# lib/<multiarch>/).
+foreach(header extractor.h error.h)
+  if(NOT EXISTS ${prefix}/include/voxprint/${header})
+    message(FATAL_ERROR "the installed tree has no include/voxprint/${header}")
+  endif()
+endforeach()
+foreach(name libvoxprint.so voxprint.pc voxprint-config.cmake)
+  file(GLOB_RECURSE found ${prefix}/lib*/${name})
+  if(NOT found)
+    message(FATAL_ERROR "the installed tree has no ${name}")
   endif()
 endforeach()
 file(GLOB_RECURSE archives ${prefix}/*.a)
