@@ -4,16 +4,19 @@
 // input that once broke something stay tested in the ordinary and the
 // sanitizer test suites.
 //
-//   fuzz-audio tests/fuzz/seeds/audio tests/fuzz/regressions/audio x.wav
+//   fuzz-audio -timeout=10 tests/fuzz/seeds/audio tests/fuzz/regressions/audio
 //
 // A crash fails the run with the sanitizer's report after the name of the
-// input being replayed; a path that does not exist fails it too, so that a
-// moved seed folder cannot turn the test into one that checks nothing.
+// input being replayed; so does an input that takes longer than -timeout=N
+// seconds (libFuzzer's flag; N times kSanitizerSlowdown in a sanitizer
+// build), and a path that does not exist, so that a moved seed folder cannot
+// turn the test into one that checks nothing.
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -28,6 +31,19 @@ extern "C" __attribute__((weak)) int LLVMFuzzerInitialize(int* argc,
 namespace {
 
 namespace fs = std::filesystem;
+
+// Sanitizers make code 2-10x slower; -timeout is meant for optimized builds.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr double kSanitizerSlowdown = 5.0;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+constexpr double kSanitizerSlowdown = 5.0;
+#else
+constexpr double kSanitizerSlowdown = 1.0;
+#endif
+#else
+constexpr double kSanitizerSlowdown = 1.0;
+#endif
 
 // The files to replay: each file argument, and each folder's regular files
 // (recursively, in name order, hidden files skipped).
@@ -68,9 +84,22 @@ bool ReadBytes(const fs::path& path, std::vector<uint8_t>* bytes) {
 
 int main(int argc, char** argv) {
   if (LLVMFuzzerInitialize) LLVMFuzzerInitialize(&argc, &argv);
-  const std::vector<std::string> arguments(argv + 1, argv + argc);
+  double timeout_s = 0;  // 0: no limit
+  std::vector<std::string> arguments;
+  for (int i = 1; i < argc; ++i) {
+    const std::string argument = argv[i];
+    if (argument.rfind("-timeout=", 0) == 0) {
+      timeout_s = std::atof(argument.c_str() + 9) * kSanitizerSlowdown;
+    } else if (argument.rfind('-', 0) == 0) {
+      std::fprintf(stderr, "replay: unknown option %s\n", argument.c_str());
+      return 2;
+    } else {
+      arguments.push_back(argument);
+    }
+  }
   if (arguments.empty()) {
-    std::fprintf(stderr, "usage: %s FILE_OR_FOLDER...\n", argv[0]);
+    std::fprintf(stderr, "usage: %s [-timeout=SECONDS] FILE_OR_FOLDER...\n",
+                 argv[0]);
     return 2;
   }
   std::vector<fs::path> inputs;
@@ -92,6 +121,11 @@ int main(int argc, char** argv) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
             .count();
     std::fprintf(stderr, "replay:   done in %.3f s\n", elapsed_s);
+    if (timeout_s > 0 && elapsed_s > timeout_s) {
+      std::fprintf(stderr, "replay: %s took %.1f s, over the limit of %.0f s\n",
+                   path.c_str(), elapsed_s, timeout_s);
+      return 1;
+    }
   }
   std::fprintf(stderr, "replay: %zu inputs, no crash\n", inputs.size());
   return 0;
