@@ -4,7 +4,7 @@
 # UndefinedBehaviorSanitizer and runs the suite under them (the browser tests
 # run once, in the Release pass), and last builds the fuzz targets with
 # libFuzzer (clang) and runs each for a short while (VOXPRINT_FUZZ_SECONDS,
-# default 45).
+# default 30).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -23,17 +23,19 @@ UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     --timeout 3000 --exclude-regex "e2e-server-browser"
 
 # Fuzzing: every target of tests/fuzz built with clang's libFuzzer (the whole
-# tree instrumented, ASan + UBSan), then run briefly from its seeds. Any
-# crash, sanitizer report, hang (-timeout) or memory blow-up (-rss_limit_mb)
-# fails the script; the input that did it is left in build-fuzz/findings/.
-# Budget: ~5 min to build on 2 cores (ccache), then fuzz_seconds per target.
-fuzz_seconds="${VOXPRINT_FUZZ_SECONDS:-45}"
+# tree instrumented, ASan + UBSan), then run from its seeds for
+# VOXPRINT_FUZZ_SECONDS each (default 30: about 7 min to build on 2 cores,
+# 3 min to fuzz). A crash, sanitizer report, hang (-timeout) or memory
+# blow-up (-rss_limit_mb) fails the script, with its input left in
+# build-fuzz/findings/ (commit it to tests/fuzz/regressions/<target>/).
+fuzz_seconds="${VOXPRINT_FUZZ_SECONDS:-30}"
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DVOXPRINT_FUZZ=ON -DVOXPRINT_BUILD_TESTS=OFF -DVOXPRINT_BUILD_BENCHMARKS=OFF \
   -DVOXPRINT_WITH_CUDA=OFF -DVOXPRINT_WEB_DIST="$PWD/tests/fuzz/web-dist"
 cmake --build build-fuzz -j"$jobs" --target voxprint-fuzz
 rm -rf build-fuzz/corpus build-fuzz/findings
 mkdir -p build-fuzz/findings
+fuzz_failed=()
 for seeds in build-fuzz/tests/fuzz/fuzz-*.seeds; do
   target="$(basename "$seeds" .seeds)"
   corpus="build-fuzz/corpus/$target"
@@ -46,15 +48,20 @@ for seeds in build-fuzz/tests/fuzz/fuzz-*.seeds; do
     fi
   done <"$seeds"
   echo "voxprint: fuzzing $target for ${fuzz_seconds} s"
-  if ! ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  if ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     "build-fuzz/tests/fuzz/$target" -max_total_time="$fuzz_seconds" \
       -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
       -artifact_prefix="build-fuzz/findings/$target-" "$corpus" \
       >"build-fuzz/$target.log" 2>&1; then
-    # The server target logs every request: keep the fuzzer's own lines.
-    grep -v '^voxprint: ' "build-fuzz/$target.log" | tail -n 60
-    echo "voxprint: $target found a problem; input in build-fuzz/findings/" >&2
-    exit 1
+    grep -aE '^#[0-9]+[[:space:]]+DONE' "build-fuzz/$target.log" || true
+  else
+    # The server target logs every request: show the fuzzer's own lines.
+    grep -av '^voxprint: ' "build-fuzz/$target.log" | grep -av '^"' | tail -n 40
+    fuzz_failed+=("$target")
   fi
-  grep -E '^(#[0-9]+ +DONE|stat::)' "build-fuzz/$target.log" || true
 done
+if [ ${#fuzz_failed[@]} -gt 0 ]; then
+  echo "voxprint: fuzzing found problems in ${fuzz_failed[*]}: inputs in" \
+    "build-fuzz/findings/, logs in build-fuzz/<target>.log" >&2
+  exit 1
+fi
