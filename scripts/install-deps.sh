@@ -15,6 +15,7 @@ packages=(
   libssl-dev libcurl4-openssl-dev                # SHA-256, model download
   nlohmann-json3-dev libcli11-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev libbenchmark-dev     # tests and benchmarks
+  clang libclang-rt-14-dev libomp-14-dev         # fuzzing: libFuzzer + sanitizer runtimes, clang's OpenMP
   python3-torch python3-torchaudio python3-numpy # cross-checks in tests
   chromium                                       # browser tests
   help2man dpkg-dev file                         # the .deb: man pages, dpkg-shlibdeps
