@@ -36,6 +36,12 @@ class StreamDecoder {
   // input to read its header go on without opening it again.
   DecodedAudio DecodeAll();
 
+  // The whole input at 16 kHz: exactly Resample(DecodeAll().mono, rate,
+  // kModelSampleRateHz), but decoded and resampled block by block, so the
+  // signal at its original rate is never held (a 384 kHz input needs 24
+  // times less memory). Only before any call to Next().
+  Audio16k DecodeAll16k();
+
   // Replaces *out with the next mono samples (at SampleRateHz()); false,
   // with *out empty, at the end. Blocks are a packet or so long.
   bool Next(std::vector<float>* out);
