@@ -825,10 +825,13 @@ bool StreamDecoder::Next(std::vector<float>* out) {
   return impl_->Guarded([&] { return impl_->Next(out); });
 }
 
-Audio16k StreamDecoder::DecodeAll16k() {
+Audio16k StreamDecoder::DecodeAll16k() { return *DecodeAll16kUnlessLonger(0); }
+
+std::optional<Audio16k> StreamDecoder::DecodeAll16kUnlessLonger(
+    int64_t max_samples_16k) {
   VOXPRINT_CHECK(impl_->frames == 0 && !impl_->ended,
                  "DecodeAll16k after Next on " + impl_->decoder->name());
-  return impl_->Guarded([&] {
+  return impl_->Guarded([&]() -> std::optional<Audio16k> {
     Audio16k result;
     std::vector<float> block;
     std::unique_ptr<StreamingResampler> resampler;
@@ -838,8 +841,16 @@ Audio16k StreamDecoder::DecodeAll16k() {
                                                          kModelSampleRateHz);
       }
       resampler->Push(block, &result.samples);
+      if (max_samples_16k > 0 &&
+          static_cast<int64_t>(result.samples.size()) > max_samples_16k) {
+        return std::nullopt;
+      }
     }
     if (resampler) resampler->Finish(&result.samples);
+    if (max_samples_16k > 0 &&
+        static_cast<int64_t>(result.samples.size()) > max_samples_16k) {
+      return std::nullopt;
+    }
     result.info = Info();
     return result;
   });

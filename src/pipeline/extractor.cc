@@ -111,6 +111,24 @@ struct Extractor::Impl {
            decoder.HeaderDurationSeconds() > options.streaming_threshold_s;
   }
 
+  // A header may not tell the length (a length field zeroed, a pipe): whole
+  // mode then decodes into memory only up to the threshold, in 16 kHz
+  // samples (0: no bound; see DecodeOrStreams).
+  int64_t StreamsBeyond16k(const EmbedRequest& request) const {
+    if (request.mode != WindowMode::kWhole || request.start_s ||
+        request.end_s || options.streaming_threshold_s <= 0)
+      return 0;
+    return static_cast<int64_t>(
+        std::ceil(options.streaming_threshold_s * kModelSampleRateHz));
+  }
+  // The input at 16 kHz, or nothing when it must stream after all: it is
+  // longer than the threshold though its header did not say so, and goes
+  // the bounded-memory way, from the start.
+  std::optional<Audio16k> DecodeOrStreams(audio::StreamDecoder& decoder,
+                                          const EmbedRequest& request) const {
+    return decoder.DecodeAll16kUnlessLonger(StreamsBeyond16k(request));
+  }
+
   // Opens the input once: a streaming input goes on from the decoder
   // already open, anything else is decoded into memory from it.
   EmbeddingResult EmbedStream(const pipeline::StreamOpener& open,
@@ -118,9 +136,12 @@ struct Extractor::Impl {
                               const EmbedRequest& request) const {
     request.Validate();
     std::unique_ptr<audio::StreamDecoder> first = open();
-    if (!Streams(*first, request))
-      return Embed(first->DecodeAll16k(), name, request);
-    return EmbedLong(std::move(first), open, name);
+    if (Streams(*first, request))
+      return EmbedLong(std::move(first), open, name);
+    std::optional<Audio16k> audio = DecodeOrStreams(*first, request);
+    first.reset();
+    if (!audio) return EmbedLong(open(), open, name);
+    return Embed(std::move(*audio), name, request);
   }
 
   EmbeddingResult EmbedLong(std::unique_ptr<audio::StreamDecoder> first,
@@ -232,8 +253,13 @@ struct Extractor::Impl {
         prepared.streams = true;
         return prepared;
       }
-      PreparedInput input = Prepare(decoder->DecodeAll16k(), name, request);
+      std::optional<Audio16k> audio = DecodeOrStreams(*decoder, request);
       decoder.reset();
+      if (!audio) {
+        prepared.streams = true;
+        return prepared;
+      }
+      PreparedInput input = Prepare(std::move(*audio), name, request);
       prepared.features = embedder->FeaturesOf(input.samples_16k, name);
       prepared.outcome.result = std::move(input.result);
     } catch (const Error& error) {

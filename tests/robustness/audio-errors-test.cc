@@ -26,13 +26,16 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "audio/stream-decoder.h"
 #include "support/reference-kit.h"
 #include "support/wav-builder.h"
 #include "voxprint/audio.h"
 #include "voxprint/error.h"
+#include "voxprint/extractor.h"
 
 namespace voxprint {
 namespace {
@@ -607,6 +610,47 @@ TEST(AudioErrorsTest, DecompressionBombLoadsInBoundedMemory) {
   std::cout << "peak memory grew by " << grown_mb << " MB\n";
   // 115 MB of output, and the vector's growth: well under 2.7 GB.
   EXPECT_LT(grown_mb, 400.0);
+}
+
+// Whole-file embedding holds the input at 16 kHz only up to the streaming
+// threshold even when no header says how long it is (the bomb's case):
+// past it, the input goes the bounded-memory two-pass way, with the same
+// result.
+TEST(AudioErrorsTest, InputWithoutALengthStreamsPastTheThreshold) {
+  VOXPRINT_REQUIRE_REFERENCE_KIT();
+  std::vector<uint8_t> flac = ReadFileBytes(KitAudio("sample_48k_24bit.flac"));
+  // STREAMINFO's 36-bit total sample count, zeroed: "unknown".
+  ASSERT_EQ(std::string(flac.begin(), flac.begin() + 4), "fLaC");
+  flac[21] &= 0xf0;
+  std::fill(flac.begin() + 22, flac.begin() + 26, 0);
+  ASSERT_EQ(audio::StreamDecoder::OpenBytes(flac, "nototal.flac", {})
+                ->HeaderDurationSeconds(),
+            0.0);
+
+  ExtractorOptions options;
+  options.model_path =
+      (ReferenceDir() / "models" / "pytorch_model.bin").string();
+  options.device = "cpu";
+  options.streaming_threshold_s = 0;  // never streams
+  const EmbeddingResult in_memory =
+      Extractor(options).EmbedBytes(flac, "nototal.flac");
+  options.streaming_threshold_s = 10.0;
+  const Extractor extractor(options);
+  const EmbeddingResult streamed = extractor.EmbedBytes(flac, "nototal.flac");
+  ASSERT_EQ(streamed.embedding.size(), in_memory.embedding.size());
+  // The two-pass path runs the network in time tiles: equal to rounding.
+  EXPECT_LE(testing::RelativeL2(streamed.embedding, in_memory.embedding), 1e-5);
+  EXPECT_DOUBLE_EQ(streamed.duration_s, 30.0);
+  EXPECT_EQ(streamed.audio.frames, in_memory.audio.frames);
+  // The same through the many-files path (decoded ahead by a helper).
+  const std::vector<std::span<const uint8_t>> buffers = {flac};
+  const std::vector<std::string> names = {"nototal.flac"};
+  std::vector<float> batched;
+  extractor.EmbedBuffers(buffers, names, {}, [&](size_t, BatchOutcome outcome) {
+    ASSERT_TRUE(outcome.result.has_value());
+    batched = outcome.result->embedding;
+  });
+  EXPECT_EQ(batched, streamed.embedding);
 }
 
 TEST(AudioErrorsTest, ChannelLimitIsAResourceLimit) {

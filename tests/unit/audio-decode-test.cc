@@ -14,11 +14,13 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "audio/sample-convert.h"
+#include "audio/stream-decoder.h"
 #include "support/reference-kit.h"
 #include "support/wav-builder.h"
 #include "voxprint/audio.h"
@@ -538,6 +540,27 @@ TEST(AudioDecodeTest, Load16kOfAStreamThatChangesRateIsExact) {
   EXPECT_TRUE(
       SameBits(LoadAudio16kFromBytes(joined, "joined.mp2").samples,
                Resample(decoded.mono.samples, 44100, kModelSampleRateHz)));
+}
+
+TEST(AudioDecodeTest, DecodeAll16kUnlessLongerStopsPastItsBound) {
+  VOXPRINT_REQUIRE_REFERENCE_KIT();
+  const std::string path =
+      (ReferenceDir() / "audio" / "sample_48k_24bit.flac").string();
+  const Audio16k whole = LoadAudio16k(path);
+  ASSERT_EQ(whole.samples.size(), 480000u);
+  const AudioLimits limits;
+  EXPECT_FALSE(audio::StreamDecoder::OpenFile(path, limits)
+                   ->DecodeAll16kUnlessLonger(479999)
+                   .has_value());
+  EXPECT_FALSE(audio::StreamDecoder::OpenFile(path, limits)
+                   ->DecodeAll16kUnlessLonger(16000)
+                   .has_value());
+  const std::optional<Audio16k> exact =
+      audio::StreamDecoder::OpenFile(path, limits)
+          ->DecodeAll16kUnlessLonger(480000);
+  ASSERT_TRUE(exact.has_value());
+  EXPECT_TRUE(SameBits(exact->samples, whole.samples));
+  EXPECT_EQ(exact->info.frames, whole.info.frames);
 }
 
 TEST(AudioDecodeTest, ConcurrentDecodesAgree) {
