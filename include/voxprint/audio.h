@@ -19,12 +19,21 @@ namespace voxprint {
 
 inline constexpr int kModelSampleRateHz = 16000;
 
-// Bounds applied while decoding untrusted input.
+// Bounds applied while decoding untrusted input. They are enforced on the
+// samples as they are decoded, whatever the container's header says, and
+// decoding stops with kResourceLimit as soon as one is passed.
 struct AudioLimits {
   // Longest audio accepted, in seconds of the original stream (0 = no limit).
   double max_duration_s = 0.0;
   // Refuse streams with more channels than this.
   int max_channels = 64;
+  // The most samples one input may decode to, counted over all channels at
+  // the original rate, and also as seconds x 16000 (what the audio becomes at
+  // the model's rate). It bounds the decoding work when no duration limit is
+  // set, and the work per second that a high rate or many channels would
+  // multiply otherwise (0 = no limit). The default, 2^32, is about 24 hours
+  // of 48 kHz mono or 12 hours of 48 kHz stereo.
+  int64_t max_decoded_samples = int64_t{1} << 32;
 };
 
 // What the file held before conversion.

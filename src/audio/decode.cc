@@ -1,9 +1,10 @@
 // DecodeAudioFile / DecodeAudioBytes on FFmpeg's libavformat + libavcodec.
 //
 // Both read through a custom AVIOContext, so the demuxer is chosen from the
-// bytes alone (a file's name never reaches FFmpeg) and a demuxer can never
-// open another file or URL on its own (playlists, references): every nested
-// open is refused.
+// bytes alone (a file's name never reaches FFmpeg). Only the audio demuxers
+// of kAcceptedDemuxers are used, with no protocol allowed and every nested
+// open refused, so an input can never make FFmpeg open another file, a URL
+// or a network socket (SDP, RTSP, playlists, references).
 
 #include <sys/stat.h>
 
@@ -29,6 +30,7 @@
 
 extern "C" {
 #include <libavutil/log.h>
+#include <libavutil/mem.h>
 #include <libavutil/samplefmt.h>
 }
 
@@ -46,9 +48,68 @@ constexpr int kMaxSampleRateHz = 1536000;
 // Damaged packets are skipped, as the ffmpeg tool does; after this many in a
 // row the rest of the stream is taken to be garbage and decoding stops.
 constexpr int kMaxConsecutiveDecodeErrors = 32;
-// Demuxers whose input is a list of other files or URLs. Opening those is
-// refused anyway (RefuseNestedOpen); naming them gives a clearer error.
-constexpr const char* kRefusedDemuxers[] = {"hls", "dash", "concat"};
+// The only demuxers ever used (AVInputFormat::name, exactly): audio files
+// and the common containers that carry audio, each reading one stream from
+// the bytes it is given. Anything else FFmpeg recognises is refused, above
+// all the demuxers that reach out on their own: sdp, rtp and rtsp open
+// network sockets, hls, dash and concat open the files or URLs they list,
+// image2 opens files by pattern. An allow-list, so that a demuxer added to
+// FFmpeg later is refused until someone decides otherwise.
+constexpr const char* kAcceptedDemuxers[] = {
+    "wav",                      // WAV, RF64, BW64
+    "w64",                      // Sony Wave64
+    "aiff",                     // AIFF, AIFF-C
+    "caf",                      // Apple Core Audio Format
+    "au",                       // Sun/NeXT .au, .snd
+    "nistsphere",               // NIST SPHERE (speech corpora)
+    "voc",                      // Creative Voice
+    "flac",                     // raw FLAC
+    "mp3",                      // MPEG audio layers 1-3
+    "ogg",                      // Vorbis, Opus, FLAC, Speex in Ogg
+    "mov,mp4,m4a,3gp,3g2,mj2",  // AAC, ALAC, ... in MP4/M4A/MOV/3GP
+    "matroska,webm",            // Opus, Vorbis, ... in WebM/Matroska
+    "asf",                      // WMA
+    "aac",                      // raw ADTS AAC
+    "ac3",
+    "eac3",
+    "dts",
+    "amr",  // AMR in its .amr file format
+    "amrnb",
+    "amrwb",
+    "wv",    // WavPack
+    "ape",   // Monkey's Audio
+    "tta",   // True Audio
+    "mpc",   // Musepack
+    "mpc8",  // Musepack SV8
+};
+
+bool IsAcceptedDemuxer(const char* name) {
+  for (const char* accepted : kAcceptedDemuxers) {
+    if (std::strcmp(name, accepted) == 0) return true;
+  }
+  return false;
+}
+
+// kAcceptedDemuxers as one comma-separated list, for
+// AVFormatContext::format_whitelist (FFmpeg matches its names one by one).
+const std::string& AcceptedDemuxerList() {
+  static const std::string list = [] {
+    std::string joined;
+    for (const char* accepted : kAcceptedDemuxers) {
+      if (!joined.empty()) joined += ',';
+      joined += accepted;
+    }
+    return joined;
+  }();
+  return list;
+}
+
+// A number of seconds as people write it: 1800, 30.5, 0.25.
+std::string NumberText(double value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.10g", value);
+  return text;
+}
 
 void SilenceFfmpegLogging() {
   static std::once_flag once;
@@ -307,12 +368,14 @@ class Decoder {
       Fail(ErrorCode::kUnsupportedInput,
            "not a recognised audio format (" + AvErrorString(probed) + ")");
     }
-    for (const char* refused : kRefusedDemuxers) {
-      if (std::strcmp(input_format->name, refused) == 0) {
-        Fail(ErrorCode::kUnsupportedInput,
-             std::string("a playlist (") + refused +
-                 "), not audio: files it refers to are never opened");
-      }
+    if (!IsAcceptedDemuxer(input_format->name)) {
+      const std::string long_name =
+          input_format->long_name != nullptr
+              ? std::string(" (") + input_format->long_name + ")"
+              : "";
+      Fail(ErrorCode::kUnsupportedInput,
+           std::string("not an audio file (format '") + input_format->name +
+               "'" + long_name + " is not accepted)");
     }
 
     AVFormatContext* format = avformat_alloc_context();
@@ -320,6 +383,16 @@ class Decoder {
     format->pb = io_.get();
     format->io_open = &RefuseNestedOpen;
     format->opaque = &refused_nested_open_;
+    // Defence in depth behind the check above: FFmpeg itself refuses any
+    // other demuxer (nested ones included), and every protocol: the custom
+    // AVIOContext needs none, so not even "file" is allowed.
+    format->format_whitelist = av_strdup(AcceptedDemuxerList().c_str());
+    format->protocol_whitelist = av_strdup("");
+    if (format->format_whitelist == nullptr ||
+        format->protocol_whitelist == nullptr) {
+      avformat_free_context(format);
+      Fail(ErrorCode::kResourceLimit, "out of memory");
+    }
     // On failure avformat_open_input frees the context and nulls the pointer.
     const int opened = avformat_open_input(&format, "", input_format, nullptr);
     if (opened < 0) {
@@ -511,6 +584,8 @@ class Decoder {
                std::to_string(kMaxSampleRateHz) + ")");
     }
     if (frame.nb_samples <= 0) return;
+    const double frame_start_s = decoded_s_;
+    CountDecoded(frame.nb_samples, channels, rate);
     if (segments_.empty()) {
       info_.channels = channels;
       info_.sample_rate_hz = rate;
@@ -532,16 +607,37 @@ class Decoder {
       if (!std::isfinite(samples[i])) {
         Fail(ErrorCode::kCorruptInput,
              "non-finite sample value at " +
-                 std::to_string(decoded_s_ +
+                 std::to_string(frame_start_s +
                                 static_cast<double>(i - before) / rate) +
                  " s");
       }
     }
-    decoded_s_ += static_cast<double>(frame.nb_samples) / rate;
+  }
+
+  // Adds a decoded frame to the totals and enforces the limits on them,
+  // before the frame is kept: what counts is what the data decodes to, never
+  // what a header claims (a header may say nothing, or lie).
+  void CountDecoded(int frames, int channels, int rate) {
+    decoded_s_ += static_cast<double>(frames) / rate;
+    decoded_samples_ += static_cast<int64_t>(frames) * channels;
     if (limits_.max_duration_s > 0 && decoded_s_ > limits_.max_duration_s) {
-      Fail(ErrorCode::kResourceLimit,
-           "audio longer than the limit of " +
-               std::to_string(limits_.max_duration_s) + " s");
+      Fail(ErrorCode::kResourceLimit, "audio longer than the limit of " +
+                                          NumberText(limits_.max_duration_s) +
+                                          " s");
+    }
+    if (limits_.max_decoded_samples > 0) {
+      // Each second also counts as 16000 samples, which it becomes at the
+      // model's rate, so that a low rate cannot multiply the output either.
+      const double as_16k = decoded_s_ * kModelSampleRateHz;
+      if (decoded_samples_ > limits_.max_decoded_samples ||
+          as_16k > static_cast<double>(limits_.max_decoded_samples)) {
+        Fail(ErrorCode::kResourceLimit,
+             "decodes to more than the limit of " +
+                 std::to_string(limits_.max_decoded_samples) + " samples (" +
+                 std::to_string(channels) + " channels at " +
+                 std::to_string(rate) + " Hz, " + NumberText(decoded_s_) +
+                 " s so far)");
+      }
     }
   }
 
@@ -589,6 +685,7 @@ class Decoder {
   AudioInfo info_;
   std::vector<Segment> segments_;
   double decoded_s_ = 0.0;
+  int64_t decoded_samples_ = 0;  // over all channels, at the original rates
   int consecutive_errors_ = 0;
   int last_error_ = 0;
   bool stop_ = false;
@@ -645,6 +742,9 @@ struct StreamDecoder::Impl {
     try {
       return function();
     } catch (const std::bad_alloc&) {
+      throw Error(ErrorCode::kResourceLimit,
+                  decoder->name() + ": out of memory");
+    } catch (const std::length_error&) {
       throw Error(ErrorCode::kResourceLimit,
                   decoder->name() + ": out of memory");
     }
@@ -723,6 +823,37 @@ DecodedAudio StreamDecoder::DecodeAll() {
 
 bool StreamDecoder::Next(std::vector<float>* out) {
   return impl_->Guarded([&] { return impl_->Next(out); });
+}
+
+Audio16k StreamDecoder::DecodeAll16k() { return *DecodeAll16kUnlessLonger(0); }
+
+std::optional<Audio16k> StreamDecoder::DecodeAll16kUnlessLonger(
+    int64_t max_samples_16k) {
+  VOXPRINT_CHECK(impl_->frames == 0 && !impl_->ended,
+                 "DecodeAll16k after Next on " + impl_->decoder->name());
+  return impl_->Guarded([&]() -> std::optional<Audio16k> {
+    Audio16k result;
+    std::vector<float> block;
+    std::unique_ptr<StreamingResampler> resampler;
+    while (impl_->Next(&block)) {
+      if (!resampler) {
+        resampler = std::make_unique<StreamingResampler>(impl_->rate_hz,
+                                                         kModelSampleRateHz);
+      }
+      resampler->Push(block, &result.samples);
+      if (max_samples_16k > 0 &&
+          static_cast<int64_t>(result.samples.size()) > max_samples_16k) {
+        return std::nullopt;
+      }
+    }
+    if (resampler) resampler->Finish(&result.samples);
+    if (max_samples_16k > 0 &&
+        static_cast<int64_t>(result.samples.size()) > max_samples_16k) {
+      return std::nullopt;
+    }
+    result.info = Info();
+    return result;
+  });
 }
 
 int StreamDecoder::SampleRateHz() const { return impl_->rate_hz; }

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -35,6 +36,17 @@ class StreamDecoder {
   // return; only before any call to Next(). Lets a caller that opened the
   // input to read its header go on without opening it again.
   DecodedAudio DecodeAll();
+
+  // The whole input at 16 kHz: exactly Resample(DecodeAll().mono, rate,
+  // kModelSampleRateHz), but decoded and resampled block by block, so the
+  // signal at its original rate is never held (a 384 kHz input needs 24
+  // times less memory). Only before any call to Next().
+  Audio16k DecodeAll16k();
+  // The same, unless the input turns out to be longer than
+  // `max_samples_16k` at 16 kHz (> 0): then it stops there and returns
+  // nothing, so that a caller can take a bounded-memory path for an input
+  // whose header did not say how long it is.
+  std::optional<Audio16k> DecodeAll16kUnlessLonger(int64_t max_samples_16k);
 
   // Replaces *out with the next mono samples (at SampleRateHz()); false,
   // with *out empty, at the end. Blocks are a packet or so long.

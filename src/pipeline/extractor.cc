@@ -6,6 +6,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "audio/stream-decoder.h"
 #include "model/model-file.h"
@@ -110,6 +111,24 @@ struct Extractor::Impl {
            decoder.HeaderDurationSeconds() > options.streaming_threshold_s;
   }
 
+  // A header may not tell the length (a length field zeroed, a pipe): whole
+  // mode then decodes into memory only up to the threshold, in 16 kHz
+  // samples (0: no bound; see DecodeOrStreams).
+  int64_t StreamsBeyond16k(const EmbedRequest& request) const {
+    if (request.mode != WindowMode::kWhole || request.start_s ||
+        request.end_s || options.streaming_threshold_s <= 0)
+      return 0;
+    return static_cast<int64_t>(
+        std::ceil(options.streaming_threshold_s * kModelSampleRateHz));
+  }
+  // The input at 16 kHz, or nothing when it must stream after all: it is
+  // longer than the threshold though its header did not say so, and goes
+  // the bounded-memory way, from the start.
+  std::optional<Audio16k> DecodeOrStreams(audio::StreamDecoder& decoder,
+                                          const EmbedRequest& request) const {
+    return decoder.DecodeAll16kUnlessLonger(StreamsBeyond16k(request));
+  }
+
   // Opens the input once: a streaming input goes on from the decoder
   // already open, anything else is decoded into memory from it.
   EmbeddingResult EmbedStream(const pipeline::StreamOpener& open,
@@ -117,9 +136,12 @@ struct Extractor::Impl {
                               const EmbedRequest& request) const {
     request.Validate();
     std::unique_ptr<audio::StreamDecoder> first = open();
-    if (!Streams(*first, request))
-      return Embed(first->DecodeAll(), name, request);
-    return EmbedLong(std::move(first), open, name);
+    if (Streams(*first, request))
+      return EmbedLong(std::move(first), open, name);
+    std::optional<Audio16k> audio = DecodeOrStreams(*first, request);
+    first.reset();
+    if (!audio) return EmbedLong(open(), open, name);
+    return Embed(std::move(*audio), name, request);
   }
 
   EmbeddingResult EmbedLong(std::unique_ptr<audio::StreamDecoder> first,
@@ -156,18 +178,27 @@ struct Extractor::Impl {
   static PreparedInput Prepare(const DecodedAudio& decoded,
                                const std::string& name,
                                const EmbedRequest& request) {
+    return Prepare(
+        Audio16k{Resample(decoded.mono.samples, decoded.mono.sample_rate_hz,
+                          kModelSampleRateHz),
+                 decoded.info},
+        name, request);
+  }
+  // The same from audio already at 16 kHz (StreamDecoder::DecodeAll16k,
+  // which never holds the original-rate signal).
+  static PreparedInput Prepare(Audio16k audio, const std::string& name,
+                               const EmbedRequest& request) {
     PreparedInput input;
     EmbeddingResult& result = input.result;
     result.source = name;
-    result.audio = decoded.info;
+    result.audio = std::move(audio.info);
     result.mode = request.mode;
     result.shared_trunk = request.shared_trunk;
 
     // The reference resamples the whole file and cuts the excerpt from the
     // 16 kHz signal at floor(t * 16000) (cutting at the original rate first
     // moved 8 kHz excerpts by 6e-3, measured).
-    input.samples_16k = Resample(
-        decoded.mono.samples, decoded.mono.sample_rate_hz, kModelSampleRateHz);
+    input.samples_16k = std::move(audio.samples);
     if (request.start_s || request.end_s) {
       input.offset_s = request.start_s.value_or(0.0);
       input.samples_16k = Excerpt(std::move(input.samples_16k), request, name);
@@ -177,11 +208,14 @@ struct Extractor::Impl {
     return input;
   }
 
-  EmbeddingResult Embed(const DecodedAudio& decoded, const std::string& name,
+  // `audio`: DecodedAudio, or Audio16k (see Prepare).
+  template <typename DecodedOr16k>
+  EmbeddingResult Embed(DecodedOr16k&& audio, const std::string& name,
                         const EmbedRequest& request) const {
     const auto started = std::chrono::steady_clock::now();
     request.Validate();
-    PreparedInput input = Prepare(decoded, name, request);
+    PreparedInput input =
+        Prepare(std::forward<DecodedOr16k>(audio), name, request);
     EmbeddingResult& result = input.result;
     if (request.mode == WindowMode::kWhole)
       result.embedding = embedder->EmbedWhole(input.samples_16k, name);
@@ -219,8 +253,13 @@ struct Extractor::Impl {
         prepared.streams = true;
         return prepared;
       }
-      PreparedInput input = Prepare(decoder->DecodeAll(), name, request);
+      std::optional<Audio16k> audio = DecodeOrStreams(*decoder, request);
       decoder.reset();
+      if (!audio) {
+        prepared.streams = true;
+        return prepared;
+      }
+      PreparedInput input = Prepare(std::move(*audio), name, request);
       prepared.features = embedder->FeaturesOf(input.samples_16k, name);
       prepared.outcome.result = std::move(input.result);
     } catch (const Error& error) {

@@ -3,24 +3,39 @@
 // allocates without bound.
 
 #include <gtest/gtest.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iostream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "audio/stream-decoder.h"
 #include "support/reference-kit.h"
 #include "support/wav-builder.h"
 #include "voxprint/audio.h"
 #include "voxprint/error.h"
+#include "voxprint/extractor.h"
 
 namespace voxprint {
 namespace {
@@ -28,6 +43,14 @@ namespace {
 namespace fs = std::filesystem;
 using testing::ReadFileBytes;
 using testing::ReferenceDir;
+
+#if defined(__x86_64__)
+constexpr uint32_t kAuditArch = AUDIT_ARCH_X86_64;
+#elif defined(__aarch64__)
+constexpr uint32_t kAuditArch = AUDIT_ARCH_AARCH64;
+#else
+constexpr uint32_t kAuditArch = 0;  // unknown here: the seccomp test skips
+#endif
 
 fs::path KitAudio(const std::string& file) {
   return ReferenceDir() / "audio" / file;
@@ -344,6 +367,290 @@ TEST(AudioErrorsTest, DurationLimitIsAResourceLimit) {
   EXPECT_EQ(ExpectError([&] { DecodeAudioBytes(hour, "hour.wav", limits); },
                         "hour.wav"),
             ErrorCode::kResourceLimit);
+}
+
+fs::path HostileFile(const std::string& file) {
+  return ReferenceDir() / "hostile" / file;
+}
+
+double SecondsOf(const std::function<void()>& run) {
+  const auto start = std::chrono::steady_clock::now();
+  run();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+      .count();
+}
+
+// Runs `body` in a child process that is killed (SIGSYS) by the kernel the
+// moment it calls socket(): the strongest proof that no network access was
+// even attempted. Returns the child's wait status.
+int RunWithoutSockets(const std::function<bool()>& body) {
+  const pid_t child = ::fork();
+  if (child == 0) {
+    // A seccomp filter: socket() (and socketpair()) kill the process, every
+    // other system call is allowed. On another architecture than the one we
+    // were built for, everything kills.
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kAuditArch, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_socket, 2, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_socketpair, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+    };
+    struct sock_fprog program = {
+        static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0) {
+      ::_exit(3);
+    }
+    bool ok = false;
+    try {
+      ok = body();
+    } catch (...) {
+      ok = false;
+    }
+    ::_exit(ok ? 0 : 1);
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  return status;
+}
+
+std::string WaitStatusText(int status) {
+  if (WIFEXITED(status)) return "exit " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status))
+    return std::string("killed by ") + ::strsignal(WTERMSIG(status));
+  return "status " + std::to_string(status);
+}
+
+// An 81-byte SDP description made FFmpeg open UDP ports 5004/5005 on every
+// interface and wait 20 s for RTP audio to embed. Only audio demuxers are
+// accepted now: refused at once, without a socket.
+TEST(AudioErrorsTest, HostileSdpFilesAreRefusedWithoutNetworkAccess) {
+  VOXPRINT_REQUIRE_REFERENCE_KIT();
+  for (const char* file : {"sdp.sdp", "fuzz_timeout_sdp.bin"}) {
+    SCOPED_TRACE(file);
+    const std::string path = HostileFile(file).string();
+    const std::vector<uint8_t> bytes = ReadFileBytes(path);
+    for (const auto& [name, load] :
+         std::vector<std::pair<std::string, std::function<void()>>>{
+             {path, [&] { DecodeAudioFile(path); }},
+             {path, [&] { LoadAudio16k(path); }},
+             {"upload.wav", [&] { DecodeAudioBytes(bytes, "upload.wav"); }},
+             {"upload.wav",
+              [&] { LoadAudio16kFromBytes(bytes, "upload.wav"); }}}) {
+      ErrorCode code = ErrorCode::kInternal;
+      const double seconds = SecondsOf(
+          [&, &name = name, &load = load] { code = ExpectError(load, name); });
+      EXPECT_EQ(code, ErrorCode::kUnsupportedInput);
+      EXPECT_LT(seconds, 0.5) << name;
+    }
+    try {
+      DecodeAudioFile(path);
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("not an audio file (format 'sdp'"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+}
+
+TEST(AudioErrorsTest, HostileSdpFilesOpenNoSocket) {
+  VOXPRINT_REQUIRE_REFERENCE_KIT();
+  if (kAuditArch == 0) GTEST_SKIP() << "no seccomp filter for this CPU";
+  // The filter works: a socket() call is fatal under it.
+  const int control = RunWithoutSockets(
+      [] { return ::socket(AF_INET, SOCK_DGRAM, 0) >= 0 || true; });
+  ASSERT_TRUE(WIFSIGNALED(control) && WTERMSIG(control) == SIGSYS)
+      << WaitStatusText(control);
+  // Real audio decodes under it.
+  const std::string wav = KitAudio("sample.wav").string();
+  const int decodes = RunWithoutSockets(
+      [&] { return LoadAudio16k(wav).samples.size() == 480000u; });
+  EXPECT_TRUE(WIFEXITED(decodes) && WEXITSTATUS(decodes) == 0)
+      << WaitStatusText(decodes);
+  for (const char* file : {"sdp.sdp", "fuzz_timeout_sdp.bin"}) {
+    const std::string path = HostileFile(file).string();
+    const int status = RunWithoutSockets([&] {
+      try {
+        LoadAudio16k(path);
+      } catch (const Error& e) {
+        return e.code() == ErrorCode::kUnsupportedInput;
+      }
+      return false;
+    });
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << file << ": " << WaitStatusText(status);
+  }
+}
+
+// Other inputs FFmpeg would read with a demuxer that reaches out (network
+// sessions, image sequences) or that is not audio: refused by name.
+TEST(AudioErrorsTest, OnlyAudioDemuxersAreAccepted) {
+  const std::string sdp =
+      "v=0\no=- 0 0 IN IP4 10.0.0.1\ns=x\nc=IN IP4 10.0.0.1\nt=0 0\n"
+      "m=audio 7000 RTP/AVP 0\n";
+  const std::string rtsp_text = "RTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\n";
+  for (const auto& [name, text] :
+       {std::pair{std::string("session.sdp"), sdp},
+        std::pair{std::string("session.rtsp"), rtsp_text}}) {
+    SCOPED_TRACE(name);
+    const double seconds = SecondsOf([&, &name = name, &text = text] {
+      EXPECT_EQ(ExpectError(
+                    [&] {
+                      DecodeAudioBytes(
+                          {reinterpret_cast<const uint8_t*>(text.data()),
+                           text.size()},
+                          name);
+                    },
+                    name),
+                ErrorCode::kUnsupportedInput);
+    });
+    EXPECT_LT(seconds, 0.5);
+  }
+}
+
+// s384k_1790_nototal.flac: 320 KB of FLAC that decode to 1,790 s of silence
+// at 384 kHz (687 million samples, 2.7 GB as float), with the length field
+// zeroed so no header admits it is long. Limits count decoded samples, and
+// the 16 kHz path never holds the original-rate signal.
+TEST(AudioErrorsTest, DecompressionBombStopsAtTheDurationLimit) {
+  VOXPRINT_REQUIRE_REFERENCE_KIT();
+  const std::string path = HostileFile("s384k_1790_nototal.flac").string();
+  AudioLimits limits;
+  limits.max_duration_s = 60.0;
+  std::string message;
+  const double seconds = SecondsOf([&] {
+    try {
+      LoadAudio16k(path, limits);
+      ADD_FAILURE() << "decoded past the limit";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kResourceLimit);
+      message = e.what();
+    }
+  });
+  EXPECT_EQ(message, path + ": audio longer than the limit of 60 s");
+  // 60 s of 384 kHz FLAC silence decode in well under a second; the whole
+  // file would take many times that.
+  EXPECT_LT(seconds, 5.0);
+  const std::vector<uint8_t> bytes = ReadFileBytes(path);
+  EXPECT_EQ(ExpectError([&] { DecodeAudioBytes(bytes, "bomb.flac", limits); },
+                        "bomb.flac"),
+            ErrorCode::kResourceLimit);
+}
+
+TEST(AudioErrorsTest, DecompressionBombStopsAtTheSampleLimit) {
+  VOXPRINT_REQUIRE_REFERENCE_KIT();
+  const std::string path = HostileFile("s384k_1790_nototal.flac").string();
+  AudioLimits limits;  // no duration limit
+  limits.max_decoded_samples = 384000 * 30;
+  std::string message;
+  try {
+    LoadAudio16k(path, limits);
+    ADD_FAILURE() << "decoded past the limit";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kResourceLimit);
+    message = e.what();
+  }
+  EXPECT_EQ(message.rfind(path + ": decodes to more than the limit of " +
+                              std::to_string(384000 * 30) + " samples",
+                          0),
+            0u)
+      << message;
+  // A low rate counts as what it becomes at 16 kHz: 2 s of 8 kHz audio is
+  // 32000 samples there.
+  limits.max_decoded_samples = 30000;
+  const std::vector<uint8_t> wav = WavWithHeader(1, 8000, 32000, 32000);
+  EXPECT_EQ(ExpectError([&] { LoadAudio16kFromBytes(wav, "low.wav", limits); },
+                        "low.wav"),
+            ErrorCode::kResourceLimit);
+  limits.max_decoded_samples = 32000;
+  EXPECT_EQ(LoadAudio16kFromBytes(wav, "low.wav", limits).samples.size(),
+            32000u);
+}
+
+// The whole bomb, within the server's default limit of 1800 s: it decodes
+// into 1790 s at 16 kHz (115 MB) in a child process whose peak memory is
+// measured; holding it at 384 kHz would take 2.7 GB.
+TEST(AudioErrorsTest, DecompressionBombLoadsInBoundedMemory) {
+  VOXPRINT_REQUIRE_REFERENCE_KIT();
+  const std::string path = HostileFile("s384k_1790_nototal.flac").string();
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::close(pipe_fds[0]);
+    struct rusage before {};
+    ::getrusage(RUSAGE_SELF, &before);
+    int64_t report[3] = {-1, before.ru_maxrss, 0};
+    try {
+      AudioLimits limits;
+      limits.max_duration_s = 1800.0;
+      report[0] =
+          static_cast<int64_t>(LoadAudio16k(path, limits).samples.size());
+    } catch (...) {
+    }
+    struct rusage after {};
+    ::getrusage(RUSAGE_SELF, &after);
+    report[2] = after.ru_maxrss;
+    const ssize_t written = ::write(pipe_fds[1], report, sizeof report);
+    ::_exit(written == sizeof report ? 0 : 1);
+  }
+  ::close(pipe_fds[1]);
+  int64_t report[3] = {};
+  const ssize_t got = ::read(pipe_fds[0], report, sizeof report);
+  ::close(pipe_fds[0]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ASSERT_EQ(got, static_cast<ssize_t>(sizeof report)) << WaitStatusText(status);
+  EXPECT_EQ(report[0], int64_t{1790} * 16000);
+  const double grown_mb = static_cast<double>(report[2] - report[1]) / 1024;
+  std::cout << "peak memory grew by " << grown_mb << " MB\n";
+  // 115 MB of output, and the vector's growth: well under 2.7 GB.
+  EXPECT_LT(grown_mb, 400.0);
+}
+
+// Whole-file embedding holds the input at 16 kHz only up to the streaming
+// threshold even when no header says how long it is (the bomb's case):
+// past it, the input goes the bounded-memory two-pass way, with the same
+// result.
+TEST(AudioErrorsTest, InputWithoutALengthStreamsPastTheThreshold) {
+  VOXPRINT_REQUIRE_REFERENCE_KIT();
+  std::vector<uint8_t> flac = ReadFileBytes(KitAudio("sample_48k_24bit.flac"));
+  // STREAMINFO's 36-bit total sample count, zeroed: "unknown".
+  ASSERT_EQ(std::string(flac.begin(), flac.begin() + 4), "fLaC");
+  flac[21] &= 0xf0;
+  std::fill(flac.begin() + 22, flac.begin() + 26, 0);
+  ASSERT_EQ(audio::StreamDecoder::OpenBytes(flac, "nototal.flac", {})
+                ->HeaderDurationSeconds(),
+            0.0);
+
+  ExtractorOptions options;
+  options.model_path =
+      (ReferenceDir() / "models" / "pytorch_model.bin").string();
+  options.device = "cpu";
+  options.streaming_threshold_s = 0;  // never streams
+  const EmbeddingResult in_memory =
+      Extractor(options).EmbedBytes(flac, "nototal.flac");
+  options.streaming_threshold_s = 10.0;
+  const Extractor extractor(options);
+  const EmbeddingResult streamed = extractor.EmbedBytes(flac, "nototal.flac");
+  ASSERT_EQ(streamed.embedding.size(), in_memory.embedding.size());
+  // The two-pass path runs the network in time tiles: equal to rounding.
+  EXPECT_LE(testing::RelativeL2(streamed.embedding, in_memory.embedding), 1e-5);
+  EXPECT_DOUBLE_EQ(streamed.duration_s, 30.0);
+  EXPECT_EQ(streamed.audio.frames, in_memory.audio.frames);
+  // The same through the many-files path (decoded ahead by a helper).
+  const std::vector<std::span<const uint8_t>> buffers = {flac};
+  const std::vector<std::string> names = {"nototal.flac"};
+  std::vector<float> batched;
+  extractor.EmbedBuffers(buffers, names, {}, [&](size_t, BatchOutcome outcome) {
+    ASSERT_TRUE(outcome.result.has_value());
+    batched = outcome.result->embedding;
+  });
+  EXPECT_EQ(batched, streamed.embedding);
 }
 
 TEST(AudioErrorsTest, ChannelLimitIsAResourceLimit) {

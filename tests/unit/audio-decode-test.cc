@@ -14,11 +14,13 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "audio/sample-convert.h"
+#include "audio/stream-decoder.h"
 #include "support/reference-kit.h"
 #include "support/wav-builder.h"
 #include "voxprint/audio.h"
@@ -481,6 +483,84 @@ TEST(AudioDecodeTest, StreamThatChangesRateAndChannelsIsJoinedInTime) {
   EXPECT_NEAR(crossings_per_s(0.2, 0.8), 880.0, 20.0);
   EXPECT_NEAR(crossings_per_s(1.2, 1.8), 880.0, 20.0);
   EXPECT_NEAR(crossings_per_s(2.1, 2.4), 880.0, 20.0);
+}
+
+// LoadAudio16k* decode and resample block by block (memory follows the 16 kHz
+// length); the samples must be those of the two steps done one after the
+// other on the whole signal, bit for bit.
+::testing::AssertionResult SameBits(const std::vector<float>& actual,
+                                    const std::vector<float>& expected) {
+  if (actual.size() != expected.size()) {
+    return ::testing::AssertionFailure()
+           << actual.size() << " samples, expected " << expected.size();
+  }
+  for (size_t i = 0; i < actual.size(); ++i) {
+    if (std::memcmp(&actual[i], &expected[i], sizeof(float)) != 0) {
+      return ::testing::AssertionFailure()
+             << "sample " << i << " is " << actual[i] << ", expected "
+             << expected[i];
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+TEST(AudioDecodeTest, Load16kStreamsTheSameSamplesAsResampleOfTheDecode) {
+  VOXPRINT_REQUIRE_REFERENCE_KIT();
+  // 44.1 kHz stereo, 48 kHz 24-bit, 8 kHz, 16 kHz, and the lossy codecs.
+  for (const char* file : {"stereo_44k.wav", "sample_48k_24bit.flac",
+                           "sample_8k.wav", "sample.wav", "sample.mp3",
+                           "sample.ogg", "sample.m4a", "sample.webm"}) {
+    SCOPED_TRACE(file);
+    const fs::path path = ReferenceDir() / "audio" / file;
+    const DecodedAudio decoded = DecodeAudioFile(path.string());
+    const std::vector<float> expected = Resample(
+        decoded.mono.samples, decoded.mono.sample_rate_hz, kModelSampleRateHz);
+    const Audio16k loaded = LoadAudio16k(path.string());
+    EXPECT_TRUE(SameBits(loaded.samples, expected));
+    EXPECT_EQ(loaded.info.frames, decoded.info.frames);
+    EXPECT_EQ(loaded.info.sample_rate_hz, decoded.info.sample_rate_hz);
+    EXPECT_EQ(loaded.info.channels, decoded.info.channels);
+    EXPECT_EQ(loaded.info.container, decoded.info.container);
+    EXPECT_EQ(loaded.info.codec, decoded.info.codec);
+    const std::vector<uint8_t> bytes = ReadFileBytes(path);
+    EXPECT_TRUE(SameBits(LoadAudio16kFromBytes(bytes, file).samples, expected));
+  }
+}
+
+TEST(AudioDecodeTest, Load16kOfAStreamThatChangesRateIsExact) {
+  const std::vector<uint8_t> first = EncodeMp2(44100, 2, 0.7, 300.0);
+  const std::vector<uint8_t> second = EncodeMp2(22050, 1, 0.6, 500.0);
+  if (first.empty() || second.empty()) {
+    GTEST_SKIP() << "this FFmpeg has no MP2 encoder to build the input";
+  }
+  std::vector<uint8_t> joined = first;
+  joined.insert(joined.end(), second.begin(), second.end());
+  const DecodedAudio decoded = DecodeAudioBytes(joined, "joined.mp2");
+  ASSERT_EQ(decoded.mono.sample_rate_hz, 44100);
+  EXPECT_TRUE(
+      SameBits(LoadAudio16kFromBytes(joined, "joined.mp2").samples,
+               Resample(decoded.mono.samples, 44100, kModelSampleRateHz)));
+}
+
+TEST(AudioDecodeTest, DecodeAll16kUnlessLongerStopsPastItsBound) {
+  VOXPRINT_REQUIRE_REFERENCE_KIT();
+  const std::string path =
+      (ReferenceDir() / "audio" / "sample_48k_24bit.flac").string();
+  const Audio16k whole = LoadAudio16k(path);
+  ASSERT_EQ(whole.samples.size(), 480000u);
+  const AudioLimits limits;
+  EXPECT_FALSE(audio::StreamDecoder::OpenFile(path, limits)
+                   ->DecodeAll16kUnlessLonger(479999)
+                   .has_value());
+  EXPECT_FALSE(audio::StreamDecoder::OpenFile(path, limits)
+                   ->DecodeAll16kUnlessLonger(16000)
+                   .has_value());
+  const std::optional<Audio16k> exact =
+      audio::StreamDecoder::OpenFile(path, limits)
+          ->DecodeAll16kUnlessLonger(480000);
+  ASSERT_TRUE(exact.has_value());
+  EXPECT_TRUE(SameBits(exact->samples, whole.samples));
+  EXPECT_EQ(exact->info.frames, whole.info.frames);
 }
 
 TEST(AudioDecodeTest, ConcurrentDecodesAgree) {
