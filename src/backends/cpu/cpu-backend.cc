@@ -40,6 +40,7 @@
 #include <utility>
 
 #include "backends/network-plan.h"
+#include "backends/run-cancel.h"
 #include "memory/large-buffer.h"
 #include "voxprint/error.h"
 
@@ -843,6 +844,7 @@ class CpuSession final : public Session {
             .subspan(input * plan.embedding_dim, plan.embedding_dim);
       };
       for (const std::vector<size_t>& run : runs) {
+        ThrowIfRunCancelled();
         last_mixed_runs_.push_back(static_cast<int>(run.size()));
         if (run.size() == 1) {
           const Input& input = inputs[run[0]];
@@ -991,6 +993,8 @@ class CpuSession final : public Session {
     int64_t taken = 0;
     int64_t start = 0;
     while (taken < total_out) {
+      // A cancelled caller stops here, within a tile of its run.
+      ThrowIfRunCancelled();
       const int64_t end = std::min(frames, start + width);
       const int64_t first =
           start == 0 ? 0 : CeilDiv(start + plan.receptive_left, stride);
