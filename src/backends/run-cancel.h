@@ -2,8 +2,8 @@
 //
 // Session's interface carries no token, so the pipeline sets the caller's
 // token around a run (RunCancelScope) and a backend checks it between the
-// units of a long run (time tiles, batch chunks): a cancelled request then
-// frees its session within one tile instead of after the whole input.
+// units of a long run (time tiles, batches, layers): a cancelled request
+// then frees its session within one layer instead of after the whole input.
 #pragma once
 
 #include <utility>

@@ -71,6 +71,13 @@ Features ParallelFbank(std::span<const float> samples,
   return all;
 }
 
+// "100", "1.5e+07": a number in a message (no integer conversion).
+std::string Number(double x) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%g", x);
+  return text;
+}
+
 }  // namespace
 
 std::string SecondsText(double s) {
@@ -168,8 +175,7 @@ void SampleEmbedder::CheckWindowWork(int64_t num_samples,
            SecondsText(request.window_duration_s) + " over " +
            SecondsText(static_cast<double>(num_samples) / rate) +
            " of audio (" + SecondsText(work_s) + " of network input, " +
-           std::to_string(static_cast<int64_t>(std::ceil(coverage))) +
-           "x the audio)";
+           Number(std::ceil(coverage)) + "x the audio)";
   };
   if (windows > window_limits_.max_windows)
     throw Error(ErrorCode::kInvalidArgument,
@@ -177,13 +183,12 @@ void SampleEmbedder::CheckWindowWork(int64_t num_samples,
                     std::to_string(window_limits_.max_windows) +
                     " windows are allowed per input: use a larger step");
   if (coverage > window_limits_.max_coverage + 1e-9)
-    throw Error(
-        ErrorCode::kInvalidArgument,
-        describe() + "; the windows may cover at most " +
-            std::to_string(static_cast<int64_t>(window_limits_.max_coverage)) +
-            "x the audio: use a step of at least " +
-            SecondsText(request.window_duration_s /
-                        window_limits_.max_coverage));
+    throw Error(ErrorCode::kInvalidArgument,
+                describe() + "; the windows may cover at most " +
+                    Number(window_limits_.max_coverage) +
+                    "x the audio: use a step of at least " +
+                    SecondsText(request.window_duration_s /
+                                window_limits_.max_coverage));
 }
 
 WindowEmbedding SampleEmbedder::Window(const scoring::ChunkPlan& plan,
