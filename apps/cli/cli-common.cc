@@ -165,7 +165,7 @@ std::unique_ptr<Extractor> ModelFlags::MakeExtractor(
   options.model_checksum = model_checksum;
   options.model_path = apps::ResolveModelPath(
       model_path, quiet ? nullptr : +[](const std::string& line) {
-        std::cerr << "voxprint: " << line << std::endl;
+        std::cerr << "voxprint: " << Printable(line) << std::endl;
       });
   options.device = device;
   options.backend.num_threads = threads;
@@ -179,7 +179,8 @@ std::unique_ptr<Extractor> ModelFlags::MakeExtractor(
   options.backend.precision = precision;
   auto extractor = std::make_unique<Extractor>(options);
   if (!quiet && !extractor->DeviceChoice().empty())
-    std::cerr << "voxprint: " << extractor->DeviceChoice() << std::endl;
+    std::cerr << "voxprint: " << Printable(extractor->DeviceChoice())
+              << std::endl;
   return extractor;
 }
 
