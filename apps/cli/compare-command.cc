@@ -17,9 +17,12 @@ struct CompareFlags {
 };
 
 int RunCompare(const CompareFlags& flags) {
+  apps::ValidateThreshold(flags.threshold);  // CLI::Range lets NaN through
   const std::unique_ptr<Extractor> extractor = flags.model.MakeExtractor(false);
-  const EmbeddingResult a = extractor->EmbedFile(flags.a);
-  const EmbeddingResult b = extractor->EmbedFile(flags.b);
+  EmbedRequest request;
+  request.cancel = CancelOnInterrupt();
+  const EmbeddingResult a = extractor->EmbedFile(flags.a, request);
+  const EmbeddingResult b = extractor->EmbedFile(flags.b, request);
   nlohmann::json json = apps::ComparisonToJson(
       CosineSimilarity(a.embedding, b.embedding), flags.threshold);
   json["a"] = flags.a;

@@ -4,11 +4,11 @@
 #include <atomic>
 #include <filesystem>
 #include <future>
-#include <thread>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <optional>
+#include <thread>
 
 #include "cli-common.h"
 #include "common/result-json.h"
@@ -92,8 +92,7 @@ class InOrderEmbedder {
  private:
   void EmbedInto(size_t index) {
     try {
-      outcomes_[index].set_value(
-          extractor_.EmbedFile(files_[index], request_));
+      outcomes_[index].set_value(extractor_.EmbedFile(files_[index], request_));
     } catch (...) {
       outcomes_[index].set_exception(std::current_exception());
     }
@@ -115,7 +114,16 @@ class InOrderEmbedder {
   std::vector<std::thread> workers_;
 };
 
+// --jobs at most: each job holds a network session's scratch memory, and
+// jobs beyond the cores gain nothing.
+constexpr int kMaxJobs = 64;
+
 int RunEmbed(const EmbedFlags& flags) {
+  if (flags.jobs < 1 || flags.jobs > kMaxJobs)
+    throw Error(ErrorCode::kInvalidArgument,
+                "--jobs " + std::to_string(flags.jobs) +
+                    " is out of range: it must be 1 to " +
+                    std::to_string(kMaxJobs));
   EmbedRequest request;
   request.mode =
       flags.window == "sliding" ? WindowMode::kSliding : WindowMode::kWhole;
@@ -125,6 +133,7 @@ int RunEmbed(const EmbedFlags& flags) {
   request.start_s = flags.start_s;
   request.end_s = flags.end_s;
   request.Validate();
+  request.cancel = CancelOnInterrupt();
   if (flags.format != "json" && flags.output.empty() &&
       (flags.format == "npy" || flags.files.size() > 1))
     throw Error(ErrorCode::kInvalidArgument,
@@ -150,6 +159,8 @@ int RunEmbed(const EmbedFlags& flags) {
   const auto report = [&](size_t i, BatchOutcome&& outcome) {
     const std::string& file = flags.files[i];
     std::optional<Error> failure = std::move(outcome.error);
+    // Interrupted: the whole command stops with that one error.
+    if (failure && failure->code() == ErrorCode::kCancelled) throw *failure;
     if (!failure) {
       try {
         const EmbeddingResult& result = outcome.result.value();
@@ -164,7 +175,7 @@ int RunEmbed(const EmbedFlags& flags) {
         }
         if (show_progress)
           std::cerr << "[" << i + 1 << "/" << flags.files.size() << "] "
-                    << file << ": " << result.duration_s
+                    << Printable(file) << ": " << result.duration_s
                     << " s of audio in " << result.processing_s << " s"
                     << std::endl;
       } catch (const Error& error) {
@@ -251,7 +262,8 @@ CLI::App* AddEmbedCommand(CLI::App& root, std::function<int()>& run) {
                    "Sliding windows: inputs embedded at once (decode, "
                    "features and network in parallel), sharing --threads. "
                    "Whole files are batched across inputs instead. Output "
-                   "order is the input order either way")
+                   "order is the input order either way (1 to " +
+                       std::to_string(kMaxJobs) + ")")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   command->add_option("files", flags->files, "Audio files (any common format)")

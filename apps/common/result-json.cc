@@ -1,13 +1,17 @@
 #include "result-json.h"
 
 #include <cmath>
+#include <string>
+
+#include "voxprint/error.h"
 
 namespace voxprint::apps {
 
 namespace {
 
-// NaN/inf are not JSON; they only appear for degenerate inputs (e.g. a
-// window of identical frames), and null keeps the document valid.
+// NaN/inf are not JSON. The Extractor refuses embeddings that hold them
+// (kInternal), so none should arrive; null keeps the document valid if one
+// ever did.
 nlohmann::json FloatsToJson(const std::vector<float>& values) {
   nlohmann::json array = nlohmann::json::array();
   for (float v : values) {
@@ -93,9 +97,18 @@ nlohmann::json ModelInfoToJson(const Extractor& extractor) {
 }
 
 nlohmann::json ComparisonToJson(double similarity, double threshold) {
+  ValidateThreshold(threshold);
   return {{"similarity", similarity},
           {"threshold", threshold},
           {"same_speaker", similarity > threshold}};
+}
+
+void ValidateThreshold(double threshold) {
+  if (!(threshold >= -1.0 && threshold <= 1.0))
+    throw Error(ErrorCode::kInvalidArgument,
+                "threshold " + std::to_string(threshold) +
+                    " is out of range: it must be a cosine similarity in "
+                    "[-1, 1]");
 }
 
 std::string DumpJson(const nlohmann::json& json, int indent) {

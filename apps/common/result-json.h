@@ -16,8 +16,11 @@ nlohmann::json EmbeddingResultToJson(const EmbeddingResult& result);
 // What `voxprint info` and GET /api/model print.
 nlohmann::json ModelInfoToJson(const Extractor& extractor);
 
-// {"similarity", "threshold", "same_speaker"}
+// {"similarity", "threshold", "same_speaker"}; ValidateThreshold first.
 nlohmann::json ComparisonToJson(double similarity, double threshold);
+
+// Throws kInvalidArgument unless `threshold` is in [-1, 1] (NaN is not).
+void ValidateThreshold(double threshold);
 
 // Serialises for output. File names are not always valid UTF-8; invalid
 // bytes become U+FFFD instead of failing the whole document.

@@ -43,7 +43,32 @@ struct ExtractorOptions {
   // for the next one instead of running alone. Unset: on for the cuda
   // backend, where a batch costs far less than its inputs one by one.
   std::optional<bool> batch_concurrent_calls;
+  // Bounds on the work one sliding-window request may ask for: a tiny step
+  // asks for hours of network time (3 s windows every 0.1 ms over 30 s are
+  // 270,000 windows). The windows together may cover at most this many
+  // times the audio's length (or one window's, when the audio is shorter):
+  // 100 allows steps down to duration / 100, ten times finer than
+  // pyannote's default of duration / 10, and bounds a request at 100 whole-
+  // file passes. Beyond: kInvalidArgument naming the step and the bound.
+  double max_window_coverage = 100.0;
+  // And at most this many windows per input (100,000 windows are 100 MB of
+  // embeddings, 28 hours of audio at pyannote's 1 s step).
+  int64_t max_windows = 100000;
 };
+
+// Bounds EmbedRequest::Validate and the Extractor apply to parameters.
+// Times (start, end) in seconds: 1e6 s is 11.6 days, past any real input.
+inline constexpr double kMaxTimeSeconds = 1e6;
+// A sliding window's duration, in seconds: one hour (longer windows are a
+// whole-file embedding in all but name).
+inline constexpr double kMaxWindowSeconds = 3600.0;
+// The smallest sliding-window step, in seconds: one fbank frame shift
+// (finer steps give windows whose features differ by a fraction of a frame).
+inline constexpr double kMinWindowStepSeconds = 0.01;
+// BackendOptions::num_threads at most (0: all cores). More threads than
+// this gain nothing on any machine and make the thread library fail
+// (libgomp crashed at 100,000 and stalled at 20,000).
+inline constexpr int kMaxThreads = 1024;
 
 enum class WindowMode { kWhole, kSliding };
 
@@ -67,7 +92,13 @@ struct EmbedRequest {
   // ErrorCode::kCancelled (checked between decoded packets, batches of
   // windows and tiles). Default: never cancelled.
   CancelToken cancel;
-  // Throws ErrorCode::kInvalidArgument naming the bad field.
+  // Throws ErrorCode::kInvalidArgument naming the bad field and its bounds:
+  // every number finite; start in [0, kMaxTimeSeconds), end in
+  // (start, kMaxTimeSeconds]; window duration in (0, kMaxWindowSeconds];
+  // window step in [kMinWindowStepSeconds, kMaxWindowSeconds] (duration and
+  // step are checked in whole mode too: a typo should not pass silently).
+  // The bounds that depend on the input's length (an excerpt inside it, the
+  // windows' total work) are checked once it is decoded.
   void Validate() const;
 };
 
@@ -86,7 +117,7 @@ struct EmbeddingResult {
   std::vector<float> embedding;          // whole mode
   std::vector<WindowEmbedding> windows;  // sliding mode
   bool shared_trunk = false;  // windows from EmbedRequest::shared_trunk
-  double processing_s = 0.0;             // wall time of this call
+  double processing_s = 0.0;  // wall time of this call
 };
 
 // One input's outcome in a many-file call: its result, or the error that
@@ -98,12 +129,17 @@ struct BatchOutcome {
 
 class Extractor {
  public:
-  // Loads the model file and prepares it on the device. Throws Error.
+  // Loads the model file and prepares it on the device. Throws Error:
+  // kInvalidArgument for options out of range (threads beyond kMaxThreads,
+  // ...), before the model file is read.
   explicit Extractor(const ExtractorOptions& options);
   ~Extractor();
   Extractor(const Extractor&) = delete;
   Extractor& operator=(const Extractor&) = delete;
 
+  // Every call checks each embedding it returns: one holding NaN or Inf
+  // (weights that overflow float32) throws kInternal naming the input (and
+  // the window) instead of passing for a result.
   EmbeddingResult EmbedFile(const std::string& path,
                             const EmbedRequest& request = {}) const;
   EmbeddingResult EmbedBytes(std::span<const uint8_t> bytes,
@@ -117,7 +153,10 @@ class Extractor {
   // thread while the network runs, so memory stays bounded.
   // `on_outcome(index, outcome)` receives every input's outcome, in input
   // order, as its round completes; one input's failure leaves the others
-  // untouched. Throws only for a bad request (before any input is read).
+  // untouched. Throws only for a bad request (before any input is read) and
+  // kCancelled once request.cancel is raised (checked between inputs, before
+  // each batch's network run and between its tiles): a cancelled job stops
+  // as a whole, without outcomes for the inputs it did not finish.
   using OutcomeCallback = std::function<void(size_t, BatchOutcome&&)>;
   void EmbedFiles(std::span<const std::string> paths,
                   const EmbedRequest& request,
@@ -156,7 +195,8 @@ class Extractor {
 };
 
 // Cosine similarity of two equal-length vectors, in [-1, 1]; 0 when either
-// is all zeros. Throws kInvalidArgument on a size mismatch.
+// is all zeros. Throws kInvalidArgument on a size mismatch or when a vector
+// holds NaN or infinite values.
 double CosineSimilarity(std::span<const float> a, std::span<const float> b);
 
 inline constexpr double kDefaultSameSpeakerThreshold = 0.7;

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "audio/stream-decoder.h"
+#include "backends/run-cancel.h"
 #include "model/model-file.h"
 #include "pipeline/long-audio.h"
 #include "pipeline/prefetcher.h"
@@ -32,26 +33,41 @@ using pipeline::NamingErrors;
 // batch_concurrent_calls): at most this many frames (5.5 min of audio) per
 // batch; Session::RunMixed cuts it into runs of similar length.
 constexpr int64_t kMaxConcurrentBatchFrames = 32768;
+
+// "<what> <value> is out of range: <bound>" for a parameter.
+Error OutOfRange(const std::string& what, double value,
+                 const std::string& bound) {
+  return Error(ErrorCode::kInvalidArgument,
+               what + " " +
+                   (std::isfinite(value) ? pipeline::SecondsText(value)
+                                         : std::to_string(value)) +
+                   " is out of range: " + bound);
+}
+
+std::string Seconds(double s) { return pipeline::SecondsText(s); }
+
 }  // namespace
 
 void EmbedRequest::Validate() const {
-  if (mode == WindowMode::kSliding) {
-    if (!std::isfinite(window_duration_s) || window_duration_s <= 0)
-      throw Error(ErrorCode::kInvalidArgument,
-                  "window duration must be a positive number of seconds");
-    if (!std::isfinite(window_step_s) || window_step_s <= 0)
-      throw Error(ErrorCode::kInvalidArgument,
-                  "window step must be a positive number of seconds");
-  }
+  // Every bound is written as !(inside) so that NaN fails it too.
+  if (!(window_duration_s > 0 && window_duration_s <= kMaxWindowSeconds))
+    throw OutOfRange(
+        "window duration", window_duration_s,
+        "it must be > 0 and at most " + Seconds(kMaxWindowSeconds));
+  if (!(window_step_s >= kMinWindowStepSeconds &&
+        window_step_s <= kMaxWindowSeconds))
+    throw OutOfRange("window step", window_step_s,
+                     "it must be at least " + Seconds(kMinWindowStepSeconds) +
+                         " and at most " + Seconds(kMaxWindowSeconds));
   if (shared_trunk && mode != WindowMode::kSliding)
     throw Error(ErrorCode::kInvalidArgument,
                 "the shared-trunk mode applies to sliding windows only");
-  if (start_s && (!std::isfinite(*start_s) || *start_s < 0))
-    throw Error(ErrorCode::kInvalidArgument,
-                "start must be a non-negative number of seconds");
-  if (end_s && (!std::isfinite(*end_s) || *end_s <= 0))
-    throw Error(ErrorCode::kInvalidArgument,
-                "end must be a positive number of seconds");
+  if (start_s && !(*start_s >= 0 && *start_s < kMaxTimeSeconds))
+    throw OutOfRange("start", *start_s,
+                     "it must be >= 0 and below " + Seconds(kMaxTimeSeconds));
+  if (end_s && !(*end_s > 0 && *end_s <= kMaxTimeSeconds))
+    throw OutOfRange("end", *end_s,
+                     "it must be > 0 and at most " + Seconds(kMaxTimeSeconds));
   if (start_s && end_s && *end_s <= *start_s)
     throw Error(ErrorCode::kInvalidArgument,
                 "end (" + pipeline::SecondsText(*end_s) +
@@ -135,18 +151,20 @@ struct Extractor::Impl {
                               const std::string& name,
                               const EmbedRequest& request) const {
     request.Validate();
+    request.cancel.ThrowIfCancelled(name);
     std::unique_ptr<audio::StreamDecoder> first = open();
     if (Streams(*first, request))
-      return EmbedLong(std::move(first), open, name);
+      return EmbedLong(std::move(first), open, name, request.cancel);
     std::optional<Audio16k> audio = DecodeOrStreams(*first, request);
     first.reset();
-    if (!audio) return EmbedLong(open(), open, name);
+    if (!audio) return EmbedLong(open(), open, name, request.cancel);
     return Embed(std::move(*audio), name, request);
   }
 
   EmbeddingResult EmbedLong(std::unique_ptr<audio::StreamDecoder> first,
                             const pipeline::StreamOpener& open,
-                            const std::string& name) const {
+                            const std::string& name,
+                            const CancelToken& cancel) const {
     const auto started = std::chrono::steady_clock::now();
     // Pass 1 reuses the decoder already open; pass 2 opens the input again.
     const pipeline::StreamOpener reopen = [&] {
@@ -154,9 +172,10 @@ struct Extractor::Impl {
     };
     auto session = sessions->Borrow();
     pipeline::LongAudioEmbedding embedded = NamingErrors(name, [&] {
-      return pipeline::EmbedLongAudio(reopen, fbank, *session, name,
-                                      kMinFrames);
+      return pipeline::EmbedLongAudio(reopen, fbank, *session, name, kMinFrames,
+                                      cancel);
     });
+    pipeline::CheckFinite(embedded.embedding, name);
     EmbeddingResult result;
     result.source = name;
     result.audio = embedded.info;
@@ -214,11 +233,13 @@ struct Extractor::Impl {
                         const EmbedRequest& request) const {
     const auto started = std::chrono::steady_clock::now();
     request.Validate();
+    request.cancel.ThrowIfCancelled(name);
     PreparedInput input =
         Prepare(std::forward<DecodedOr16k>(audio), name, request);
     EmbeddingResult& result = input.result;
     if (request.mode == WindowMode::kWhole)
-      result.embedding = embedder->EmbedWhole(input.samples_16k, name);
+      result.embedding =
+          embedder->EmbedWhole(input.samples_16k, name, request.cancel);
     else
       result.windows = embedder->EmbedSliding(input.samples_16k, request,
                                               input.offset_s, name);
@@ -248,6 +269,7 @@ struct Extractor::Impl {
     const auto started = std::chrono::steady_clock::now();
     PreparedWhole prepared;
     try {
+      request.cancel.ThrowIfCancelled(name);
       std::unique_ptr<audio::StreamDecoder> decoder = open();
       if (Streams(*decoder, request)) {
         prepared.streams = true;
@@ -259,6 +281,7 @@ struct Extractor::Impl {
         prepared.streams = true;
         return prepared;
       }
+      request.cancel.ThrowIfCancelled(name);
       PreparedInput input = Prepare(std::move(*audio), name, request);
       prepared.features = embedder->FeaturesOf(input.samples_16k, name);
       prepared.outcome.result = std::move(input.result);
@@ -307,21 +330,32 @@ struct Extractor::Impl {
           for (const Waiting& w : waiting)
             inputs.push_back({w.features.values, w.features.num_frames});
           const std::vector<float> embeddings = [&] {
+            request.cancel.ThrowIfCancelled("the batch's network run");
+            const backends::RunCancelScope scope(request.cancel);
             auto session = sessions->Borrow();
             return session->RunMixed(inputs);
           }();
           // Each input is charged its share of the batched network run.
           const double network_s = SecondsSince(started);
           for (size_t i = 0; i < waiting.size(); ++i) {
-            EmbeddingResult& result = *outcomes[waiting[i].slot].result;
+            BatchOutcome& outcome = outcomes[waiting[i].slot];
+            EmbeddingResult& result = *outcome.result;
             const auto first = embeddings.begin() + i * embedding_dim;
             result.embedding.assign(first, first + embedding_dim);
             result.processing_s = waiting[i].prepare_s +
                                   network_s *
                                       static_cast<double>(inputs[i].frames) /
                                       static_cast<double>(waiting_frames);
+            try {
+              pipeline::CheckFinite(result.embedding, result.source);
+            } catch (const Error& error) {
+              outcome.result.reset();
+              outcome.error = error;
+            }
           }
         } catch (const Error& error) {
+          // A cancelled job stops as a whole (EmbedMany throws).
+          if (error.code() == ErrorCode::kCancelled) throw;
           // The batch failed as a whole (memory, device): so does each
           // of its inputs.
           for (const Waiting& w : waiting) {
@@ -340,6 +374,9 @@ struct Extractor::Impl {
       waiting_frames = 0;
     };
     for (size_t index = 0; index < count; ++index) {
+      // Between inputs: a cancelled job stops as a whole, without reporting
+      // the inputs it will not embed.
+      request.cancel.ThrowIfCancelled(name_of(index));
       BatchOutcome& outcome = outcomes.emplace_back();
       try {
         if (!whole) {
@@ -347,7 +384,8 @@ struct Extractor::Impl {
               EmbedStream(opener_of(index), name_of(index), request);
         } else if (PreparedWhole input = prepared->Next(); input.streams) {
           const pipeline::StreamOpener open = opener_of(index);
-          outcome.result = EmbedLong(open(), open, name_of(index));
+          outcome.result =
+              EmbedLong(open(), open, name_of(index), request.cancel);
         } else {
           outcome = std::move(input.outcome);
           if (input.features) {
@@ -357,9 +395,12 @@ struct Extractor::Impl {
           }
         }
       } catch (const Error& error) {
+        if (error.code() == ErrorCode::kCancelled) throw;
         outcome.result.reset();
         outcome.error = error;
       }
+      if (outcome.error && outcome.error->code() == ErrorCode::kCancelled)
+        throw *outcome.error;
       // Nothing waiting for the network (sliding windows, failures): the
       // outcomes so far can go out at once.
       if (waiting.empty() || waiting_frames >= kRoundFrames) finish_round();
@@ -368,8 +409,34 @@ struct Extractor::Impl {
   }
 };
 
+namespace {
+
+// Options out of range fail before the model is read.
+void ValidateOptions(const ExtractorOptions& options) {
+  const int threads = options.backend.num_threads;
+  if (threads < 0 || threads > kMaxThreads)
+    throw Error(ErrorCode::kInvalidArgument,
+                "threads " + std::to_string(threads) +
+                    " is out of range: it must be 0 (all cores) to " +
+                    std::to_string(kMaxThreads));
+  // Each run holds a session's scratch memory (below 1: one).
+  if (options.max_parallel_runs > kMaxThreads)
+    throw Error(ErrorCode::kInvalidArgument,
+                "parallel runs " + std::to_string(options.max_parallel_runs) +
+                    " is out of range: at most " + std::to_string(kMaxThreads));
+  if (!(options.max_window_coverage >= 1.0) ||
+      !std::isfinite(options.max_window_coverage))
+    throw Error(ErrorCode::kInvalidArgument,
+                "max_window_coverage must be a finite number >= 1");
+  if (options.max_windows < 1)
+    throw Error(ErrorCode::kInvalidArgument, "max_windows must be >= 1");
+}
+
+}  // namespace
+
 Extractor::Extractor(const ExtractorOptions& options)
     : impl_(std::make_unique<Impl>()) {
+  ValidateOptions(options);
   impl_->options = options;
   model::LoadOptions load;
   load.checksum = options.model_checksum;
@@ -387,7 +454,8 @@ Extractor::Extractor(const ExtractorOptions& options)
         *impl_->sessions, impl_->embedding_dim, kMaxConcurrentBatchFrames);
   impl_->embedder = std::make_unique<pipeline::SampleEmbedder>(
       impl_->fbank, *impl_->sessions, impl_->embedding_dim, device.batch_frames,
-      impl_->batcher.get());
+      impl_->batcher.get(),
+      pipeline::WindowLimits{options.max_window_coverage, options.max_windows});
 }
 
 Extractor::~Extractor() = default;
@@ -438,10 +506,12 @@ EmbeddingResult Extractor::EmbedSamples(std::span<const float> samples,
 
 std::vector<float> Extractor::EmbedFeatures(std::span<const float> features,
                                             int batch, int64_t frames) const {
-  const int64_t expected =
-      static_cast<int64_t>(batch) * frames * impl_->fbank.num_mel_bins;
-  if (batch <= 0 || frames < Impl::kMinFrames ||
-      static_cast<int64_t>(features.size()) != expected)
+  // Compared by division: batch * frames * bins could overflow.
+  const auto bins = static_cast<size_t>(impl_->fbank.num_mel_bins);
+  if (batch <= 0 || frames < Impl::kMinFrames || features.size() % bins != 0 ||
+      features.size() / bins % static_cast<size_t>(batch) != 0 ||
+      features.size() / bins / static_cast<size_t>(batch) !=
+          static_cast<uint64_t>(frames))
     throw Error(ErrorCode::kInvalidArgument,
                 "features must be [batch, frames >= 9, " +
                     std::to_string(impl_->fbank.num_mel_bins) + "], got " +

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "audio/streaming-resampler.h"
+#include "backends/run-cancel.h"
 #include "voxprint/error.h"
 
 namespace voxprint::pipeline {
@@ -20,14 +21,19 @@ constexpr size_t kFbankBlockSamples = 16 * kModelSampleRateHz;
 class FeatureStream {
  public:
   FeatureStream(std::unique_ptr<audio::StreamDecoder> decoder,
-                const FbankOptions& fbank)
-      : decoder_(std::move(decoder)), fbank_(fbank) {}
+                const FbankOptions& fbank, const CancelToken& cancel,
+                const std::string& name)
+      : decoder_(std::move(decoder)),
+        fbank_(fbank),
+        cancel_(cancel),
+        name_(name) {}
 
   // Replaces *rows with the next frames, row-major [n, bins]; returns n, 0
   // at the end.
   int64_t Next(std::vector<float>* rows) {
     rows->clear();
     while (!ended_) {
+      cancel_.ThrowIfCancelled(name_);
       if (decoder_->Next(&decoded_)) {
         if (!resampler_) {
           resampler_ = std::make_unique<audio::StreamingResampler>(
@@ -72,6 +78,8 @@ class FeatureStream {
 
   std::unique_ptr<audio::StreamDecoder> decoder_;
   FbankOptions fbank_;
+  CancelToken cancel_;
+  std::string name_;
   std::unique_ptr<audio::StreamingResampler> resampler_;
   std::vector<float> decoded_;
   std::vector<float> pending_;  // 16 kHz samples not yet in a frame
@@ -83,7 +91,8 @@ class FeatureStream {
 
 LongAudioEmbedding EmbedLongAudio(const StreamOpener& open,
                                   const FbankOptions& fbank, Session& session,
-                                  const std::string& name, int64_t min_frames) {
+                                  const std::string& name, int64_t min_frames,
+                                  const CancelToken& cancel) {
   const int bins = fbank.num_mel_bins;
   std::vector<float> rows;
 
@@ -93,7 +102,7 @@ LongAudioEmbedding EmbedLongAudio(const StreamOpener& open,
   int64_t total_frames = 0;
   LongAudioEmbedding result;
   {
-    FeatureStream stream(open(), fbank);
+    FeatureStream stream(open(), fbank, cancel, name);
     while (const int64_t n = stream.Next(&rows)) {
       for (int64_t t = 0; t < n; ++t) {
         const float* row = rows.data() + t * bins;
@@ -117,7 +126,7 @@ LongAudioEmbedding EmbedLongAudio(const StreamOpener& open,
   // Pass 2: the network asks for tiles (with their halo) in increasing
   // order; `window` holds the mean-subtracted frames from the current tile's
   // first one on.
-  FeatureStream stream(open(), fbank);
+  FeatureStream stream(open(), fbank, cancel, name);
   std::vector<float> window;
   int64_t window_first = 0;  // frame index of window[0]
   int64_t produced = 0;      // frames read from the stream
@@ -152,7 +161,11 @@ LongAudioEmbedding EmbedLongAudio(const StreamOpener& open,
     std::copy_n(window.begin() + (first - window_first) * bins, count * bins,
                 out);
   };
-  result.embedding = session.RunWithFeatureSource(total_frames, bins, source);
+  {
+    // The backend checks the token between its tiles too.
+    const backends::RunCancelScope scope(cancel);
+    result.embedding = session.RunWithFeatureSource(total_frames, bins, source);
+  }
   window.clear();
   while (const int64_t n = stream.Next(&rows)) produced += n;
   if (produced != total_frames)

@@ -18,6 +18,7 @@
 #include "audio/stream-decoder.h"
 #include "voxprint/audio.h"
 #include "voxprint/backend.h"
+#include "voxprint/cancel.h"
 #include "voxprint/features.h"
 
 namespace voxprint::pipeline {
@@ -33,9 +34,12 @@ struct LongAudioEmbedding {
 };
 
 // Throws voxprint::Error: the decoder's errors, kCorruptInput when the input
-// gives fewer than `min_frames` frames or the two passes disagree.
+// gives fewer than `min_frames` frames or the two passes disagree,
+// kCancelled once `cancel` is raised (checked between decoded blocks and
+// between the network's tiles).
 LongAudioEmbedding EmbedLongAudio(const StreamOpener& open,
                                   const FbankOptions& fbank, Session& session,
-                                  const std::string& name, int64_t min_frames);
+                                  const std::string& name, int64_t min_frames,
+                                  const CancelToken& cancel = {});
 
 }  // namespace voxprint::pipeline

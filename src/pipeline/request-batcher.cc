@@ -1,8 +1,11 @@
 #include "pipeline/request-batcher.h"
 
 #include <algorithm>
+#include <chrono>
 #include <exception>
 #include <utility>
+
+#include "backends/run-cancel.h"
 
 namespace voxprint::pipeline {
 
@@ -21,15 +24,24 @@ RequestBatcher::RequestBatcher(SessionPool& sessions, int embedding_dim,
       max_batch_frames_(max_batch_frames) {}
 
 std::vector<float> RequestBatcher::Run(std::span<const float> features,
-                                       int64_t frames) {
+                                       int64_t frames,
+                                       const CancelToken& cancel) {
+  // How often a waiting caller looks at its token: a batch can take seconds.
+  constexpr auto kCancelPoll = std::chrono::milliseconds(20);
   Pending me;
   me.features = features;
   me.frames = frames;
   std::unique_lock lock(mutex_);
+  cancel.ThrowIfCancelled("waiting for the network");
   queue_.push_back(&me);
   while (!me.done) {
+    const auto queued = std::find(queue_.begin(), queue_.end(), &me);
+    if (queued != queue_.end() && cancel.Cancelled()) {
+      queue_.erase(queued);
+      cancel.ThrowIfCancelled("waiting for the network");
+    }
     if (leading_) {
-      changed_.wait(lock);
+      changed_.wait_for(lock, kCancelPoll);
       continue;
     }
     try {
@@ -66,6 +78,9 @@ void RequestBatcher::Lead(std::unique_lock<std::mutex>& lock) {
     inputs.reserve(batch.size());
     for (const Pending* pending : batch)
       inputs.push_back({pending->features, pending->frames});
+    // The batch serves callers other than its leader: no one caller's
+    // token may stop it.
+    const backends::RunCancelScope scope{CancelToken()};
     auto session = sessions_.Borrow();
     embeddings = session->RunMixed(inputs);
   } catch (...) {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "pipeline/session-pool.h"
+#include "voxprint/cancel.h"
 
 namespace voxprint::pipeline {
 
@@ -29,8 +30,11 @@ class RequestBatcher {
                  int64_t max_batch_frames);
 
   // features [frames, bins], mean subtracted -> [embedding_dim]; blocks
-  // until its batch ran. Throws what the batch's run threw.
-  std::vector<float> Run(std::span<const float> features, int64_t frames);
+  // until its batch ran. Throws what the batch's run threw, or kCancelled
+  // when `cancel` is raised while the input still waits in the queue (once
+  // its batch runs, the batch finishes: it serves other callers too).
+  std::vector<float> Run(std::span<const float> features, int64_t frames,
+                         const CancelToken& cancel = {});
 
   // Batches run so far (tests, diagnostics).
   struct Stats {

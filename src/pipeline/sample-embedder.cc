@@ -8,6 +8,7 @@
 #include <system_error>
 #include <thread>
 
+#include "backends/run-cancel.h"
 #include "voxprint/error.h"
 
 namespace voxprint::pipeline {
@@ -70,6 +71,13 @@ Features ParallelFbank(std::span<const float> samples,
   return all;
 }
 
+// "100", "1.5e+07": a number in a message (no integer conversion).
+std::string Number(double x) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%g", x);
+  return text;
+}
+
 }  // namespace
 
 std::string SecondsText(double s) {
@@ -78,14 +86,28 @@ std::string SecondsText(double s) {
   return text;
 }
 
+void CheckFinite(std::span<const float> embeddings, const std::string& what) {
+  const auto bad = std::find_if(embeddings.begin(), embeddings.end(),
+                                [](float x) { return !std::isfinite(x); });
+  if (bad == embeddings.end()) return;
+  throw Error(ErrorCode::kInternal,
+              what +
+                  ": the model produced non-finite values (NaN/Inf) in the "
+                  "embedding; its weights overflow float32 arithmetic (a "
+                  "damaged or hostile model file, not a usable WeSpeaker "
+                  "ResNet)");
+}
+
 SampleEmbedder::SampleEmbedder(const FbankOptions& fbank, SessionPool& sessions,
                                int embedding_dim, int64_t batch_frames,
-                               RequestBatcher* batcher)
+                               RequestBatcher* batcher,
+                               WindowLimits window_limits)
     : fbank_(fbank),
       sessions_(sessions),
       embedding_dim_(embedding_dim),
       batch_frames_(batch_frames),
-      batcher_(batcher) {}
+      batcher_(batcher),
+      window_limits_(window_limits) {}
 
 Features SampleEmbedder::FeaturesOf(std::span<const float> samples_16k,
                                     const std::string& name) const {
@@ -103,19 +125,70 @@ Features SampleEmbedder::FeaturesOf(std::span<const float> samples_16k,
 }
 
 std::vector<float> SampleEmbedder::Run(std::span<const float> features,
-                                       int batch, int64_t frames) const {
-  auto session = sessions_.Borrow();
-  return session->Run(features, batch, frames);
+                                       int batch, int64_t frames,
+                                       const CancelToken& cancel,
+                                       const std::string& name) const {
+  std::vector<float> embeddings = NamingErrors(name, [&] {
+    cancel.ThrowIfCancelled(name);
+    const backends::RunCancelScope scope(cancel);
+    auto session = sessions_.Borrow();
+    return session->Run(features, batch, frames);
+  });
+  CheckFinite(embeddings, name);
+  return embeddings;
 }
 
 std::vector<float> SampleEmbedder::EmbedWhole(
-    std::span<const float> samples_16k, const std::string& name) const {
+    std::span<const float> samples_16k, const std::string& name,
+    const CancelToken& cancel) const {
+  cancel.ThrowIfCancelled(name);
   const Features features = FeaturesOf(samples_16k, name);
-  if (batcher_ != nullptr)
-    return NamingErrors(name, [&] {
-      return batcher_->Run(features.values, features.num_frames);
-    });
-  return Run(features.values, 1, features.num_frames);
+  if (batcher_ == nullptr)
+    return Run(features.values, 1, features.num_frames, cancel, name);
+  std::vector<float> embedding = NamingErrors(name, [&] {
+    return batcher_->Run(features.values, features.num_frames, cancel);
+  });
+  CheckFinite(embedding, name);
+  return embedding;
+}
+
+void SampleEmbedder::CheckWindowWork(int64_t num_samples,
+                                     const EmbedRequest& request,
+                                     const std::string& name) const {
+  const int rate = fbank_.sample_rate_hz;
+  const int64_t chunk = scoring::SamplesInSeconds(request.window_duration_s,
+                                                  rate, "window duration");
+  const int64_t step =
+      scoring::SamplesInSeconds(request.window_step_s, rate, "window step");
+  if (chunk <= 0 || step <= 0) return;  // PlanChunks names these
+  const int64_t windows = scoring::ChunkCount(num_samples, chunk, step);
+  // Work in seconds of network input, against the audio (or one window,
+  // when the audio is shorter: a single padded window is always allowed).
+  const double audio_s =
+      static_cast<double>(std::max(num_samples, chunk)) / rate;
+  const double work_s =
+      static_cast<double>(windows) * static_cast<double>(chunk) / rate;
+  const double coverage = work_s / audio_s;
+  const auto describe = [&] {
+    return name + ": window step " + SecondsText(request.window_step_s) +
+           " asks for " + std::to_string(windows) + " windows of " +
+           SecondsText(request.window_duration_s) + " over " +
+           SecondsText(static_cast<double>(num_samples) / rate) +
+           " of audio (" + SecondsText(work_s) + " of network input, " +
+           Number(std::ceil(coverage)) + "x the audio)";
+  };
+  if (windows > window_limits_.max_windows)
+    throw Error(ErrorCode::kInvalidArgument,
+                describe() + "; at most " +
+                    std::to_string(window_limits_.max_windows) +
+                    " windows are allowed per input: use a larger step");
+  if (coverage > window_limits_.max_coverage + 1e-9)
+    throw Error(ErrorCode::kInvalidArgument,
+                describe() + "; the windows may cover at most " +
+                    Number(window_limits_.max_coverage) +
+                    "x the audio: use a step of at least " +
+                    SecondsText(request.window_duration_s /
+                                window_limits_.max_coverage));
 }
 
 WindowEmbedding SampleEmbedder::Window(const scoring::ChunkPlan& plan,
@@ -191,6 +264,8 @@ std::vector<float> SampleEmbedder::WindowFeatures(
 std::vector<WindowEmbedding> SampleEmbedder::EmbedSliding(
     std::span<const float> samples_16k, const EmbedRequest& request,
     double offset_s, const std::string& name) const {
+  CheckWindowWork(static_cast<int64_t>(samples_16k.size()), request, name);
+  request.cancel.ThrowIfCancelled(name);
   const scoring::ChunkPlan plan = scoring::PlanChunks(
       static_cast<int64_t>(samples_16k.size()), request.window_duration_s,
       request.window_step_s, fbank_.sample_rate_hz);
@@ -200,7 +275,8 @@ std::vector<WindowEmbedding> SampleEmbedder::EmbedSliding(
                 "window duration " + SecondsText(request.window_duration_s) +
                     " is too short: the model needs at least 0.105 s");
   if (request.shared_trunk)
-    return EmbedSlidingShared(samples_16k, plan, frames, offset_s, name);
+    return EmbedSlidingShared(samples_16k, plan, frames, offset_s,
+                              request.cancel, name);
   const size_t num_windows = plan.starts.size();
   const auto per_batch = static_cast<size_t>(
       std::clamp<int64_t>(batch_frames_ / frames, 1, kMaxBatchWindows));
@@ -222,10 +298,21 @@ std::vector<WindowEmbedding> SampleEmbedder::EmbedSliding(
         next = std::async(std::launch::async, features_of_batch, first + count);
     } catch (const std::system_error&) {  // no thread: after this run
     }
-    const std::vector<float> embeddings =
-        Run(features, static_cast<int>(count), frames);
-    for (size_t i = 0; i < count; ++i)
+    // Between batches: a cancelled request stops within one batch.
+    const std::vector<float> embeddings = NamingErrors(name, [&] {
+      request.cancel.ThrowIfCancelled(
+          "window at " +
+          SecondsText(offset_s + static_cast<double>(plan.starts[first]) /
+                                     fbank_.sample_rate_hz));
+      const backends::RunCancelScope scope(request.cancel);
+      auto session = sessions_.Borrow();
+      return session->Run(features, static_cast<int>(count), frames);
+    });
+    for (size_t i = 0; i < count; ++i) {
       windows.push_back(Window(plan, first + i, offset_s, embeddings, i));
+      CheckFinite(windows.back().embedding,
+                  name + ": window at " + SecondsText(windows.back().start_s));
+    }
     if (more)
       features = next.valid() ? next.get() : features_of_batch(first + count);
   }
@@ -236,8 +323,10 @@ std::vector<WindowEmbedding> SampleEmbedder::EmbedSliding(
 // each window pooled from it (EmbedRequest::shared_trunk).
 std::vector<WindowEmbedding> SampleEmbedder::EmbedSlidingShared(
     std::span<const float> samples_16k, const scoring::ChunkPlan& plan,
-    int64_t window_frames, double offset_s, const std::string& name) const {
+    int64_t window_frames, double offset_s, const CancelToken& cancel,
+    const std::string& name) const {
   const Features features = FeaturesOf(samples_16k, name);
+  cancel.ThrowIfCancelled(name);
   const int64_t shift = fbank_.FrameShiftSamples();
   std::vector<Session::FrameWindow> frame_windows;
   frame_windows.reserve(plan.starts.size());
@@ -246,14 +335,18 @@ std::vector<WindowEmbedding> SampleEmbedder::EmbedSlidingShared(
         {std::min((start + shift / 2) / shift, features.num_frames - 1),
          window_frames});
   const std::vector<float> embeddings = NamingErrors(name, [&] {
+    const backends::RunCancelScope scope(cancel);
     auto session = sessions_.Borrow();
     return session->RunSharedTrunk(features.values, features.num_frames,
                                    frame_windows);
   });
   std::vector<WindowEmbedding> windows;
   windows.reserve(plan.starts.size());
-  for (size_t i = 0; i < plan.starts.size(); ++i)
+  for (size_t i = 0; i < plan.starts.size(); ++i) {
     windows.push_back(Window(plan, i, offset_s, embeddings, i));
+    CheckFinite(windows.back().embedding,
+                name + ": window at " + SecondsText(windows.back().start_s));
+  }
   return windows;
 }
 

@@ -34,6 +34,17 @@ auto NamingErrors(const std::string& name, Function&& function) {
 // "1.5 s": seconds in messages.
 std::string SecondsText(double s);
 
+// Throws ErrorCode::kInternal naming `what` (the input, a window) when
+// `embeddings` hold a NaN or an infinity: weights that overflow float32
+// give them, and a null-filled embedding must never pass for a result.
+void CheckFinite(std::span<const float> embeddings, const std::string& what);
+
+// Bounds on the windows of one sliding-window request (ExtractorOptions).
+struct WindowLimits {
+  double max_coverage = 100.0;  // windows x duration / audio length
+  int64_t max_windows = 100000;
+};
+
 class SampleEmbedder {
  public:
   // The network needs at least two time steps after its three stride-2
@@ -46,21 +57,35 @@ class SampleEmbedder {
   // network runs.
   SampleEmbedder(const FbankOptions& fbank, SessionPool& sessions,
                  int embedding_dim, int64_t batch_frames,
-                 RequestBatcher* batcher = nullptr);
+                 RequestBatcher* batcher = nullptr,
+                 WindowLimits window_limits = {});
 
   // Mean-subtracted fbank; kCorruptInput (named) when too short to embed.
   // Long inputs are computed on several threads (same values).
   Features FeaturesOf(std::span<const float> samples_16k,
                       const std::string& name) const;
 
+  // The network on ready features; `cancel` is checked between its tiles.
+  // Every embedding is checked finite (CheckFinite, naming `name`).
   std::vector<float> Run(std::span<const float> features, int batch,
-                         int64_t frames) const;
+                         int64_t frames, const CancelToken& cancel = {},
+                         const std::string& name = "features") const;
 
+  // Throws kCancelled (named) once `cancel` is raised: before the features,
+  // before the network and between its tiles.
   std::vector<float> EmbedWhole(std::span<const float> samples_16k,
-                                const std::string& name) const;
+                                const std::string& name,
+                                const CancelToken& cancel = {}) const;
+
+  // Throws kInvalidArgument, before any work, when the windows of `request`
+  // over `num_samples` would exceed the WindowLimits (naming the step, the
+  // count and the bound).
+  void CheckWindowWork(int64_t num_samples, const EmbedRequest& request,
+                       const std::string& name) const;
 
   // Windows of `request` (sliding mode) over the samples; their times are
-  // shifted by `offset_s` (an excerpt's start).
+  // shifted by `offset_s` (an excerpt's start). CheckWindowWork first;
+  // request.cancel is checked between batches of windows.
   std::vector<WindowEmbedding> EmbedSliding(std::span<const float> samples_16k,
                                             const EmbedRequest& request,
                                             double offset_s,
@@ -74,7 +99,8 @@ class SampleEmbedder {
                                     const std::string& name) const;
   std::vector<WindowEmbedding> EmbedSlidingShared(
       std::span<const float> samples_16k, const scoring::ChunkPlan& plan,
-      int64_t window_frames, double offset_s, const std::string& name) const;
+      int64_t window_frames, double offset_s, const CancelToken& cancel,
+      const std::string& name) const;
   WindowEmbedding Window(const scoring::ChunkPlan& plan, size_t index,
                          double offset_s, std::span<const float> embeddings,
                          size_t row) const;
@@ -84,6 +110,7 @@ class SampleEmbedder {
   int embedding_dim_;
   int64_t batch_frames_;
   RequestBatcher* batcher_;
+  WindowLimits window_limits_;
 };
 
 }  // namespace voxprint::pipeline

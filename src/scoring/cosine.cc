@@ -19,6 +19,9 @@ double CosineSimilarity(std::span<const float> a, std::span<const float> b) {
     norm_a += static_cast<double>(a[i]) * a[i];
     norm_b += static_cast<double>(b[i]) * b[i];
   }
+  if (!std::isfinite(dot) || !std::isfinite(norm_a) || !std::isfinite(norm_b))
+    throw Error(ErrorCode::kInvalidArgument,
+                "cannot compare embeddings holding NaN or infinite values");
   if (norm_a == 0.0 || norm_b == 0.0) return 0.0;
   return dot / std::sqrt(norm_a * norm_b);
 }

@@ -150,5 +150,45 @@ TEST(RequestBatcher, AFailingRunFailsItsCallersOnly) {
   EXPECT_EQ(batcher.Run(features, 10), (std::vector<float>{10.0f, 3.0f}));
 }
 
+// A caller cancelled while its input waits behind a long batch leaves the
+// queue at once with kCancelled; the batch and the other callers are
+// unaffected, and its input never runs.
+TEST(RequestBatcher, ACancelledCallerLeavesTheQueueWithoutWaiting) {
+  Harness harness;
+  harness.network.run_time = std::chrono::milliseconds(1500);
+  // One input per batch: the second caller must wait for the first's run.
+  pipeline::RequestBatcher batcher(harness.sessions, kDim, 10);
+  std::thread first([&] {
+    const auto features = Input(10, 1.0f);
+    EXPECT_EQ(batcher.Run(features, 10), (std::vector<float>{10.0f, 1.0f}));
+  });
+  while (batcher.Totals().batches == 0)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const CancelToken cancel = CancelToken::Create();
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    cancel.Cancel();
+  });
+  const auto started = std::chrono::steady_clock::now();
+  try {
+    const auto features = Input(10, 2.0f);
+    batcher.Run(features, 10, cancel);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kCancelled);
+  }
+  const double waited =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
+          .count();
+  EXPECT_LT(waited, 1.0) << "waited for the running batch";
+  canceller.join();
+  first.join();
+  EXPECT_EQ(batcher.Totals().inputs, 1) << "the cancelled input ran";
+  // A token cancelled before the call: nothing is queued.
+  const auto features = Input(10, 3.0f);
+  EXPECT_THROW(batcher.Run(features, 10, cancel), Error);
+  EXPECT_EQ(batcher.Totals().inputs, 1);
+}
+
 }  // namespace
 }  // namespace voxprint

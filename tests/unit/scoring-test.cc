@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "scoring/windows.h"
@@ -53,6 +54,38 @@ TEST(PlanChunks, RefusesZeroLengthWindowsAndSteps) {
   EXPECT_THROW(PlanChunks(1000, 0.0, 1.0, 16000), Error);
   EXPECT_THROW(PlanChunks(1000, 1.0, 0.00001, 16000), Error);
   EXPECT_THROW(PlanChunks(1000, 1.0, -1.0, 16000), Error);
+}
+
+// No float->integer conversion out of range: times and sizes beyond any
+// input are refused (UBSan would flag the conversion itself).
+TEST(PlanChunks, RefusesSizesNoIntegerCanHold) {
+  for (const double huge :
+       {1e20, 1e300, std::numeric_limits<double>::infinity(),
+        std::numeric_limits<double>::quiet_NaN()}) {
+    EXPECT_THROW(PlanChunks(1000, huge, 1.0, 16000), Error) << huge;
+    EXPECT_THROW(PlanChunks(1000, 1.0, huge, 16000), Error) << huge;
+    EXPECT_THROW(scoring::SampleAtTime(huge, 16000), Error) << huge;
+  }
+  EXPECT_THROW(scoring::SampleAtTime(-1.0, 16000), Error);
+  EXPECT_EQ(scoring::SampleAtTime(1e6, 16000), 16000000000);
+  EXPECT_EQ(scoring::SampleAtTime(12.5, 16000), 200000);
+}
+
+TEST(PlanChunks, ChunkCountIsTheNumberOfChunks) {
+  for (const int64_t n : {1, 15999, 16000, 47999, 48000, 48001, 480000})
+    for (const double step : {0.25, 1.0, 3.5})
+      EXPECT_EQ(
+          scoring::ChunkCount(n, 48000, std::llround(step * 16000)),
+          static_cast<int64_t>(PlanChunks(n, 3.0, step, 16000).starts.size()))
+          << n << " " << step;
+}
+
+TEST(Cosine, RefusesNonFiniteValues) {
+  const std::vector<float> a = {1, 0, 0},
+                           b = {std::numeric_limits<float>::quiet_NaN(), 0, 0},
+                           c = {std::numeric_limits<float>::infinity(), 0, 0};
+  EXPECT_THROW(CosineSimilarity(a, b), Error);
+  EXPECT_THROW(CosineSimilarity(c, a), Error);
 }
 
 TEST(Cosine, KnownValues) {

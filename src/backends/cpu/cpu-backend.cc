@@ -40,6 +40,7 @@
 #include <utility>
 
 #include "backends/network-plan.h"
+#include "backends/run-cancel.h"
 #include "memory/large-buffer.h"
 #include "voxprint/error.h"
 
@@ -440,6 +441,8 @@ class ShapeCompiler {
 
     const CpuTuning& tuning = model_.tuning();
     for (size_t i = 0; i < plan_.steps.size(); ++i) {
+      // Compiling a new shape's primitives takes seconds on a busy machine.
+      ThrowIfRunCancelled();
       const ConvStep& step = plan_.steps[i];
       const PreparedConv& conv = model_.convs()[i];
       const int64_t out_rows = step.OutputLength(rows[step.src_buffer]);
@@ -843,6 +846,7 @@ class CpuSession final : public Session {
             .subspan(input * plan.embedding_dim, plan.embedding_dim);
       };
       for (const std::vector<size_t>& run : runs) {
+        ThrowIfRunCancelled();
         last_mixed_runs_.push_back(static_cast<int>(run.size()));
         if (run.size() == 1) {
           const Input& input = inputs[run[0]];
@@ -892,6 +896,10 @@ class CpuSession final : public Session {
                       input + static_cast<size_t>(b) * bins * width);
     }
     for (const CompiledShape::Op& op : shape.ops) {
+      if (current_run_cancel.Cancelled()) {  // as in RunTile
+        stream_.wait();
+        ThrowIfRunCancelled();
+      }
       op.primitive.execute(stream_, op.args);
       if (op.conv_step < 0) continue;
       stream_.wait();
@@ -991,6 +999,8 @@ class CpuSession final : public Session {
     int64_t taken = 0;
     int64_t start = 0;
     while (taken < total_out) {
+      // A cancelled caller stops here, within a tile of its run.
+      ThrowIfRunCancelled();
       const int64_t end = std::min(frames, start + width);
       const int64_t first =
           start == 0 ? 0 : CeilDiv(start + plan.receptive_left, stride);
@@ -1038,8 +1048,17 @@ class CpuSession final : public Session {
       TransposeFrames(src, width, bins, width,
                       input + static_cast<size_t>(b) * bins * width);
     }
-    for (const CompiledShape::Op& op : shape.ops)
+    for (const CompiledShape::Op& op : shape.ops) {
+      // Between layers too: one tile of a large batch takes seconds on a
+      // busy machine. The CPU stream runs each primitive before returning,
+      // so stopping here leaves nothing running; the next run rewrites the
+      // buffers from its input.
+      if (current_run_cancel.Cancelled()) {
+        stream_.wait();
+        ThrowIfRunCancelled();
+      }
       op.primitive.execute(stream_, op.args);
+    }
     stream_.wait();
     return {slots_[shape.output_slot].floats(), shape.output_frames,
             start / plan.time_stride};

@@ -170,7 +170,8 @@ TEST_F(CliTest, ManyInputsKeepOrderAndReportFailuresInPlace) {
   for (size_t i = 0; i < inputs.size(); ++i) {
     SCOPED_TRACE(inputs[i]);
     EXPECT_EQ(results[i]["path"], inputs[i]);
-    const CliRun alone = Voxprint({"embed", "-q", "--model", Model(), inputs[i]});
+    const CliRun alone =
+        Voxprint({"embed", "-q", "--model", Model(), inputs[i]});
     const auto single = nlohmann::json::parse(alone.out)["results"][0];
     if (i == 2) {
       EXPECT_EQ(results[i]["error"], single["error"]);
@@ -179,7 +180,8 @@ TEST_F(CliTest, ManyInputsKeepOrderAndReportFailuresInPlace) {
     }
     // A batch may run Winograd where one short input runs direct
     // convolution (measured 1e-5 apart); a swapped result would be far off.
-    const std::vector<float> x = single["embedding"], y = results[i]["embedding"];
+    const std::vector<float> x = single["embedding"],
+                             y = results[i]["embedding"];
     EXPECT_TRUE(CloseInRelativeL2(y, x, 3e-5));
   }
 
@@ -212,9 +214,8 @@ TEST_F(CliTest, ManyInputsKeepOrderAndReportFailuresInPlace) {
 }
 
 TEST_F(CliTest, SharedTrunkIsAnOptInForSlidingWindows) {
-  const CliRun run = Voxprint({"embed", Audio("sample.wav"), "--model",
-                               Model(), "--window", "sliding",
-                               "--shared-trunk"});
+  const CliRun run = Voxprint({"embed", Audio("sample.wav"), "--model", Model(),
+                               "--window", "sliding", "--shared-trunk"});
   ASSERT_EQ(run.exit_code, 0) << run.err;
   EXPECT_EQ(nlohmann::json::parse(run.out)["results"][0]["windows"].size(),
             28u);
@@ -329,6 +330,130 @@ TEST_F(CliTest, BadParametersAreUsageErrors) {
                 .exit_code,
             2);
   EXPECT_EQ(Voxprint({"frobnicate"}).exit_code, 2);
+}
+
+// Numbers out of range are usage errors (exit 2) with one line naming the
+// parameter and its bound, before any work: no crash in the thread library,
+// no silent whole-file result for an excerpt past the end, no "internal
+// error" for a window of a billion seconds.
+TEST_F(CliTest, OutOfRangeNumbersAreUsageErrorsWithOneLine) {
+  const struct {
+    std::vector<std::string> flags;
+    std::string expected;
+  } cases[] = {
+      {{"--threads", "100000"}, "--threads 100000 is out of range"},
+      {{"--threads", "20000"}, "--threads 20000 is out of range"},
+      {{"--start", "1e20"}, "start 1e+20 s is out of range"},
+      {{"--start", "nan"}, "start nan is out of range"},
+      {{"--end", "1e300"}, "end 1e+300 s is out of range"},
+      {{"--window", "sliding", "--duration", "1e9"},
+       "window duration 1e+09 s is out of range"},
+      {{"--window", "sliding", "--step", "0.0001"},
+       "window step 0.0001 s is out of range"},
+      {{"--window", "sliding", "--step", "0.02"},
+       "window step 0.02 s asks for 1351 windows"},
+      {{"--jobs", "100000", "--window", "sliding"},
+       "--jobs 100000 is out of range"},
+  };
+  for (const auto& c : cases) {
+    std::vector<std::string> args = {"embed", "-q", Audio("sample.wav"),
+                                     "--model", Model()};
+    args.insert(args.end(), c.flags.begin(), c.flags.end());
+    SCOPED_TRACE(c.flags[0] + " " + c.flags[1]);
+    const CliRun run = Voxprint(args);
+    EXPECT_EQ(run.exit_code, 2) << run.err;
+    EXPECT_EQ(run.err.rfind("voxprint: error: ", 0), 0u) << run.err;
+    EXPECT_NE(run.err.find(c.expected), std::string::npos) << run.err;
+    EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
+  }
+  const CliRun compare =
+      Voxprint({"compare", "--model", Model(), "--threshold", "nan",
+                Audio("sample.wav"), Audio("sample.wav")});
+  EXPECT_EQ(compare.exit_code, 2) << compare.err;
+  EXPECT_NE(compare.err.find("threshold nan is out of range"),
+            std::string::npos)
+      << compare.err;
+}
+
+// File names reach error lines escaped: a newline or a terminal escape in a
+// name can neither split the line nor reach the terminal.
+TEST_F(CliTest, ErrorLinesEscapeControlCharactersInFileNames) {
+  const std::string name = "evil\n\x1b[31mred\x1b[0m\rname.wav";
+  const fs::path path = scratch_ / name;
+  std::ofstream(path) << "not audio at all";
+  const CliRun run =
+      Voxprint({"embed", "-q", path.string(), "--model", Model()});
+  EXPECT_EQ(run.exit_code, 3) << run.err;
+  EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
+  EXPECT_EQ(run.err.find('\x1b'), std::string::npos) << run.err;
+  EXPECT_EQ(run.err.find('\r'), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("evil\\n\\x1b[31mred\\x1b[0m\\rname.wav: "),
+            std::string::npos)
+      << run.err;
+  // A missing file with such a name too (an I/O error).
+  const CliRun missing =
+      Voxprint({"embed", "-q", (scratch_ / "gone\nfile.wav").string(),
+                "--model", Model()});
+  EXPECT_EQ(missing.exit_code, 7) << missing.err;
+  EXPECT_EQ(std::count(missing.err.begin(), missing.err.end(), '\n'), 1)
+      << missing.err;
+  EXPECT_NE(missing.err.find("gone\\nfile.wav"), std::string::npos)
+      << missing.err;
+}
+
+// The kit's hostile model (finite weights, non-finite embeddings): refused
+// as a model error (exit 4) or failed as non-finite (exit 1), never exit 0
+// with null embeddings or a null similarity.
+TEST_F(CliTest, AModelProducingNaNNeverPrintsNulls) {
+  const fs::path hostile =
+      ReferenceDir() / "hostile" / "bomb_stride0_base256.pt";
+  if (!fs::exists(hostile)) GTEST_SKIP() << hostile << " is absent";
+  const std::vector<std::vector<std::string>> commands = {
+      {"embed", Audio("short_1s.wav"), "--model", hostile.string()},
+      {"embed", Audio("short_1s.wav"), "--model", hostile.string(), "--format",
+       "csv"},
+      {"compare", "--model", hostile.string(), Audio("short_1s.wav"),
+       Audio("short_1s.wav")},
+  };
+  for (const auto& args : commands) {
+    SCOPED_TRACE(args[0] + " " + args.back());
+    const CliRun run = Voxprint(args);
+    EXPECT_TRUE(run.exit_code == 4 || run.exit_code == 1)
+        << run.exit_code << ": " << run.err;
+    EXPECT_EQ(run.out.find("null"), std::string::npos) << run.out;
+    EXPECT_EQ(run.out.find("nan"), std::string::npos) << run.out;
+    // One error line (after the line on the device chosen).
+    EXPECT_EQ(run.err.find("voxprint: error: "),
+              run.err.rfind("voxprint: error: "))
+        << run.err;
+    EXPECT_NE(run.err.find("voxprint: error: "), std::string::npos) << run.err;
+    if (run.exit_code == 1)
+      EXPECT_NE(run.err.find("non-finite values (NaN/Inf)"), std::string::npos)
+          << run.err;
+  }
+}
+
+// SIGINT during a long job: the job is cancelled, one line, exit 130.
+TEST_F(CliTest, InterruptCancelsTheJobWithExit130) {
+  const fs::path err = scratch_ / "interrupt.txt";
+  // 541 windows of 3 s: many seconds of work, interrupted after 1.5 s.
+  const std::string command =
+      "VOXPRINT_OFFLINE=1 " + Quote(VOXPRINT_CLI_PATH) + " embed -q " +
+      Quote(Audio("sample.wav")) + " --model " + Quote(Model()) +
+      " --window sliding --step 0.05 >/dev/null 2>" + Quote(err) +
+      " & pid=$!; sleep 1.5; kill -INT $pid; start=$(date +%s%N); wait $pid; "
+      "code=$?; end=$(date +%s%N); echo $code $(( (end - start) / 1000000 ))";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  int code = -1;
+  long waited_ms = -1;
+  ASSERT_EQ(std::fscanf(pipe, "%d %ld", &code, &waited_ms), 2);
+  ::pclose(pipe);
+  const std::string text = ReadText(err);
+  EXPECT_EQ(code, 130) << text;
+  EXPECT_LT(waited_ms, 2000) << text;
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1) << text;
+  EXPECT_NE(text.find("cancelled"), std::string::npos) << text;
 }
 
 TEST_F(CliTest, EveryCommandHasHelp) {
