@@ -71,8 +71,8 @@ CLI::App* AddServeCommand(CLI::App& root, std::function<int()>& run) {
       ->delimiter(',');
   command
       ->add_option("--max-connections-per-ip", options.max_connections_per_ip,
-                   "Open connections allowed from one client address; more "
-                   "are refused")
+                   "Connections from one client address that may wait for "
+                   "their request headers; beyond it the oldest is closed")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   command->add_option(

@@ -326,22 +326,19 @@ class SocketStream final : public httplib::Stream {
   ssize_t read(char* data, size_t size) override {
     if (position_ == buffer_.size()) {
       int timeout_ms = io_timeout_ms_;
-      if (delivered_ >= connection_.head_bytes) {
-        const double allowed_s =
-            grace_s_ +
-            static_cast<double>(delivered_ - connection_.head_bytes) /
-                min_bytes_per_s_;
-        const double left_s =
-            allowed_s -
-            std::chrono::duration<double>(Clock::now() - connection_.head_done)
-                .count();
+      const bool in_body = delivered_ >= connection_.head_bytes;
+      if (in_body) {
+        const double left_s = BodySecondsLeft();
         if (left_s <= 0) {
           connection_.body_too_slow = true;
           return -1;
         }
         timeout_ms = std::min(timeout_ms, static_cast<int>(left_s * 1000) + 1);
       }
-      if (!Wait(POLLIN, timeout_ms)) return -1;
+      if (!Wait(POLLIN, timeout_ms)) {
+        if (in_body && BodySecondsLeft() <= 0) connection_.body_too_slow = true;
+        return -1;
+      }
       buffer_.resize(16384);
       ssize_t received;
       do {
@@ -396,6 +393,17 @@ class SocketStream final : public httplib::Stream {
   }
 
  private:
+  // By grace + bytes / rate after the head, that many body bytes must have
+  // come: what is left of that time.
+  double BodySecondsLeft() const {
+    const double allowed_s =
+        grace_s_ + static_cast<double>(delivered_ - connection_.head_bytes) /
+                       min_bytes_per_s_;
+    return allowed_s -
+           std::chrono::duration<double>(Clock::now() - connection_.head_done)
+               .count();
+  }
+
   bool Wait(short events, int timeout_ms) const {
     pollfd entry{connection_.fd, events, 0};
     int ready;
@@ -430,10 +438,14 @@ void SendDirectly(int fd, int status, const char* reason,
       ::send(fd, response.data(), response.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
-// Owns every connection: counts them per client address (refusing beyond
-// the caps), reads their heads on one event thread under a deadline, hands
-// complete ones to a fixed set of request threads, and closes them after
-// the response with a lingering close, also on the event thread.
+// Owns every connection: reads their heads on one event thread under a
+// deadline, hands complete ones to a fixed set of request threads, and
+// closes them after the response with a lingering close, also on the event
+// thread. Caps: a total (file descriptors; beyond it, new connections are
+// refused with 503), and per client address the connections still waiting
+// for their heads (beyond it, the oldest of them is closed: a client that
+// trickles headers from many connections loses its own oldest ones, and a
+// prompt request from the same address still gets through).
 //
 // The lingering close: a request refused from its headers (401, 413, 503)
 // leaves its body unread, and close() on a socket with unread data sends a
@@ -480,22 +492,13 @@ class ConnectionHub {
     std::string refusal;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      int& from_peer = per_address_[connection->peer];
       if (stopping_)
         refusal = "the server is shutting down";
       else if (open_ >= limits_.max_connections)
         refusal = "the server has " + std::to_string(open_) +
                   " connections open, its limit";
-      else if (from_peer >= limits_.max_per_address)
-        refusal = std::to_string(from_peer) +
-                  " connections are open from this address, the limit "
-                  "(--max-connections-per-ip)";
-      if (refusal.empty()) {
-        ++from_peer;
+      else
         ++open_;
-      } else if (from_peer == 0) {
-        per_address_.erase(connection->peer);
-      }
     }
     if (!refusal.empty()) {
       SendDirectly(fd, 503, "Service Unavailable", "too_many_connections",
@@ -552,8 +555,28 @@ class ConnectionHub {
     ::close(connection.fd);
     std::lock_guard<std::mutex> lock(mutex_);
     --open_;
-    if (--per_address_[connection.peer] <= 0)
-      per_address_.erase(connection.peer);
+  }
+
+  // Keeps at most max_per_address connections of one address waiting for
+  // their heads, closing the oldest (`reading` is in accept order).
+  void EvictBeyondAddressCap(
+      std::vector<std::unique_ptr<Connection>>& reading) {
+    std::map<std::string, int> waiting;
+    for (const auto& connection : reading)
+      if (connection) ++waiting[connection->peer];
+    for (auto& connection : reading) {
+      if (!connection) continue;
+      int& count = waiting[connection->peer];
+      if (count <= limits_.max_per_address) continue;
+      --count;
+      SendDirectly(connection->fd, 408, "Request Timeout", "request_timeout",
+                   "closed to make room: too many connections from this "
+                   "address are waiting for their headers "
+                   "(--max-connections-per-ip)");
+      evicted_log_.Note(connection->peer);
+      Close(*connection);
+      connection.reset();
+    }
   }
 
   enum class ReadOutcome { kMore, kComplete, kClosed, kTooLarge };
@@ -593,12 +616,18 @@ class ConnectionHub {
       lingering.push_back({std::move(connection), Clock::now() + kLinger});
     };
     for (;;) {
+      bool arrivals = false;
       {
         std::lock_guard<std::mutex> lock(mutex_);
         if (stopping_) break;
+        arrivals = !incoming_.empty();
         for (auto& connection : incoming_)
           reading.push_back(std::move(connection));
         incoming_.clear();
+      }
+      if (arrivals) EvictBeyondAddressCap(reading);
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
         for (auto& connection : finished_)
           lingering.push_back({std::move(connection), Clock::now() + kLinger});
         finished_.clear();
@@ -726,11 +755,13 @@ class ConnectionHub {
   int wake_fd_ = -1;
   ThrottledLog refused_log_{"connection refused"};
   ThrottledLog slow_log_{"request headers too slow, connection closed"};
+  ThrottledLog evicted_log_{
+      "too many connections waiting for headers from one address, oldest "
+      "closed"};
 
   std::mutex mutex_;
   bool stopping_ = false;
   size_t open_ = 0;
-  std::map<std::string, int> per_address_;
   std::vector<std::unique_ptr<Connection>> incoming_;  // to the event thread
   std::deque<std::unique_ptr<Connection>> ready_;      // to request threads
   std::condition_variable ready_cv_;

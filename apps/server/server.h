@@ -28,7 +28,9 @@ struct ServerOptions {
   // and ::1; for 0.0.0.0 or :: any. Guards a local server against DNS
   // rebinding (a web page whose name is made to resolve to 127.0.0.1).
   std::vector<std::string> allowed_hosts;
-  int max_connections_per_ip = 32;  // more from one address: refused
+  // Connections from one address still sending their headers; beyond it
+  // the oldest of them is closed (a slowloris client evicts its own).
+  int max_connections_per_ip = 32;
   // The request line and headers must arrive within this (408 beyond), and
   // the body at a mean rate of at least min_upload_bytes_per_s after a
   // grace of the same time (408 beyond).
