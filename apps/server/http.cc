@@ -489,30 +489,28 @@ class ConnectionHub {
     connection->accepted = Clock::now();
     int port = 0;
     SocketStream::Address(&getpeername, fd, connection->peer, port);
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
     std::string refusal;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (stopping_)
+      if (stopping_) {
         refusal = "the server is shutting down";
-      else if (open_ >= limits_.max_connections)
+      } else if (open_ >= limits_.max_connections) {
         refusal = "the server has " + std::to_string(open_) +
                   " connections open, its limit";
-      else
+      } else {
         ++open_;
+        incoming_.push_back(std::move(connection));
+      }
     }
-    if (!refusal.empty()) {
-      SendDirectly(fd, 503, "Service Unavailable", "too_many_connections",
-                   refusal);
-      ::close(fd);
-      refused_log_.Note(connection->peer + ": " + refusal);
+    if (refusal.empty()) {
+      Wake();
       return;
     }
-    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      incoming_.push_back(std::move(connection));
-    }
-    Wake();
+    SendDirectly(fd, 503, "Service Unavailable", "too_many_connections",
+                 refusal);
+    ::close(fd);
+    refused_log_.Note(connection->peer + ": " + refusal);
   }
 
   // Closes the connections whose head has not all arrived, ends the reading
