@@ -305,9 +305,9 @@ struct Connection {
 thread_local Connection* t_connection = nullptr;
 
 // A connection's socket for httplib: first the bytes the hub has read,
-// then the socket, with a per-call inactivity timeout and, for the body, a
-// minimum mean rate: by `grace_s` + bytes / `min_rate` after the head, that
-// many body bytes must have arrived.
+// then the socket, with a per-call inactivity timeout and, for the body and
+// the response, a minimum mean rate: by `grace_s` + bytes / `min_rate`
+// after the head (after the first write), that many bytes must have gone.
 class SocketStream final : public httplib::Stream {
  public:
   SocketStream(Connection& connection, int io_timeout_ms, double grace_s,
@@ -355,12 +355,22 @@ class SocketStream final : public httplib::Stream {
     return static_cast<ssize_t>(count);
   }
 
+  // The response is held to the same minimum rate as the body, so that a
+  // client that reads it a byte at a time cannot keep a request thread.
   ssize_t write(const char* data, size_t size) override {
-    if (!Wait(POLLOUT, io_timeout_ms_)) return -1;
+    if (sent_ == 0) first_write_ = Clock::now();
+    const double left_s =
+        grace_s_ + static_cast<double>(sent_) / min_bytes_per_s_ -
+        std::chrono::duration<double>(Clock::now() - first_write_).count();
+    if (left_s <= 0 ||
+        !Wait(POLLOUT,
+              std::min(io_timeout_ms_, static_cast<int>(left_s * 1000) + 1)))
+      return -1;
     ssize_t sent;
     do {
       sent = ::send(connection_.fd, data, size, MSG_NOSIGNAL);
     } while (sent < 0 && errno == EINTR);
+    if (sent > 0) sent_ += static_cast<size_t>(sent);
     return sent;
   }
 
@@ -420,6 +430,8 @@ class SocketStream final : public httplib::Stream {
   std::string buffer_;
   size_t position_ = 0;   // next unread byte of buffer_
   size_t delivered_ = 0;  // bytes handed to httplib so far
+  size_t sent_ = 0;       // response bytes written
+  Clock::time_point first_write_;
 };
 
 // An answer written by the hub itself (no request thread involved): one
