@@ -62,6 +62,19 @@ CLI::App* AddServeCommand(CLI::App& root, std::function<int()>& run) {
                    "Longest wait for a result, in seconds (504 beyond)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  command
+      ->add_option("--allowed-hosts", options.allowed_hosts,
+                   "Host header names the server answers to, comma-separated "
+                   "(*: any). Default: those of --host (127.0.0.1, localhost "
+                   "and ::1 for loopback; any for 0.0.0.0 or ::); others get "
+                   "403, which stops DNS-rebinding pages")
+      ->delimiter(',');
+  command
+      ->add_option("--max-connections-per-ip", options.max_connections_per_ip,
+                   "Connections from one client address that may wait for "
+                   "their request headers; beyond it the oldest is closed")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   command->add_option(
       "--api-key", options.api_key,
       "Require 'Authorization: Bearer KEY' or 'X-API-Key: KEY' on /api/ "

@@ -58,6 +58,8 @@ constexpr const char* kDocument = R"json({
           },
           "400": {"$ref": "#/components/responses/BadInput"},
           "401": {"$ref": "#/components/responses/Unauthorized"},
+          "403": {"$ref": "#/components/responses/HostNotAllowed"},
+          "408": {"$ref": "#/components/responses/TooSlow"},
           "413": {"$ref": "#/components/responses/TooLarge"},
           "415": {"$ref": "#/components/responses/UnsupportedMediaType"},
           "422": {"$ref": "#/components/responses/BadParameter"},
@@ -94,6 +96,8 @@ constexpr const char* kDocument = R"json({
           },
           "400": {"$ref": "#/components/responses/BadInput"},
           "401": {"$ref": "#/components/responses/Unauthorized"},
+          "403": {"$ref": "#/components/responses/HostNotAllowed"},
+          "408": {"$ref": "#/components/responses/TooSlow"},
           "413": {"$ref": "#/components/responses/TooLarge"},
           "415": {"$ref": "#/components/responses/UnsupportedMediaType"},
           "422": {"$ref": "#/components/responses/BadParameter"},
@@ -224,14 +228,16 @@ constexpr const char* kDocument = R"json({
       "Health": {"type": "object", "properties": {"status": {"type": "string", "enum": ["ok", "loading"]}}}
     },
     "responses": {
-      "BadInput": {"description": "Not audio, undecodable, too short to analyse, or no file sent (unsupported_input, corrupt_input, missing_file)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-      "Unauthorized": {"description": "Missing or wrong API key", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+      "BadInput": {"description": "Not audio, undecodable, too short to analyse, or no file sent (unsupported_input, corrupt_input, missing_file); or a malformed request: duplicate Content-Length, Content-Length with Transfer-Encoding, folded or bare-LF header lines (bad_request)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+      "HostNotAllowed": {"description": "The Host header names a host this server does not answer to (host_not_allowed; see --allowed-hosts): protection against DNS rebinding", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+      "TooSlow": {"description": "The request headers did not all arrive within 10 s, or the body arrived slower than 64 KiB/s on average after a 10 s grace (request_timeout)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+      "Unauthorized": {"description": "Missing or wrong API key (compared byte for byte as sent, no percent-decoding)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
       "TooLarge": {"description": "Body over --max-upload-mb (refused from Content-Length before it is read: payload_too_large), or audio longer than --max-audio-seconds (resource_limit)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
       "UnsupportedMediaType": {"description": "Body neither multipart/form-data nor audio/* nor application/octet-stream", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
       "BadParameter": {"description": "A parameter is malformed or out of range (invalid_argument)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
       "Internal": {"description": "A failure of the server itself", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-      "Busy": {"description": "All workers busy and the queue full (busy), or the model still loading (loading); see Retry-After", "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait"}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-      "Timeout": {"description": "The request waited longer than the server's request timeout", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+      "Busy": {"description": "All workers busy and the queue full (busy; decided from the headers, before the body is read), the model still loading (loading), or the server shutting down (shutting_down); see Retry-After", "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait"}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+      "Timeout": {"description": "The request waited longer than the server's request timeout; its job is cancelled", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     }
   }
 })json";

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <future>
 #include <new>
@@ -206,40 +207,109 @@ std::string Routes::RetryAfterSeconds() const {
   return std::to_string(static_cast<int>(std::clamp(std::ceil(s), 1.0, 60.0)));
 }
 
-ApiResponse Routes::RunOnPool(Work work) {
-  std::shared_ptr<const Extractor> extractor = CurrentExtractor();
-  if (!extractor) {
-    ApiResponse response =
-        ErrorResponse(503, "loading", "the model is still loading");
-    response.headers.emplace_back("Retry-After", "1");
-    return response;
+std::shared_ptr<WorkPool::Slot> Routes::Admit(ApiResponse* refusal) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (shutting_down_) {
+      *refusal =
+          ErrorResponse(503, "shutting_down", "the server is shutting down");
+      return nullptr;
+    }
   }
-  // Shared with the job, which may outlive this call after a timeout.
+  if (!CurrentExtractor()) {
+    *refusal = ErrorResponse(503, "loading", "the model is still loading");
+    refusal->headers.emplace_back("Retry-After", "1");
+    return nullptr;
+  }
+  std::shared_ptr<WorkPool::Slot> slot = pool_.TryReserve();
+  if (!slot) {
+    *refusal = ErrorResponse(503, "busy",
+                             "all " + std::to_string(limits_.workers) +
+                                 " workers are busy and " +
+                                 std::to_string(limits_.queue) +
+                                 " requests are waiting; retry later");
+    refusal->headers.emplace_back("Retry-After", RetryAfterSeconds());
+  }
+  return slot;
+}
+
+void Routes::CancelAll() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  shutting_down_ = true;
+  for (const CancelToken& token : waiting_) token.Cancel();
+}
+
+ApiResponse Routes::RunOnPool(ApiRequest& request, Work work) {
+  std::shared_ptr<WorkPool::Slot> slot = std::move(request.slot);
+  if (!slot) {
+    ApiResponse refusal;
+    slot = Admit(&refusal);
+    if (!slot) return refusal;
+  }
+  std::shared_ptr<const Extractor> extractor = CurrentExtractor();
+  const CancelToken cancel = CancelToken::Create();
+  std::list<CancelToken>::iterator registration;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (shutting_down_)
+      return ErrorResponse(503, "shutting_down", "the server is shutting down");
+    registration = waiting_.insert(waiting_.end(), cancel);
+  }
+  struct Unregister {
+    Routes* routes;
+    std::list<CancelToken>::iterator registration;
+    ~Unregister() {
+      std::lock_guard<std::mutex> lock(routes->mutex_);
+      routes->waiting_.erase(registration);
+    }
+  } unregister{this, registration};
+
+  // Shared with the job, which may outlive this call until it notices the
+  // cancellation.
   auto promise = std::make_shared<std::promise<ApiResponse>>();
   std::future<ApiResponse> future = promise->get_future();
-  const bool accepted = pool_.TrySubmit([this, promise, extractor,
-                                         work = std::move(work)] {
-    const Clock::time_point start = Clock::now();
-    promise->set_value(Guarded([&] { return work(*extractor); }));
-    recent_job_s_.store(0.7 * recent_job_s_.load() + 0.3 * SecondsSince(start));
-  });
-  if (!accepted) {
-    ApiResponse response = ErrorResponse(
-        503, "busy",
-        "all " + std::to_string(limits_.workers) + " workers are busy and " +
-            std::to_string(limits_.queue) +
-            " requests are waiting; retry later");
-    response.headers.emplace_back("Retry-After", RetryAfterSeconds());
-    return response;
+  pool_.Submit(
+      slot, [this, slot, promise, extractor, cancel, work = std::move(work)] {
+        const Clock::time_point start = Clock::now();
+        ApiResponse response =
+            cancel.Cancelled()
+                ? ErrorResponse(503, "cancelled", "cancelled before it started")
+                : Guarded([&] { return work(*extractor, cancel); });
+        if (!cancel.Cancelled())
+          recent_job_s_.store(0.7 * recent_job_s_.load() +
+                              0.3 * SecondsSince(start));
+        slot->Release();
+        promise->set_value(std::move(response));
+      });
+
+  // Polls for the result, the client and the shutdown; 100 ms is how late
+  // a departed client or a shutdown is noticed.
+  const auto deadline =
+      Clock::now() +
+      std::chrono::duration_cast<Clock::duration>(
+          std::chrono::duration<double>(limits_.request_timeout_s));
+  for (;;) {
+    const auto now = Clock::now();
+    const auto wait = std::min<Clock::duration>(std::chrono::milliseconds(100),
+                                                std::max(deadline - now, {}));
+    if (future.wait_for(wait) == std::future_status::ready) return future.get();
+    if (cancel.Cancelled())  // by CancelAll
+      return ErrorResponse(503, "shutting_down", "the server is shutting down");
+    if (request.client_gone && request.client_gone()) {
+      cancel.Cancel();
+      return ErrorResponse(499, "client_gone",
+                           "the client closed the connection");
+    }
+    if (Clock::now() >= deadline) {
+      cancel.Cancel();
+      char limit[32];
+      std::snprintf(limit, sizeof(limit), "%g", limits_.request_timeout_s);
+      return ErrorResponse(504, "timeout",
+                           "the request took longer than " +
+                               std::string(limit) +
+                               " s (--request-timeout); it was cancelled");
+    }
   }
-  if (future.wait_for(std::chrono::duration<double>(
-          limits_.request_timeout_s)) != std::future_status::ready) {
-    return ErrorResponse(
-        504, "timeout",
-        "the request took longer than " +
-            std::to_string(static_cast<int>(limits_.request_timeout_s)) + " s");
-  }
-  return future.get();
 }
 
 ApiResponse Routes::Embed(ApiRequest request) {
@@ -262,7 +332,10 @@ ApiResponse Routes::Embed(ApiRequest request) {
                            std::to_string(files->size()) +
                                " files in one request; at most " +
                                std::to_string(kMaxFilesPerRequest));
-    return RunOnPool([files, embed](const Extractor& extractor) {
+    return RunOnPool(request, [files, embed](const Extractor& extractor,
+                                             const CancelToken& cancel) {
+      EmbedRequest cancellable = embed;
+      cancellable.cancel = cancel;
       const Clock::time_point start = Clock::now();
       // Several files: whole mode batches the network across them. The
       // first file that fails fails the request (documented contract).
@@ -275,7 +348,7 @@ ApiResponse Routes::Embed(ApiRequest request) {
       json results = json::array();
       std::optional<Error> failure;
       extractor.EmbedBuffers(
-          buffers, names, embed, [&](size_t, BatchOutcome&& outcome) {
+          buffers, names, cancellable, [&](size_t, BatchOutcome&& outcome) {
             if (failure) return;
             if (outcome.error) {
               failure = std::move(outcome.error);
@@ -321,12 +394,16 @@ ApiResponse Routes::Compare(ApiRequest request) {
       return ErrorResponse(400, "missing_file",
                            "send exactly one file as multipart field 'a' and "
                            "one as field 'b'");
-    return RunOnPool([a, b, threshold](const Extractor& extractor) {
+    return RunOnPool(request, [a, b, threshold](const Extractor& extractor,
+                                                const CancelToken& cancel) {
       const Clock::time_point start = Clock::now();
+      EmbedRequest whole;
+      whole.cancel = cancel;
       const EmbeddingResult result_a =
-          extractor.EmbedBytes(BytesOf(*a), a->filename);
+          extractor.EmbedBytes(BytesOf(*a), a->filename, whole);
+      cancel.ThrowIfCancelled("compare");
       const EmbeddingResult result_b =
-          extractor.EmbedBytes(BytesOf(*b), b->filename);
+          extractor.EmbedBytes(BytesOf(*b), b->filename, whole);
       const double similarity =
           CosineSimilarity(result_a.embedding, result_b.embedding);
       ApiResponse response;

@@ -3,12 +3,16 @@
 //
 // Every route catches everything: a route never throws, and a failure of one
 // request never touches another. Inference runs on the WorkPool; a route
-// waits for its job at most ServerOptions::request_timeout_s.
+// waits for its job at most ServerOptions::request_timeout_s. Each job
+// carries a CancelToken (EmbedRequest::cancel) that fires when that wait
+// ends without a result: timeout, client gone, or server shutting down.
 //
 // Thread safety: all routes may be called concurrently.
 #pragma once
 
 #include <atomic>
+#include <functional>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -36,6 +40,12 @@ struct ApiRequest {
   // Query-string parameters and multipart text fields (fields win).
   std::map<std::string, std::string> params;
   std::vector<Upload> uploads;
+  // The workers + queue place taken for this request before its body was
+  // read (Routes::Admit); empty: the route takes one itself.
+  std::shared_ptr<WorkPool::Slot> slot;
+  // True once the client has gone away; polled while the job runs, which is
+  // then cancelled. Empty: never.
+  std::function<bool()> client_gone;
 };
 
 struct ApiResponse {
@@ -70,6 +80,14 @@ class Routes {
   void SetExtractor(std::shared_ptr<const Extractor> extractor);
   bool Ready() const;
 
+  // Takes a workers + queue place for a request about to upload audio, from
+  // its headers alone; nullptr and *refusal (503 loading, busy or shutting
+  // down, with Retry-After) when there is none.
+  std::shared_ptr<WorkPool::Slot> Admit(ApiResponse* refusal);
+  // Shutdown: cancels every job, running or queued, and answers every
+  // request from now on with 503 "shutting_down".
+  void CancelAll();
+
   // POST /api/embed: uploads named "file" (or one raw body); params window,
   // duration, step, start, end.
   ApiResponse Embed(ApiRequest request);
@@ -83,9 +101,11 @@ class Routes {
   ApiResponse OpenApi() const;
 
  private:
-  using Work = std::function<ApiResponse(const Extractor&)>;
-  // Runs `work` on the pool; 503 + Retry-After when the pool is full.
-  ApiResponse RunOnPool(Work work);
+  using Work = std::function<ApiResponse(const Extractor&, const CancelToken&)>;
+  // Runs `work` on the pool in the request's slot (or a new one: 503 +
+  // Retry-After when the pool is full) and waits for it, cancelling it on
+  // timeout (504), client gone or shutdown (503).
+  ApiResponse RunOnPool(ApiRequest& request, Work work);
   std::shared_ptr<const Extractor> CurrentExtractor() const;
   std::string RetryAfterSeconds() const;
 
@@ -95,6 +115,10 @@ class Routes {
   nlohmann::json model_json_;
   // Recent job duration, for the Retry-After estimate.
   std::atomic<double> recent_job_s_{1.0};
+  // Tokens of the jobs being waited for, and whether CancelAll was called;
+  // both under mutex_.
+  std::list<CancelToken> waiting_;
+  bool shutting_down_ = false;
   // Declared last, so destroyed first: it finishes the accepted jobs while
   // everything they use is still alive.
   WorkPool pool_;

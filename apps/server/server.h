@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "voxprint/extractor.h"
 
@@ -22,13 +23,31 @@ struct ServerOptions {
   std::string api_key;  // empty: no authentication
   double request_timeout_s = 600.0;  // longest wait for a job's result (504)
   int io_timeout_s = 30;             // socket read/write inactivity limit
+  // Host header values accepted (names or addresses, no port; "*": any).
+  // Empty: those of --host; for a loopback host also 127.0.0.1, localhost
+  // and ::1; for 0.0.0.0 or :: any. Guards a local server against DNS
+  // rebinding (a web page whose name is made to resolve to 127.0.0.1).
+  std::vector<std::string> allowed_hosts;
+  // Connections from one address still sending their headers; beyond it
+  // the oldest of them is closed (a slowloris client evicts its own).
+  int max_connections_per_ip = 32;
+  // The request line and headers must arrive within this (408 beyond), and
+  // the body at a mean rate of at least min_upload_bytes_per_s after a
+  // grace of the same time (408 beyond).
+  double header_timeout_s = 10.0;
+  double min_upload_bytes_per_s = 64 * 1024;
+  // After SIGINT/SIGTERM: how long requests and jobs (cancelled) get to
+  // finish before the process exits regardless.
+  double shutdown_timeout_s = 5.0;
 };
 
 // Binds host:port (port 0: any free port; the chosen one is logged as
 // "voxprint: listening on http://HOST:PORT/ ..."), loads the model in the
 // background (meanwhile /healthz and the API answer 503 "loading"), and
-// serves until SIGINT/SIGTERM, then finishes the requests in progress and
-// returns the process exit code (0). A second signal exits at once.
+// serves until SIGINT/SIGTERM, then stops accepting, cancels the jobs in
+// progress (their requests get 503) and returns the process exit code (0);
+// if that takes over shutdown_timeout_s, or on a second signal, the process
+// exits at once (_exit, status 1 and 128 + signal).
 // Logs one line per request on stderr. Blocks SIGINT/SIGTERM and ignores
 // SIGPIPE while it runs, restoring both before it returns.
 // Throws voxprint::Error for start-up failures (bad options, port in use,

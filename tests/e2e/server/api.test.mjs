@@ -17,6 +17,8 @@ import {
   loadNpy,
   manifest,
   modelPath,
+  openSilent,
+  rawExchange,
   relativeL2,
   requireKitAndBinary,
   Server,
@@ -336,6 +338,65 @@ describe('main server', () => {
     assertJsonError(await server.request('/nothing.html'), 404, 'not_found');
   });
 
+  test('methods: 405 with Allow on known paths, 404 elsewhere, before any body', async () => {
+    for (const method of ['PUT', 'DELETE', 'PATCH']) {
+      const response = await server.request('/api/embed', { method, body: method === 'DELETE' ? undefined : 'x' });
+      assertJsonError(response, 405, 'method_not_allowed');
+      assert.equal(response.headers.get('allow'), 'POST');
+    }
+    for (const route of ['/healthz', '/api/model', '/']) {
+      const response = await server.request(route, { method: 'POST', body: 'x' });
+      assertJsonError(response, 405, 'method_not_allowed');
+      assert.equal(response.headers.get('allow'), 'GET, HEAD');
+    }
+    assertJsonError(await server.request('/nothing', { method: 'PUT', body: 'x' }), 404, 'not_found');
+    assertJsonError(await server.request('/api/nothing', { method: 'POST', body: 'x' }), 404, 'not_found');
+    // A body where none is taken is refused, not read.
+    const withBody = await rawExchange(
+      server.url,
+      'GET /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000\r\n\r\n',
+    );
+    assert.equal(withBody.status, 400, withBody.head);
+  });
+
+  test('framing: duplicate Content-Length, Content-Length with Transfer-Encoding, bad header lines get 400', async () => {
+    const upload = (headers) =>
+      rawExchange(
+        server.url,
+        `POST /api/embed HTTP/1.1\r\nHost: localhost\r\nContent-Type: audio/wav\r\n${headers}\r\nhello`,
+      );
+    for (const headers of [
+      'Content-Length: 5\r\nContent-Length: 5\r\n',
+      'Content-Length: 5\r\nContent-Length: 50\r\n',
+      'Content-Length: 5\r\nTransfer-Encoding: chunked\r\n',
+      'Transfer-Encoding: gzip, chunked\r\n',
+      'Content-Length: 5\r\nX-Folded: a\r\n b\r\n',
+      'Content-Length: 5\r\nX-Bare-LF: a\nX-Next: b\r\n',
+    ]) {
+      const reply = await upload(headers);
+      assert.equal(reply.status, 400, `${JSON.stringify(headers)} -> ${reply.head}`);
+      assert.match(reply.body, /"error":"bad_request"/);
+    }
+  });
+
+  test('Host check: loopback names with any port pass, others get 403 (DNS rebinding)', async () => {
+    const get = (host) =>
+      rawExchange(server.url, `GET /api/model HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+    for (const host of ['127.0.0.1', '127.0.0.1:7860', 'localhost', 'LOCALHOST:1', 'localhost.', '[::1]', '[::1]:80']) {
+      const reply = await get(host);
+      assert.equal(reply.status, 200, `${host}: ${reply.head}`);
+    }
+    for (const host of ['evil.example', 'evil.example:7860', 'localhost.evil.example', '127.0.0.1.nip.io', '[::2]', '']) {
+      const reply = await get(host);
+      assert.equal(reply.status, 403, `${host}: ${reply.head}`);
+    }
+    const twice = await rawExchange(server.url, 'GET /healthz HTTP/1.1\r\nHost: localhost\r\nHost: evil\r\n\r\n');
+    assert.equal(twice.status, 400);
+    const refused = await get('evil.example');
+    assert.match(refused.body, /"error":"host_not_allowed"/);
+    assert.match(refused.body, /--allowed-hosts/);
+  });
+
   test('names that are not UTF-8 still give valid JSON', async () => {
     const response = await server.request('/api/embed?name=%FF%FEvoice.wav', {
       method: 'POST',
@@ -466,7 +527,8 @@ describe('server with small limits (--max-upload-mb 1 --max-audio-seconds 10)', 
 });
 
 describe('server with --api-key, one worker and a queue of one', () => {
-  const KEY = 'test-key-0123';
+  // Percent signs are just bytes of the key: compared as sent, never decoded.
+  const KEY = 'test-key-%41-0123';
   let server;
   before(async () => {
     server = await new Server(['--workers', '1', '--queue', '1'], { env: { VOXPRINT_API_KEY: KEY } }).start();
@@ -498,6 +560,15 @@ describe('server with --api-key, one worker and a queue of one', () => {
     assert.equal((await server.request('/healthz')).status, 200);
     assert.equal((await server.request('/')).status, 200);
     assert.equal((await server.request('/api/openapi.json')).status, 200);
+  });
+
+  test('the key is compared as sent: a key with %41 works, its decoded form does not', async () => {
+    const model = (headers) => server.request('/api/model', { headers });
+    assert.equal((await model({ 'X-API-Key': KEY })).status, 200);
+    assert.equal((await model({ Authorization: `Bearer ${KEY}` })).status, 200);
+    assert.equal((await model({ Authorization: `bearer   ${KEY}` })).status, 200);
+    for (const wrong of ['test-key-A-0123', 'test%2Dkey-%41-0123', `${KEY}%00`, `${KEY}%00anything`, `${KEY} x`])
+      assertJsonError(await model({ 'X-API-Key': wrong }), 401, 'unauthorized');
   });
 
   test('a burst beyond workers + queue gets 503 + Retry-After; the server stays up', async () => {
@@ -536,5 +607,94 @@ describe('server with --api-key, one worker and a queue of one', () => {
       body: form([['file', 'short_1s.wav', audioBytes('short_1s.wav')]]),
     });
     assert.equal(after.status, 200, after.text);
+  });
+});
+
+describe('server with --api-key, two workers and a queue of one', () => {
+  const KEY = 'plain-key-0123';
+  const auth = { 'X-API-Key': KEY };
+  let server;
+  before(async () => {
+    server = await new Server(['--workers', '2', '--queue', '1'], { env: { VOXPRINT_API_KEY: KEY } }).start();
+  });
+  after(async () => {
+    const exit = await server.stop();
+    assert.deepEqual(exit, { code: 0, signal: null });
+  });
+
+  test('no percent-decoding of the key: %00 does not cut it, %2D is not "-"', async () => {
+    const model = (headers) => server.request('/api/model', { headers });
+    assert.equal((await model(auth)).status, 200);
+    for (const wrong of [`${KEY}%00`, `${KEY}%00anything`, 'plain%2Dkey-0123', 'plain-key-0123%20'])
+      assertJsonError(await model({ 'X-API-Key': wrong }), 401, 'unauthorized');
+    assertJsonError(await model({ Authorization: `Bearer ${KEY}%00x` }), 401, 'unauthorized');
+  });
+
+  test('exactly workers + queue clients, each sending its next request on the reply: no 503', async () => {
+    const bytes = audioBytes('short_1s.wav');
+    const statuses = [];
+    await Promise.all(
+      Array.from({ length: 3 }, async () => {
+        for (let i = 0; i < 5; i++) {
+          const response = await server.request('/api/embed', {
+            method: 'POST',
+            headers: auth,
+            body: form([['file', 'short_1s.wav', bytes]]),
+          });
+          statuses.push(response.status);
+        }
+      }),
+    );
+    assert.deepEqual(statuses, Array(15).fill(200));
+  });
+
+  test('a full server answers 503 from the headers, before the body is sent', async () => {
+    // Three uploads that send their headers and hold their places.
+    const head =
+      'POST /api/embed HTTP/1.1\r\nHost: localhost\r\nX-API-Key: plain-key-0123\r\n' +
+      'Content-Type: audio/wav\r\nContent-Length: 1000000\r\n\r\n';
+    const holders = [];
+    for (let i = 0; i < 3; i++) holders.push(await openSilent(server.url, head));
+    try {
+      await sleep(300);
+      const reply = await rawExchange(server.url, head, { timeoutMs: 5000 });
+      assert.equal(reply.status, 503, reply.head);
+      assert.match(reply.body, /"error":"busy"/);
+      assert.match(reply.head, /\r\nRetry-After: [1-9]\d*/i);
+      assert.ok(reply.ms < 1000, `took ${reply.ms} ms`);
+      assert.equal((await server.request('/healthz', {}, 5000)).status, 200);
+    } finally {
+      for (const socket of holders) socket.destroy();
+    }
+    // The places come back as soon as the holders hang up.
+    const deadline = Date.now() + 5000;
+    let response;
+    do {
+      response = await server.request('/api/embed', {
+        method: 'POST',
+        headers: auth,
+        body: form([['file', 'short_1s.wav', audioBytes('short_1s.wav')]]),
+      });
+    } while (response.status === 503 && Date.now() < deadline);
+    assert.equal(response.status, 200, response.text);
+  });
+});
+
+describe('server with --allowed-hosts', () => {
+  let server;
+  before(async () => {
+    // 127.0.0.1 too, for the harness's own /healthz checks.
+    server = await new Server(['--allowed-hosts', 'voxprint.test,10.0.0.7,127.0.0.1']).start();
+  });
+  after(async () => {
+    const exit = await server.stop();
+    assert.deepEqual(exit, { code: 0, signal: null });
+  });
+
+  test('only the listed names pass', async () => {
+    const get = (host) => rawExchange(server.url, `GET /healthz HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+    for (const host of ['voxprint.test', 'VOXPRINT.TEST:8080', '10.0.0.7:1', '127.0.0.1'])
+      assert.equal((await get(host)).status, 200, host);
+    for (const host of ['localhost', '[::1]', 'other.test']) assert.equal((await get(host)).status, 403, host);
   });
 });

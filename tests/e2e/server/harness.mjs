@@ -2,6 +2,7 @@
 // on a free loopback port, HTTP with a timeout on every request, the
 // reference kit, and .npy reading. Node built-ins only.
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -188,4 +189,76 @@ export function form(files, fields = []) {
   for (const [field, name, bytes] of files) data.append(field, new Blob([bytes]), name);
   for (const [field, value] of fields) data.append(field, String(value));
   return data;
+}
+
+// Sends `text` (a string or bytes) on a fresh TCP connection to `url` and
+// resolves with the reply {status, head, body, ms} once the server closes
+// its side; with `keepOpen`, the socket is left open after sending (the
+// caller gets it as `socket` in the reply, and must destroy it).
+export function rawExchange(url, text, { timeoutMs = 10000, keepOpen = false } = {}) {
+  const { hostname, port } = new URL(url);
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(port), hostname);
+    let reply = '';
+    socket.setEncoding('latin1');
+    socket.setTimeout(timeoutMs, () => {
+      socket.destroy();
+      reject(new Error(`no complete answer within ${timeoutMs} ms; got ${JSON.stringify(reply)}`));
+    });
+    socket.on('data', (chunk) => {
+      reply += chunk;
+    });
+    socket.on('end', () => {
+      if (!keepOpen) socket.destroy();
+      const split = reply.indexOf('\r\n\r\n');
+      const head = split < 0 ? reply : reply.slice(0, split);
+      const match = head.match(/^HTTP\/1\.1 (\d{3})/);
+      resolve({
+        status: match ? Number(match[1]) : null,
+        head,
+        body: split < 0 ? '' : reply.slice(split + 4),
+        ms: performance.now() - started,
+        socket,
+      });
+    });
+    socket.on('error', reject);
+    socket.write(text);
+  });
+}
+
+// A connection that sends `head` and then nothing: resolves with the
+// socket once connected; `whenClosed` resolves with the ms until the server
+// closed it and what it sent.
+export function openSilent(url, head) {
+  const { hostname, port } = new URL(url);
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(port), hostname, () => {
+      if (head) socket.write(head);
+      resolve(socket);
+    });
+    let reply = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk) => {
+      reply += chunk;
+    });
+    socket.whenClosed = new Promise((done) => {
+      socket.on('close', () => done({ ms: performance.now() - started, reply }));
+    });
+    socket.on('error', (error) => {
+      if (!socket.connecting) return;  // reported through `whenClosed`
+      reject(error);
+    });
+  });
+}
+
+// Peak resident memory of a process, in KiB (Linux; null elsewhere).
+export function peakRssKiB(pid) {
+  try {
+    const match = readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmHWM:\s+(\d+) kB/);
+    return match ? Number(match[1]) : null;
+  } catch {
+    return null;
+  }
 }

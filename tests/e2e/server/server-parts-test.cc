@@ -69,6 +69,41 @@ TEST(WorkPool, DestructorRunsAcceptedJobs) {
   EXPECT_EQ(ran.load(), 5);
 }
 
+TEST(WorkPool, AReservedSlotCountsUntilItsLastCopyGoes) {
+  WorkPool pool(1, 1);
+  std::shared_ptr<WorkPool::Slot> first = pool.TryReserve();
+  std::shared_ptr<WorkPool::Slot> second = pool.TryReserve();
+  ASSERT_NE(first, nullptr);
+  ASSERT_NE(second, nullptr);
+  EXPECT_EQ(pool.TryReserve(), nullptr);
+  EXPECT_EQ(pool.InFlight(), 2);
+  first.reset();
+  EXPECT_EQ(pool.InFlight(), 1);
+  second->Release();
+  second->Release();  // idempotent
+  EXPECT_EQ(pool.InFlight(), 0);
+  second.reset();
+  EXPECT_EQ(pool.InFlight(), 0);
+}
+
+// A client that sends its next request on seeing a reply must find the
+// place free: the job releases it before publishing its result.
+TEST(WorkPool, TheSlotIsFreeOnceTheResultIsPublished) {
+  WorkPool pool(1, 0);
+  for (int round = 0; round < 300; ++round) {
+    std::shared_ptr<WorkPool::Slot> slot = pool.TryReserve();
+    ASSERT_NE(slot, nullptr) << "round " << round;
+    auto done = std::make_shared<std::promise<void>>();
+    std::future<void> published = done->get_future();
+    pool.Submit(slot, [slot, done] {
+      slot->Release();
+      done->set_value();
+    });
+    slot.reset();
+    published.wait();
+  }
+}
+
 TEST(HttpStatus, FollowsTheErrorCode) {
   EXPECT_EQ(HttpStatusFor(ErrorCode::kInvalidArgument), 422);
   EXPECT_EQ(HttpStatusFor(ErrorCode::kUnsupportedInput), 400);
@@ -202,6 +237,86 @@ TEST(Routes, EmbedCompareAndModelWithTheReferenceModel) {
   EXPECT_EQ(model.body["license"], "CC-BY-4.0");
   EXPECT_EQ(model.body["file"]["path"], "pytorch_model.bin");
   EXPECT_EQ(model.body["citations"].size(), 3u);
+}
+
+// Long enough on any CPU that the waits below end first: sliding windows
+// over the 30 s reference file.
+ApiRequest SlowRequest(const std::string& wav) {
+  ApiRequest request;
+  request.params = {{"window", "sliding"}, {"duration", "3"}, {"step", "0.25"}};
+  request.uploads.push_back(FileUpload("body", "sample.wav", wav));
+  return request;
+}
+
+TEST(Routes, AdmissionTimeoutClientGoneAndShutdown) {
+  VOXPRINT_REQUIRE_REFERENCE_KIT();
+  const auto kit = testing::ReferenceDir();
+  ExtractorOptions options;
+  options.model_path = (kit / "models/pytorch_model.bin").string();
+  options.device = "cpu";
+  options.max_parallel_runs = 1;
+  RouteLimits limits;
+  limits.workers = 1;
+  limits.queue = 0;
+  limits.request_timeout_s = 0.3;
+  Routes routes(limits);
+  routes.SetExtractor(std::make_shared<const Extractor>(options));
+  const auto bytes = testing::ReadFileBytes(kit / "audio/sample.wav");
+  const std::string wav(bytes.begin(), bytes.end());
+
+  // The one place, taken from the headers; a second request is refused.
+  ApiResponse refusal;
+  std::shared_ptr<WorkPool::Slot> slot = routes.Admit(&refusal);
+  ASSERT_NE(slot, nullptr);
+  EXPECT_EQ(routes.Admit(&refusal), nullptr);
+  EXPECT_EQ(refusal.status, 503);
+  EXPECT_EQ(refusal.body["error"], "busy");
+  ASSERT_EQ(refusal.headers.size(), 1u);
+  EXPECT_EQ(refusal.headers[0].first, "Retry-After");
+
+  // Timeout: 504 at the deadline, not when the job ends.
+  ApiRequest timed = SlowRequest(wav);
+  timed.slot = std::move(slot);
+  auto start = std::chrono::steady_clock::now();
+  const ApiResponse late = routes.Embed(std::move(timed));
+  EXPECT_EQ(late.status, 504) << late.body.dump();
+  EXPECT_EQ(late.body["error"], "timeout");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+
+  // The place stays taken until the cancelled job has ended.
+  for (int i = 0; i < 1200 && !routes.Admit(&refusal); ++i)
+    std::this_thread::sleep_for(50ms);
+  slot = routes.Admit(&refusal);
+  ASSERT_NE(slot, nullptr) << "the worker never came back";
+
+  // Client gone: noticed while waiting, not after the job.
+  limits.request_timeout_s = 600;
+  limits.queue = 2;  // the abandoned job may still be running below
+  Routes patient(limits);
+  patient.SetExtractor(std::make_shared<const Extractor>(options));
+  ApiRequest abandoned = SlowRequest(wav);
+  const auto gone_at = std::chrono::steady_clock::now() + 200ms;
+  abandoned.client_gone = [gone_at] {
+    return std::chrono::steady_clock::now() >= gone_at;
+  };
+  start = std::chrono::steady_clock::now();
+  const ApiResponse gone = patient.Embed(std::move(abandoned));
+  EXPECT_EQ(gone.status, 499) << gone.body.dump();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+
+  // Shutdown: everything waiting or arriving is answered 503 at once.
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(200ms);
+    patient.CancelAll();
+  });
+  start = std::chrono::steady_clock::now();
+  const ApiResponse stopped = patient.Embed(SlowRequest(wav));
+  stopper.join();
+  EXPECT_EQ(stopped.status, 503) << stopped.body.dump();
+  EXPECT_EQ(stopped.body["error"], "shutting_down");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+  EXPECT_EQ(patient.Admit(&refusal), nullptr);
+  EXPECT_EQ(refusal.body["error"], "shutting_down");
 }
 
 TEST(OpenApi, DescribesEveryRoute) {
