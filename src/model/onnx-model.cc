@@ -18,7 +18,8 @@ namespace {
 static_assert(std::endian::native == std::endian::little,
               "ONNX raw_data is little-endian");
 
-constexpr int64_t kMaxTensorElements = int64_t{1} << 31;
+// No tensor holds more weights than a whole model may.
+constexpr int64_t kMaxTensorElements = kMaxModelParameters;
 
 float HalfBitsToFloat(uint16_t half) {
   const uint32_t sign = static_cast<uint32_t>(half & 0x8000) << 16;
@@ -182,66 +183,77 @@ class GraphReader {
       Fail(what + " '" + Printable(tensor.name()) + "' has shape " +
            ShapeText(dims) + ", expected " + ShapeText(expected));
     const size_t n = static_cast<size_t>(count);
-    std::vector<float> values(n);
+    // How many values or raw bytes the tensor must hold for n elements,
+    // checked before anything is allocated for it.
+    size_t element_bytes = 0;
+    size_t held = 0;
+    switch (tensor.data_type()) {
+      case onnx::TensorProto::FLOAT:
+        element_bytes = 4;
+        held = static_cast<size_t>(tensor.float_data_size());
+        break;
+      case onnx::TensorProto::DOUBLE:
+        element_bytes = 8;
+        held = static_cast<size_t>(tensor.double_data_size());
+        break;
+      case onnx::TensorProto::FLOAT16:
+      case onnx::TensorProto::BFLOAT16:
+        element_bytes = 2;
+        held = static_cast<size_t>(tensor.int32_data_size());
+        break;
+      default:
+        Fail(what + " '" + Printable(tensor.name()) + "' has data type " +
+             std::to_string(tensor.data_type()) +
+             ", expected a floating-point type");
+    }
     const std::string& raw = tensor.raw_data();
-    auto size_error = [&](size_t got) {
+    if (tensor.has_raw_data() ? raw.size() != n * element_bytes : held != n)
       Fail(what + " '" + Printable(tensor.name()) + "' holds " +
-           std::to_string(got) + " values/bytes for " + std::to_string(n) +
-           " elements");
-    };
+           std::to_string(tensor.has_raw_data() ? raw.size() : held) +
+           (tensor.has_raw_data() ? " bytes" : " values") + " for " +
+           std::to_string(n) + " elements");
+    weights_read_ += count;
+    if (weights_read_ > kMaxModelParameters)
+      Fail("holds more than " + std::to_string(kMaxModelParameters) +
+           " weights (the limit; the largest WeSpeaker model has about 28 M)");
+
+    std::vector<float> values(n);
     switch (tensor.data_type()) {
       case onnx::TensorProto::FLOAT:
         if (tensor.has_raw_data()) {
-          if (raw.size() != n * 4) size_error(raw.size());
           std::memcpy(values.data(), raw.data(), raw.size());
         } else {
-          if (static_cast<size_t>(tensor.float_data_size()) != n)
-            size_error(tensor.float_data_size());
           std::copy(tensor.float_data().begin(), tensor.float_data().end(),
                     values.begin());
         }
         return values;
       case onnx::TensorProto::DOUBLE:
-        if (tensor.has_raw_data()) {
-          if (raw.size() != n * 8) size_error(raw.size());
-          for (size_t i = 0; i < n; ++i) {
-            double v;
+        for (size_t i = 0; i < n; ++i) {
+          double v;
+          if (tensor.has_raw_data()) {
             std::memcpy(&v, raw.data() + 8 * i, 8);
-            values[i] = static_cast<float>(v);
+          } else {
+            v = tensor.double_data(static_cast<int>(i));
           }
-        } else {
-          if (static_cast<size_t>(tensor.double_data_size()) != n)
-            size_error(tensor.double_data_size());
-          for (size_t i = 0; i < n; ++i)
-            values[i] = static_cast<float>(tensor.double_data(i));
+          values[i] = static_cast<float>(v);
         }
         return values;
-      case onnx::TensorProto::FLOAT16:
-      case onnx::TensorProto::BFLOAT16: {
+      default: {  // FLOAT16, BFLOAT16
         const bool half = tensor.data_type() == onnx::TensorProto::FLOAT16;
-        auto convert = [half](uint16_t bits) {
-          return half ? HalfBitsToFloat(bits)
-                      : std::bit_cast<float>(static_cast<uint32_t>(bits) << 16);
-        };
-        if (tensor.has_raw_data()) {
-          if (raw.size() != n * 2) size_error(raw.size());
-          for (size_t i = 0; i < n; ++i) {
-            uint16_t bits;
+        for (size_t i = 0; i < n; ++i) {
+          uint16_t bits;
+          if (tensor.has_raw_data()) {
             std::memcpy(&bits, raw.data() + 2 * i, 2);
-            values[i] = convert(bits);
+          } else {
+            bits =
+                static_cast<uint16_t>(tensor.int32_data(static_cast<int>(i)));
           }
-        } else {
-          if (static_cast<size_t>(tensor.int32_data_size()) != n)
-            size_error(tensor.int32_data_size());
-          for (size_t i = 0; i < n; ++i)
-            values[i] = convert(static_cast<uint16_t>(tensor.int32_data(i)));
+          values[i] =
+              half ? HalfBitsToFloat(bits)
+                   : std::bit_cast<float>(static_cast<uint32_t>(bits) << 16);
         }
         return values;
       }
-      default:
-        Fail(what + " '" + Printable(tensor.name()) + "' has data type " +
-             std::to_string(tensor.data_type()) +
-             ", expected a floating-point type");
     }
   }
 
@@ -661,6 +673,9 @@ class GraphReader {
   std::unordered_map<std::string, const onnx::NodeProto*> producers_;
   std::unordered_map<std::string, std::vector<const onnx::NodeProto*>>
       consumers_;
+  // Weights read so far: at most kMaxModelParameters in all, checked before
+  // each tensor is converted.
+  mutable int64_t weights_read_ = 0;
 };
 
 }  // namespace
