@@ -19,6 +19,10 @@
 #include <string>
 #include <vector>
 
+// The ONNX schema as Debian's onnx package builds it (ONNX_ML).
+#define ONNX_ML 1
+#include <onnx/onnx_pb.h>
+
 #include "model/model-file.h"
 #include "model/resnet-weights.h"
 #include "support/reference-kit.h"
@@ -818,6 +822,82 @@ TEST(ModelCorrupt, DirectoryIsAnIoError) {
   } catch (const Error& error) {
     EXPECT_EQ(error.code(), ErrorCode::kIoError);
   }
+}
+
+// protobuf makes an object of every message and field it reads: a file of
+// tiny entries would take ~75 times its size to parse. Refused before
+// protobuf runs.
+TEST(ModelCorrupt, RefusesOnnxFilesThatWouldTakeHugeMemoryToParse) {
+  const auto varint = [](Bytes& out, uint64_t value) {
+    while (value >= 0x80) {
+      out.push_back(static_cast<uint8_t>(value | 0x80));
+      value >>= 7;
+    }
+    out.push_back(static_cast<uint8_t>(value));
+  };
+  // ModelProto.graph (field 7) holding `count` copies of `entry`.
+  const auto model_of = [&](const Bytes& entry, size_t count) {
+    Bytes graph;
+    graph.reserve(entry.size() * count);
+    for (size_t i = 0; i < count; ++i)
+      graph.insert(graph.end(), entry.begin(), entry.end());
+    Bytes model = {0x3a};
+    varint(model, graph.size());
+    model.insert(model.end(), graph.begin(), graph.end());
+    return model;
+  };
+  // 5 M empty nodes (GraphProto.node, field 1): 10 MB; it took 750 MB.
+  ExpectRefusedWithoutLargeAllocation(model_of({0x0a, 0x00}, 5'000'000),
+                                      "nodes.onnx",
+                                      "ONNX protobuf would take more than");
+  // 5 M empty graph inputs (field 11), then 5 M unknown varint fields.
+  ExpectRefusedWithoutLargeAllocation(model_of({0x5a, 0x00}, 5'000'000),
+                                      "inputs.onnx",
+                                      "bytes of memory to parse");
+  ExpectRefusedWithoutLargeAllocation(model_of({0xf8, 0x06, 0x00}, 5'000'000),
+                                      "unknown.onnx",
+                                      "bytes of memory to parse");
+  // Truncated inside a nested message: not ONNX, as protobuf would say.
+  Bytes cut = model_of({0x0a, 0x00}, 10);
+  cut.resize(cut.size() - 1);
+  EXPECT_TRUE(FailsCleanly(cut, "cut.onnx", "not a model file"));
+}
+
+// An initializer whose dims claim more elements than its bytes hold is
+// refused before anything is allocated for the dims (the reader used to
+// allocate them first: 151 MB here); dims beyond the parameter bound are out
+// of range.
+TEST(ModelCorrupt, RefusesOnnxInitializersLargerThanTheirBytes) {
+  onnx::ModelProto model;
+  const Bytes stub = ReadAll(StubDir() / "stub-basic.onnx");
+  ASSERT_TRUE(model.ParseFromArray(stub.data(), static_cast<int>(stub.size())));
+  const std::string stem_weight = [&] {
+    for (const onnx::NodeProto& node : model.graph().node())
+      if (node.op_type() == "Conv") return node.input(1);
+    return std::string();
+  }();
+  onnx::TensorProto* weight = nullptr;
+  for (onnx::TensorProto& tensor :
+       *model.mutable_graph()->mutable_initializer())
+    if (tensor.name() == stem_weight) weight = &tensor;
+  ASSERT_NE(weight, nullptr);
+  ASSERT_TRUE(weight->has_raw_data());
+  const auto with_dims = [&](std::vector<int64_t> dims) {
+    weight->clear_dims();
+    for (int64_t d : dims) weight->add_dims(d);
+    std::string bytes;
+    model.SerializeToString(&bytes);
+    return Bytes(bytes.begin(), bytes.end());
+  };
+  ExpectRefusedWithoutLargeAllocation(
+      with_dims({2048, 2048, 3, 3}), "dims.onnx",
+      "weight '" + stem_weight + "' holds " +
+          std::to_string(weight->raw_data().size()) +
+          " bytes for 37748736 elements");
+  EXPECT_TRUE(FailsCleanly(with_dims({8192, 8192, 3, 3}), "dims.onnx",
+                           "has dimensions [8192, 8192, 3, 3] (out of range)"));
+  EXPECT_TRUE(FailsCleanly(with_dims({2, -1, 3, 3}), "dims.onnx",
+                           "has dimensions [2, -1, 3, 3] (out of range)"));
 }
 
 TEST(ModelCorrupt, RefusesBrokenOnnxGraphs) {
