@@ -824,6 +824,24 @@ TEST(ModelCorrupt, DirectoryIsAnIoError) {
   }
 }
 
+// Every value of a pickle takes ~170 bytes for as little as one byte of
+// the file: the default limits keep a pickle of millions of them (it once
+// took 350 MB for 4 MB) to a few tens of MB.
+TEST(ModelCorrupt, RefusesPicklesOfMillionsOfValues) {
+  PickleWriter p;
+  p.Op(0x80).Op(2);
+  for (int i = 0; i < 2'000'000; ++i) p.Op(']').Op('0');  // [] then POP
+  p.Op('}').Op('.');
+  ExpectRefusedWithoutLargeAllocation(CheckpointZip({}, p.bytes()), "values.pt",
+                                      "more than 250000 values");
+  // A tensor of 100 000 dimensions.
+  std::vector<Tensor> t = TinyStateDict();
+  Find(t, "seg_1.bias").shape.assign(100'000, 1);
+  EXPECT_TRUE(FailsCleanly(CheckpointZip(t), "rank.pt",
+                           "_rebuild_tensor_v2 with 100000 dimensions "
+                           "(more than 8)"));
+}
+
 // protobuf makes an object of every message and field it reads: a file of
 // tiny entries would take ~75 times its size to parse. Refused before
 // protobuf runs.
