@@ -11,10 +11,13 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <new>
 #include <random>
 #include <string>
 #include <vector>
@@ -27,6 +30,23 @@
 #include "model/resnet-weights.h"
 #include "support/reference-kit.h"
 #include "voxprint/error.h"
+
+// Allocations of at least this many bytes fail with std::bad_alloc (0:
+// none), for the test of a load that runs out of memory.
+std::atomic<size_t> g_fail_allocations_from{0};
+
+void* operator new(size_t size) {
+  const size_t limit = g_fail_allocations_from.load(std::memory_order_relaxed);
+  if (limit != 0 && size >= limit) throw std::bad_alloc();
+  if (void* memory = std::malloc(size == 0 ? 1 : size)) return memory;
+  throw std::bad_alloc();
+}
+// GCC cannot tell that these pair with the operator new above.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void operator delete(void* memory) noexcept { std::free(memory); }
+void operator delete(void* memory, size_t) noexcept { std::free(memory); }
+#pragma GCC diagnostic pop
 
 namespace voxprint::model {
 namespace {
@@ -379,7 +399,11 @@ long ChildPeakGrowthMiB(const std::function<int()>& body, int* outcome) {
     struct rusage usage {};
     getrusage(RUSAGE_SELF, &usage);
     const long before = std::max(ResidentKiB(), usage.ru_maxrss);
-    const int result = body();
+    int result = 2;
+    try {
+      result = body();
+    } catch (...) {  // never back into the test framework's copy
+    }
     getrusage(RUSAGE_SELF, &usage);
     const long growth = std::clamp((usage.ru_maxrss - before) / 1024, 0L, 63L);
     _exit(static_cast<int>(growth) * 4 + result);
@@ -408,9 +432,11 @@ TEST(ModelCorrupt, ChildPeakGrowthSeesALargeAllocation) {
   int outcome = -1;
   const long growth = ChildPeakGrowthMiB(
       [] {
-        std::vector<char> big(size_t{100} << 20, 1);
-        volatile char last = big.back();
-        return last == 1 ? 0 : 1;
+        std::vector<char> big(size_t{100} << 20);
+        // Volatile writes: neither they nor the allocation can be elided.
+        volatile char* pages = big.data();
+        for (size_t i = 0; i < big.size(); i += 4096) pages[i] = 1;
+        return pages[big.size() - 4096] == 1 ? 0 : 1;
       },
       &outcome);
   EXPECT_EQ(outcome, 0);
@@ -712,6 +738,22 @@ TEST(ModelCorrupt, RefusesAFlippedBitInATensorByItsCrc) {
         << error.what();
   }
   fs::remove(path);
+}
+
+// A load that runs out of memory is a model error naming the file, not
+// std::bad_alloc ending the program as an internal error. (Which
+// allocations fail is set by this executable's operator new, below.)
+TEST(ModelCorrupt, AllocationFailureWhileLoadingIsAModelError) {
+  ResNetArchitecture arch;
+  arch.base_channels = 16;  // seg_1.weight: 2.6 MB
+  arch.blocks_per_stage = {1, 1, 1, 1};
+  const Bytes zip = CheckpointZip(StateDictFor(arch));
+  ASSERT_NO_THROW(LoadModelBytes(zip, "big.pt"));
+  g_fail_allocations_from = size_t{1} << 20;
+  EXPECT_TRUE(FailsCleanly(zip, "big.pt",
+                           "big.pt: out of memory while loading the model's "
+                           "weights"));
+  g_fail_allocations_from = 0;
 }
 
 TEST(ModelCorrupt, RefusesWrongDtypesAndShapes) {
