@@ -562,6 +562,29 @@ TEST(ModelCorrupt, RefusesStrideZeroWeightBombBeforeAllocating) {
       "the limit of 67108864");
 }
 
+// The same bombs as torch.save writes them (tests/support/
+// make_bomb_models.py: every tensor an `expand`ed view of one number).
+TEST(ModelCorrupt, RefusesTorchMadeStrideZeroBombs) {
+  ExpectRefusedWithoutLargeAllocation(
+      ReadAll(StubDir() / "stride0-base1024.pt"), "stride0-base1024.pt",
+      "ResNet34 with 1024 base channels has 5484334336 parameters");
+  ExpectRefusedWithoutLargeAllocation(
+      ReadAll(StubDir() / "stride0-base2.pt"), "stride0-base2.pt",
+      "stride0-base2.pt: tensor conv1.weight: has stride 0 on dimension 0 "
+      "of size 2");
+  // From the file itself, read in place.
+  const std::string path = (StubDir() / "stride0-base1024.pt").string();
+  try {
+    LoadModelFile(path);
+    ADD_FAILURE() << "loaded " << path;
+  } catch (const Error& error) {
+    EXPECT_EQ(error.code(), ErrorCode::kModelError);
+    EXPECT_EQ(std::string(error.what()).rfind(path + ": ResNet34 with 1024", 0),
+              0u)
+        << error.what();
+  }
+}
+
 // The kit's hostile checkpoint (stride-0 views, 256 base channels, finite
 // weights that gave non-finite embeddings) must now be a model error.
 TEST(ModelCorrupt, RefusesTheKitsStrideZeroBomb) {
