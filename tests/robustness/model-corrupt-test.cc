@@ -860,6 +860,60 @@ TEST(ModelCorrupt, RefusesBrokenArchives) {
   }
 }
 
+// libzip keeps ~200 bytes per central-directory entry: a zip64 archive of
+// hundreds of thousands of empty entries is refused before libzip reads it.
+TEST(ModelCorrupt, RefusesZipsOfTooManyEntries) {
+  constexpr uint32_t kEntries = 300'000;
+  Bytes zip, central;
+  for (uint32_t i = 0; i < kEntries; ++i) {
+    const std::string name = "a/" + std::to_string(i);
+    const uint32_t offset = static_cast<uint32_t>(zip.size());
+    Put32(zip, 0x04034b50);
+    for (uint32_t v : {20, 0, 0, 0, 0x21}) Put16(zip, v);
+    for (int k = 0; k < 3; ++k) Put32(zip, 0);  // crc, sizes
+    Put16(zip, static_cast<uint32_t>(name.size()));
+    Put16(zip, 0);
+    zip.insert(zip.end(), name.begin(), name.end());
+    Put32(central, 0x02014b50);
+    for (uint32_t v : {20, 20, 0, 0, 0, 0x21}) Put16(central, v);
+    for (int k = 0; k < 3; ++k) Put32(central, 0);
+    Put16(central, static_cast<uint32_t>(name.size()));
+    for (int k = 0; k < 4; ++k) Put16(central, 0);
+    Put32(central, 0);
+    Put32(central, offset);
+    central.insert(central.end(), name.begin(), name.end());
+  }
+  const uint64_t central_offset = zip.size();
+  zip.insert(zip.end(), central.begin(), central.end());
+  const uint64_t zip64_record = zip.size();
+  const auto put64 = [&](uint64_t v) {
+    Put32(zip, static_cast<uint32_t>(v));
+    Put32(zip, static_cast<uint32_t>(v >> 32));
+  };
+  Put32(zip, 0x06064b50);
+  put64(44);
+  Put16(zip, 45);
+  Put16(zip, 45);
+  Put32(zip, 0);
+  Put32(zip, 0);
+  put64(kEntries);
+  put64(kEntries);
+  put64(central.size());
+  put64(central_offset);
+  Put32(zip, 0x07064b50);  // locator
+  Put32(zip, 0);
+  put64(zip64_record);
+  Put32(zip, 1);
+  Put32(zip, 0x06054b50);
+  for (uint32_t v : {0, 0, 0xffff, 0xffff}) Put16(zip, v);
+  Put32(zip, 0xffffffffu);
+  Put32(zip, 0xffffffffu);
+  Put16(zip, 0);
+  ExpectRefusedWithoutLargeAllocation(
+      zip, "entries.pt",
+      "zip archive holds 300000 entries, more than the limit of 100000");
+}
+
 TEST(ModelCorrupt, RefusesNonModels) {
   EXPECT_TRUE(FailsCleanly(Bytes{}, "empty.bin", "empty file"));
   std::mt19937 rng(1234);
