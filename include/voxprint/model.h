@@ -50,6 +50,11 @@ struct ModelInfo {
   ModelFormat format = ModelFormat::kPyannoteCheckpoint;
   std::string sha256;  // of the file, lower-case hex
   int64_t file_size_bytes = 0;
+  // Whether the format itself detects damaged weights. torch.save zips keep
+  // a CRC-32 of every entry, which loading verifies: a flipped bit is
+  // refused. ONNX has no checksum: a flipped weight bit loads unnoticed
+  // (only comparing sha256 with the publisher's tells).
+  bool format_has_checksum = false;
   ResNetArchitecture architecture;
 };
 

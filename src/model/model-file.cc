@@ -9,7 +9,9 @@
 #include <cstring>
 #include <future>
 #include <memory>
+#include <new>
 #include <optional>
+#include <stdexcept>
 #include <vector>
 
 #include "memory/large-buffer.h"
@@ -21,8 +23,10 @@
 namespace voxprint::model {
 namespace {
 
-// Real WeSpeaker models are 25 MB (ResNet34) to ~120 MB (ResNet293).
-constexpr uint64_t kMaxModelFileBytes = uint64_t{4} << 30;
+// Real WeSpeaker models are 25 MB (ResNet34) to ~120 MB (ResNet293); a
+// model at the parameter limit (kMaxModelParameters) takes 256 MiB as
+// float32, 512 MiB as float64.
+constexpr uint64_t kMaxModelFileBytes = uint64_t{1} << 30;
 
 std::string HexDigest(std::span<const unsigned char> digest) {
   static const char kHex[] = "0123456789abcdef";
@@ -59,6 +63,7 @@ void FillInfo(LoadedModel& loaded, const std::string& name, uint64_t size,
   loaded.info.path = name;
   if (sha256.valid()) loaded.info.sha256 = sha256.get();
   loaded.info.file_size_bytes = static_cast<int64_t>(size);
+  loaded.info.format_has_checksum = loaded.info.format != ModelFormat::kOnnx;
   loaded.info.architecture = loaded.weights.architecture;
 }
 
@@ -92,11 +97,26 @@ std::string Sha256OfFile(int fd, uint64_t size, const std::string& name) {
   return HexDigest({digest, length});
 }
 
-}  // namespace
+// Runs `load`, reporting an allocation that fails on the way as the model
+// file's fault (kModelError, as the CLI's exit code 4) rather than letting
+// std::bad_alloc end the program as an internal error: the loader bounds
+// every size a file claims, so only a machine short of memory or a file
+// that gets past a bound can meet it.
+template <typename Load>
+LoadedModel ReportingAllocationFailures(const std::string& name, Load load) {
+  try {
+    return load();
+  } catch (const std::bad_alloc&) {
+    throw Error(ErrorCode::kModelError,
+                name + ": out of memory while loading the model's weights");
+  } catch (const std::length_error&) {
+    throw Error(ErrorCode::kModelError,
+                name + ": a size in the model file is too large to allocate");
+  }
+}
 
-LoadedModel LoadModelBytes(std::span<const uint8_t> bytes,
-                           const std::string& name,
-                           const LoadOptions& options) {
+LoadedModel LoadBytes(std::span<const uint8_t> bytes, const std::string& name,
+                      const LoadOptions& options) {
   if (bytes.empty())
     throw Error(ErrorCode::kModelError,
                 name + ": empty file (not a model file)");
@@ -127,7 +147,7 @@ LoadedModel LoadModelBytes(std::span<const uint8_t> bytes,
   return loaded;
 }
 
-LoadedModel LoadModelFile(const std::string& path, const LoadOptions& options) {
+LoadedModel LoadFile(const std::string& path, const LoadOptions& options) {
   std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
   if (!file)
     throw Error(ErrorCode::kIoError, path + ": cannot open model file (" +
@@ -167,8 +187,21 @@ LoadedModel LoadModelFile(const std::string& path, const LoadOptions& options) {
                                   /*huge_pages=*/true);
   if (size > 0 && std::fread(bytes.data(), 1, size, file.get()) != size)
     throw Error(ErrorCode::kIoError, path + ": cannot read model file");
-  return LoadModelBytes({bytes.bytes(), static_cast<size_t>(size)}, path,
-                        options);
+  return LoadBytes({bytes.bytes(), static_cast<size_t>(size)}, path, options);
+}
+
+}  // namespace
+
+LoadedModel LoadModelBytes(std::span<const uint8_t> bytes,
+                           const std::string& name,
+                           const LoadOptions& options) {
+  return ReportingAllocationFailures(
+      name, [&] { return LoadBytes(bytes, name, options); });
+}
+
+LoadedModel LoadModelFile(const std::string& path, const LoadOptions& options) {
+  return ReportingAllocationFailures(path,
+                                     [&] { return LoadFile(path, options); });
 }
 
 }  // namespace voxprint::model

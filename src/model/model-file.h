@@ -27,14 +27,19 @@ struct LoadedModel {
 // dict; otherwise an ONNX protobuf), maps the weights, folds BatchNorm and
 // validates every shape against the detected architecture. A checkpoint zip
 // is read from the open file, each tensor straight into its place; an ONNX
-// file is read once into memory (files over 4 GB are refused).
+// file is read once into memory (files over 1 GiB are refused).
 // ModelInfo::sha256 is the SHA-256 of the file (empty without
-// LoadOptions::checksum). Nothing in the file is ever executed.
+// LoadOptions::checksum). Nothing in the file is ever executed, and nothing
+// is allocated for a size the file claims before it is checked: at most
+// kMaxModelParameters weights, each tensor's view reading each element of
+// its storage once, every zip entry holding the bytes it claims (and its
+// CRC-32 verified).
 //
 // Throws ErrorCode::kIoError when the file cannot be opened or read, and
 // ErrorCode::kModelError, as "<path>: <reason>", for anything empty,
-// malformed, truncated, unsafe (a pickle calling os.system, ...) or of
-// unexpected shape. Thread-safe: loads share no state.
+// malformed, truncated, damaged, unsafe (a pickle calling os.system, ...),
+// too large or of unexpected shape, and for an allocation that fails while
+// loading. Thread-safe: loads share no state.
 LoadedModel LoadModelFile(const std::string& path,
                           const LoadOptions& options = {});
 

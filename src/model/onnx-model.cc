@@ -1,5 +1,8 @@
 #include "model/onnx-model.h"
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/message.h>
+#include <google/protobuf/wire_format_lite.h>
 #include <onnx/onnx_pb.h>
 
 #include <bit>
@@ -18,7 +21,8 @@ namespace {
 static_assert(std::endian::native == std::endian::little,
               "ONNX raw_data is little-endian");
 
-constexpr int64_t kMaxTensorElements = int64_t{1} << 31;
+// No tensor holds more weights than a whole model may.
+constexpr int64_t kMaxTensorElements = kMaxModelParameters;
 
 float HalfBitsToFloat(uint16_t half) {
   const uint32_t sign = static_cast<uint32_t>(half & 0x8000) << 16;
@@ -182,66 +186,77 @@ class GraphReader {
       Fail(what + " '" + Printable(tensor.name()) + "' has shape " +
            ShapeText(dims) + ", expected " + ShapeText(expected));
     const size_t n = static_cast<size_t>(count);
-    std::vector<float> values(n);
+    // How many values or raw bytes the tensor must hold for n elements,
+    // checked before anything is allocated for it.
+    size_t element_bytes = 0;
+    size_t held = 0;
+    switch (tensor.data_type()) {
+      case onnx::TensorProto::FLOAT:
+        element_bytes = 4;
+        held = static_cast<size_t>(tensor.float_data_size());
+        break;
+      case onnx::TensorProto::DOUBLE:
+        element_bytes = 8;
+        held = static_cast<size_t>(tensor.double_data_size());
+        break;
+      case onnx::TensorProto::FLOAT16:
+      case onnx::TensorProto::BFLOAT16:
+        element_bytes = 2;
+        held = static_cast<size_t>(tensor.int32_data_size());
+        break;
+      default:
+        Fail(what + " '" + Printable(tensor.name()) + "' has data type " +
+             std::to_string(tensor.data_type()) +
+             ", expected a floating-point type");
+    }
     const std::string& raw = tensor.raw_data();
-    auto size_error = [&](size_t got) {
+    if (tensor.has_raw_data() ? raw.size() != n * element_bytes : held != n)
       Fail(what + " '" + Printable(tensor.name()) + "' holds " +
-           std::to_string(got) + " values/bytes for " + std::to_string(n) +
-           " elements");
-    };
+           std::to_string(tensor.has_raw_data() ? raw.size() : held) +
+           (tensor.has_raw_data() ? " bytes" : " values") + " for " +
+           std::to_string(n) + " elements");
+    weights_read_ += count;
+    if (weights_read_ > kMaxModelParameters)
+      Fail("holds more than " + std::to_string(kMaxModelParameters) +
+           " weights (the limit; the largest WeSpeaker model has about 28 M)");
+
+    std::vector<float> values(n);
     switch (tensor.data_type()) {
       case onnx::TensorProto::FLOAT:
         if (tensor.has_raw_data()) {
-          if (raw.size() != n * 4) size_error(raw.size());
           std::memcpy(values.data(), raw.data(), raw.size());
         } else {
-          if (static_cast<size_t>(tensor.float_data_size()) != n)
-            size_error(tensor.float_data_size());
           std::copy(tensor.float_data().begin(), tensor.float_data().end(),
                     values.begin());
         }
         return values;
       case onnx::TensorProto::DOUBLE:
-        if (tensor.has_raw_data()) {
-          if (raw.size() != n * 8) size_error(raw.size());
-          for (size_t i = 0; i < n; ++i) {
-            double v;
+        for (size_t i = 0; i < n; ++i) {
+          double v;
+          if (tensor.has_raw_data()) {
             std::memcpy(&v, raw.data() + 8 * i, 8);
-            values[i] = static_cast<float>(v);
+          } else {
+            v = tensor.double_data(static_cast<int>(i));
           }
-        } else {
-          if (static_cast<size_t>(tensor.double_data_size()) != n)
-            size_error(tensor.double_data_size());
-          for (size_t i = 0; i < n; ++i)
-            values[i] = static_cast<float>(tensor.double_data(i));
+          values[i] = static_cast<float>(v);
         }
         return values;
-      case onnx::TensorProto::FLOAT16:
-      case onnx::TensorProto::BFLOAT16: {
+      default: {  // FLOAT16, BFLOAT16
         const bool half = tensor.data_type() == onnx::TensorProto::FLOAT16;
-        auto convert = [half](uint16_t bits) {
-          return half ? HalfBitsToFloat(bits)
-                      : std::bit_cast<float>(static_cast<uint32_t>(bits) << 16);
-        };
-        if (tensor.has_raw_data()) {
-          if (raw.size() != n * 2) size_error(raw.size());
-          for (size_t i = 0; i < n; ++i) {
-            uint16_t bits;
+        for (size_t i = 0; i < n; ++i) {
+          uint16_t bits;
+          if (tensor.has_raw_data()) {
             std::memcpy(&bits, raw.data() + 2 * i, 2);
-            values[i] = convert(bits);
+          } else {
+            bits =
+                static_cast<uint16_t>(tensor.int32_data(static_cast<int>(i)));
           }
-        } else {
-          if (static_cast<size_t>(tensor.int32_data_size()) != n)
-            size_error(tensor.int32_data_size());
-          for (size_t i = 0; i < n; ++i)
-            values[i] = convert(static_cast<uint16_t>(tensor.int32_data(i)));
+          values[i] =
+              half ? HalfBitsToFloat(bits)
+                   : std::bit_cast<float>(static_cast<uint32_t>(bits) << 16);
         }
         return values;
       }
-      default:
-        Fail(what + " '" + Printable(tensor.name()) + "' has data type " +
-             std::to_string(tensor.data_type()) +
-             ", expected a floating-point type");
     }
   }
 
@@ -661,6 +676,142 @@ class GraphReader {
   std::unordered_map<std::string, const onnx::NodeProto*> producers_;
   std::unordered_map<std::string, std::vector<const onnx::NodeProto*>>
       consumers_;
+  // Weights read so far: at most kMaxModelParameters in all, checked before
+  // each tensor is converted.
+  mutable int64_t weights_read_ = 0;
+};
+
+// --- the protobuf parser's memory, bounded before it runs ------------------
+//
+// protobuf makes an object of every message it reads: an empty NodeProto
+// takes 2 bytes of the file and ~200 of memory, so 10 MB of them took 750 MB
+// (and unknown fields, repeated scalars and strings amplify too). The scan
+// below walks the wire format with the schema and adds up what parsing will
+// allocate, refusing the file before protobuf sees it.
+
+enum class ScanResult { kOk, kMalformed, kTooLarge };
+
+class ParseCostScan {
+ public:
+  explicit ParseCostScan(uint64_t budget) : budget_(budget) {}
+
+  ScanResult Run(std::span<const uint8_t> bytes) {
+    google::protobuf::io::CodedInputStream input(
+        bytes.data(), static_cast<int>(bytes.size()));
+    input.SetTotalBytesLimit(INT_MAX);
+    const ScanResult result =
+        Message(input, onnx::ModelProto::descriptor(), /*depth=*/0);
+    if (result == ScanResult::kOk &&
+        input.CurrentPosition() != static_cast<int>(bytes.size()))
+      return ScanResult::kMalformed;
+    return result;
+  }
+
+  uint64_t cost() const { return cost_; }
+
+ private:
+  // protobuf's own nesting limit.
+  static constexpr int kMaxDepth = 100;
+  // What a value that is not a message costs beyond its bytes, counting
+  // the copy a growing array makes: a repeated number (8 bytes), a string
+  // object, an unknown field's entry (16 bytes, plus a string for bytes).
+  static constexpr uint64_t kNumberCost = 24;
+  static constexpr uint64_t kStringCost = 48;
+  static constexpr uint64_t kUnknownCost = 48;
+
+  static uint64_t MessageCost(const google::protobuf::Descriptor* type) {
+    const google::protobuf::Message* prototype =
+        google::protobuf::MessageFactory::generated_factory()->GetPrototype(
+            type);
+    return (prototype ? prototype->SpaceUsedLong() : 256) + 16;
+  }
+
+  // Packed repeated numbers of `length` bytes: fixed-width ones take their
+  // bytes, varints (at least a byte each) up to 8 bytes per byte.
+  static uint64_t PackedCost(const google::protobuf::FieldDescriptor& field,
+                             uint64_t length) {
+    using google::protobuf::FieldDescriptor;
+    switch (field.type()) {
+      case FieldDescriptor::TYPE_FLOAT:
+      case FieldDescriptor::TYPE_DOUBLE:
+      case FieldDescriptor::TYPE_FIXED32:
+      case FieldDescriptor::TYPE_FIXED64:
+      case FieldDescriptor::TYPE_SFIXED32:
+      case FieldDescriptor::TYPE_SFIXED64:
+        return length;
+      default:
+        return length *
+               static_cast<uint64_t>(
+                   field.cpp_type() == FieldDescriptor::CPPTYPE_INT64 ||
+                           field.cpp_type() == FieldDescriptor::CPPTYPE_UINT64
+                       ? 8
+                       : 4);
+    }
+  }
+
+  bool Add(uint64_t cost) {
+    cost_ += cost;
+    return cost_ <= budget_;
+  }
+
+  // One message of `type`, up to the input's current limit.
+  ScanResult Message(google::protobuf::io::CodedInputStream& input,
+                     const google::protobuf::Descriptor* type, int depth) {
+    using google::protobuf::FieldDescriptor;
+    using google::protobuf::internal::WireFormatLite;
+    if (depth > kMaxDepth) return ScanResult::kMalformed;
+    if (!Add(MessageCost(type))) return ScanResult::kTooLarge;
+    while (true) {
+      const uint32_t tag = input.ReadTag();
+      if (tag == 0)
+        return input.BytesUntilLimit() == 0 ? ScanResult::kOk
+                                            : ScanResult::kMalformed;
+      const FieldDescriptor* field =
+          type->FindFieldByNumber(static_cast<int>(tag >> 3));
+      switch (WireFormatLite::GetTagWireType(tag)) {
+        case WireFormatLite::WIRETYPE_VARINT: {
+          uint64_t value;
+          if (!input.ReadVarint64(&value)) return ScanResult::kMalformed;
+          break;
+        }
+        case WireFormatLite::WIRETYPE_FIXED64:
+          if (!input.Skip(8)) return ScanResult::kMalformed;
+          break;
+        case WireFormatLite::WIRETYPE_FIXED32:
+          if (!input.Skip(4)) return ScanResult::kMalformed;
+          break;
+        case WireFormatLite::WIRETYPE_LENGTH_DELIMITED: {
+          uint32_t length;
+          if (!input.ReadVarint32(&length) ||
+              length > static_cast<uint32_t>(input.BytesUntilTotalBytesLimit()))
+            return ScanResult::kMalformed;
+          if (field && field->type() == FieldDescriptor::TYPE_MESSAGE) {
+            const auto limit = input.PushLimit(static_cast<int>(length));
+            const ScanResult inner =
+                Message(input, field->message_type(), depth + 1);
+            if (inner != ScanResult::kOk) return inner;
+            input.PopLimit(limit);
+            continue;
+          }
+          const uint64_t cost =
+              field && field->is_packable()
+                  ? PackedCost(*field, length)
+                  : (field ? 0 : kUnknownCost) + kStringCost + length;
+          if (!Add(cost)) return ScanResult::kTooLarge;
+          if (!input.Skip(static_cast<int>(length)))
+            return ScanResult::kMalformed;
+          continue;
+        }
+        default:  // groups: never in ONNX
+          return ScanResult::kMalformed;
+      }
+      if (!Add(field ? kNumberCost : kUnknownCost))
+        return ScanResult::kTooLarge;
+    }
+  }
+
+  const uint64_t budget_;
+  uint64_t cost_ = 0;
 };
 
 }  // namespace
@@ -670,6 +821,24 @@ std::optional<ResNetWeights> ReadOnnxWeights(std::span<const uint8_t> bytes,
   if (bytes.size() > static_cast<size_t>(INT_MAX))
     throw Error(ErrorCode::kModelError,
                 source + ": ONNX files over 2 GB are not supported");
+  // Four times the file and 64 MiB: real models store their weights as
+  // raw bytes or packed floats (the parse costs about the file's size), or
+  // float16 as int32 varints (2 to 3 bytes each, 4 in memory).
+  const uint64_t budget = 4 * uint64_t{bytes.size()} + (uint64_t{64} << 20);
+  ParseCostScan scan(budget);
+  switch (scan.Run(bytes)) {
+    case ScanResult::kMalformed:
+      return std::nullopt;  // what protobuf would refuse: not ONNX
+    case ScanResult::kTooLarge:
+      throw Error(ErrorCode::kModelError,
+                  source + ": ONNX protobuf would take more than " +
+                      std::to_string(budget) +
+                      " bytes of memory to parse (a file of " +
+                      std::to_string(bytes.size()) +
+                      " bytes: far too many messages, fields or values)");
+    case ScanResult::kOk:
+      break;
+  }
   onnx::ModelProto model;
   if (!model.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) ||
       !model.has_graph() || model.graph().node_size() == 0)

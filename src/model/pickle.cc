@@ -405,6 +405,11 @@ class Unpickler {
     tensor->tensor = std::make_unique<TensorRef>(*storage->tensor);
     TensorRef& ref = *tensor->tensor;
     ref.storage_offset = IntArg(args.items[1], "storage offset");
+    for (const Value* shape : {args.items[2], args.items[3]})
+      if (shape->items.size() > limits_.max_tensor_rank)
+        Fail(callable.QualifiedName() + " with " +
+             std::to_string(shape->items.size()) + " dimensions (more than " +
+             std::to_string(limits_.max_tensor_rank) + ")");
     ref.sizes = IntTupleArg(args.items[2], "size");
     ref.strides = IntTupleArg(args.items[3], "stride");
     if (needed == 7) {

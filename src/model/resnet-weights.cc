@@ -94,6 +94,15 @@ void ValidateArchitecture(const ResNetArchitecture& arch,
   if (arch.embedding_dim < 1 || arch.embedding_dim > kMaxEmbeddingDim)
     Fail(source, "embedding dimension " + std::to_string(arch.embedding_dim) +
                      " is out of range");
+  // The counts above keep this product far from overflow.
+  const int64_t parameters = arch.ParameterCount();
+  if (parameters > kMaxModelParameters)
+    Fail(source, ArchitectureName(arch.block, arch.blocks_per_stage) +
+                     " with " + std::to_string(arch.base_channels) +
+                     " base channels has " + std::to_string(parameters) +
+                     " parameters, more than the limit of " +
+                     std::to_string(kMaxModelParameters) +
+                     " (the largest WeSpeaker model has about 28 M)");
 }
 
 void ValidateWeights(const ResNetWeights& weights, const std::string& source) {

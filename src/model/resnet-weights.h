@@ -78,8 +78,17 @@ std::optional<ConvSpec> ShortcutSpec(const ResNetArchitecture& architecture,
 std::string ArchitectureName(ResidualBlockKind block,
                              const std::array<int, 4>& blocks_per_stage);
 
+// The most weights a model may have: WeSpeaker's largest model, ResNet293,
+// has about 28 M parameters; 64 Mi (67,108,864) leaves room for any real
+// model and refuses, before anything is read, a file that claims billions
+// (a checkpoint of stride-0 views takes 28 KB to describe 11 GB of weights).
+// It bounds ResNetArchitecture::ParameterCount(), every tensor, and the
+// weights an ONNX file holds.
+inline constexpr int64_t kMaxModelParameters = int64_t{64} << 20;
+
 // Throws ErrorCode::kModelError naming `source` unless every count of the
-// architecture is in a sane range (loaders call it before allocating).
+// architecture is in a sane range and its parameter count is at most
+// kMaxModelParameters (loaders call it before allocating).
 void ValidateArchitecture(const ResNetArchitecture& architecture,
                           const std::string& source);
 

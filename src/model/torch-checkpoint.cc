@@ -1,7 +1,10 @@
 #include "model/torch-checkpoint.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zip.h>
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 #include <string_view>
@@ -18,13 +21,23 @@ using pickle::ScalarType;
 using pickle::TensorRef;
 using pickle::Value;
 
-// Sane upper bounds: the largest WeSpeaker model (ResNet293) has ~28 M
-// parameters, so 1 GiB per storage and 2^31 elements per tensor leave ample
-// room while refusing absurd claims before anything is allocated.
-constexpr uint64_t kMaxStorageBytes = uint64_t{1} << 30;
-constexpr int64_t kMaxTensorElements = int64_t{1} << 31;
+// Sane upper bounds, checked before anything is allocated: no tensor holds
+// more than a whole model may (kMaxModelParameters, 64 Mi; ResNet293 has
+// ~28 M), no storage more than that many float64s (512 MiB), and a load
+// reads at most that many bytes of storages in all (ResNet34 reads 27 MB).
+constexpr int64_t kMaxTensorElements = kMaxModelParameters;
+constexpr uint64_t kMaxStorageBytes = uint64_t{kMaxModelParameters} * 8;
+constexpr uint64_t kMaxStorageBytesPerLoad = kMaxStorageBytes;
 constexpr size_t kMaxTensorRank = 8;
-constexpr uint64_t kMaxPickleBytes = uint64_t{64} << 20;
+// A ResNet293 checkpoint's pickle is ~0.3 MB.
+constexpr uint64_t kMaxPickleBytes = uint64_t{16} << 20;
+// libzip keeps ~200 bytes per entry of the central directory (a zip of
+// 1 M empty entries, 87 MB, took 290 MB to open); a ResNet293 checkpoint
+// has ~1,500 entries.
+constexpr uint64_t kMaxZipEntries = 100'000;
+// Deflate expands at most ~1032-fold: an entry claiming more than that
+// (or a stored one whose sizes differ) lies about what the file holds.
+constexpr uint64_t kMaxDeflateRatio = 1032;
 
 [[noreturn]] void Fail(const std::string& where, const std::string& what) {
   throw Error(ErrorCode::kModelError, where + ": " + what);
@@ -90,8 +103,47 @@ struct TensorView {
   bool contiguous = true;      // row-major strides: one run of elements
 };
 
+std::string IntsText(const std::vector<int64_t>& values) {
+  std::string text = "[";
+  for (size_t i = 0; i < values.size(); ++i)
+    text += (i ? ", " : "") + std::to_string(values[i]);
+  return text + "]";
+}
+
+// Refuses a view that reads some storage element twice: a stride-0 or
+// overlapping view turns a few bytes into any number of weights (a 28 KB
+// checkpoint of one number can describe 11 GB), which torch.save never
+// writes for parameters. Sufficient and simple: ordered by stride, each
+// dimension must step past everything the dimensions below it reach, as
+// row-major tensors and their permutations (and slices) do. Dimensions of
+// size 1 read nothing twice whatever their stride. Called once the view is
+// known to lie inside its storage (no overflow below).
+void CheckViewIsOneToOne(const TensorRef& ref, const std::string& what) {
+  std::vector<size_t> dims;
+  for (size_t d = 0; d < ref.sizes.size(); ++d) {
+    if (ref.sizes[d] == 1) continue;
+    if (ref.strides[d] == 0)
+      Fail(what, "has stride 0 on dimension " + std::to_string(d) +
+                     " of size " + std::to_string(ref.sizes[d]) +
+                     ": its view reads the same storage elements repeatedly");
+    dims.push_back(d);
+  }
+  std::sort(dims.begin(), dims.end(), [&](size_t a, size_t b) {
+    return ref.strides[a] < ref.strides[b];
+  });
+  int64_t reach = 1;  // elements spanned by the dimensions below
+  for (const size_t d : dims) {
+    if (ref.strides[d] < reach)
+      Fail(what, "has sizes " + IntsText(ref.sizes) + " and strides " +
+                     IntsText(ref.strides) +
+                     " that overlap: its view reads storage elements twice");
+    reach += (ref.sizes[d] - 1) * ref.strides[d];
+  }
+}
+
 // Checks the dtype, the storage size claim and that the view (offset,
-// sizes, strides) stays inside the storage, before anything is read.
+// sizes, strides) stays inside the storage and reads each element at most
+// once, before anything is read.
 TensorView CheckTensorView(const TensorRef& ref, const std::string& what) {
   const ScalarType dtype = ref.dtype;
   if (dtype != ScalarType::kFloat32 && dtype != ScalarType::kFloat64 &&
@@ -130,6 +182,7 @@ TensorView CheckTensorView(const TensorRef& ref, const std::string& what) {
   if (numel > 0 && last >= ref.storage_numel)
     Fail(what, "reads element " + std::to_string(last) + " of a storage of " +
                    std::to_string(ref.storage_numel));
+  if (numel > 0) CheckViewIsOneToOne(ref, what);
 
   TensorView view;
   view.numel = numel;
@@ -222,8 +275,9 @@ std::unique_ptr<TorchCheckpoint::Zip> TorchCheckpoint::OpenZip() const {
   return zip;
 }
 
-void TorchCheckpoint::ReadEntry(const std::string& name,
-                                std::span<uint8_t> out) const {
+void TorchCheckpoint::ReadEntry(
+    const std::string& name, uint64_t size,
+    const std::function<uint8_t*()>& destination) const {
   // libzip handles are stateful: each reader borrows one (opening another
   // when all are busy) and gives it back unless the read failed.
   std::unique_ptr<Zip> zip;
@@ -235,33 +289,51 @@ void TorchCheckpoint::ReadEntry(const std::string& name,
     }
   }
   if (!zip) zip = OpenZip();
-  ReadEntryWith(*zip, name, out);
+  ReadEntryWith(*zip, name, size, destination);
   std::lock_guard<std::mutex> lock(idle_zips_mutex_);
   idle_zips_.push_back(std::move(zip));
 }
 
-void TorchCheckpoint::ReadEntryWith(const Zip& zip, const std::string& name,
-                                    std::span<uint8_t> out) const {
+void TorchCheckpoint::ReadEntryWith(
+    const Zip& zip, const std::string& name, uint64_t size,
+    const std::function<uint8_t*()>& destination) const {
   const std::string where = source_ + ": " + Printable(name);
   const zip_int64_t index = zip_name_locate(zip.archive, name.c_str(), 0);
   if (index < 0) Fail(source_, "archive lacks " + Printable(name));
   zip_stat_t stat;
   zip_stat_init(&stat);
-  if (zip_stat_index(zip.archive, static_cast<zip_uint64_t>(index), 0,
-                     &stat) != 0 ||
-      !(stat.valid & ZIP_STAT_SIZE))
+  constexpr zip_uint64_t kNeeded =
+      ZIP_STAT_SIZE | ZIP_STAT_COMP_SIZE | ZIP_STAT_COMP_METHOD;
+  if (zip_stat_index(zip.archive, static_cast<zip_uint64_t>(index), 0, &stat) !=
+          0 ||
+      (stat.valid & kNeeded) != kNeeded)
     Fail(where, std::string("cannot stat: ") + zip_strerror(zip.archive));
-  if (stat.size != out.size())
+  if (stat.size != size)
     Fail(where, "holds " + std::to_string(stat.size) + " bytes, expected " +
-                    std::to_string(out.size()));
+                    std::to_string(size));
+  // What the entry claims must be what the file holds, before `destination`
+  // allocates for it: stored bytes in the file, or deflated ones that can
+  // expand that far.
+  const bool stored = stat.comp_method == ZIP_CM_STORE;
+  if (stat.comp_size > archive_bytes_ ||
+      (stored && stat.comp_size != stat.size) ||
+      (!stored && stat.size / kMaxDeflateRatio > stat.comp_size))
+    Fail(where, "claims " + std::to_string(stat.size) + " bytes from " +
+                    std::to_string(stat.comp_size) + " in the file (of " +
+                    std::to_string(archive_bytes_) +
+                    "): more than the file holds");
+  if (!stored && stat.comp_method != ZIP_CM_DEFLATE)
+    Fail(where, "is compressed with method " +
+                    std::to_string(stat.comp_method) +
+                    " (torch.save stores entries; only deflate is also read)");
+  uint8_t* const out = destination();
   zip_file_t* file =
       zip_fopen_index(zip.archive, static_cast<zip_uint64_t>(index), 0);
   if (!file)
     Fail(where, std::string("cannot open: ") + zip_strerror(zip.archive));
   uint64_t done = 0;
-  while (done < out.size()) {
-    const zip_int64_t got =
-        zip_fread(file, out.data() + done, out.size() - done);
+  while (done < size) {
+    const zip_int64_t got = zip_fread(file, out + done, size - done);
     if (got <= 0) {
       const std::string reason =
           got < 0 ? zip_file_strerror(file) : "unexpected end of data";
@@ -284,6 +356,7 @@ std::unique_ptr<TorchCheckpoint> TorchCheckpoint::Open(
   std::unique_ptr<TorchCheckpoint> checkpoint(new TorchCheckpoint());
   checkpoint->source_ = source;
   checkpoint->bytes_ = bytes;
+  checkpoint->archive_bytes_ = bytes.size();
   checkpoint->ReadIndex();
   return checkpoint;
 }
@@ -296,11 +369,66 @@ std::unique_ptr<TorchCheckpoint> TorchCheckpoint::OpenFile(
   // (its own read position), even if the path is renamed or replaced
   // meanwhile: every tensor comes from the same file.
   checkpoint->file_ = "/proc/self/fd/" + std::to_string(fd);
+  struct stat file_stat;
+  if (fstat(fd, &file_stat) != 0)
+    throw Error(ErrorCode::kIoError, source + ": cannot stat model file");
+  checkpoint->archive_bytes_ = static_cast<uint64_t>(file_stat.st_size);
+  checkpoint->fd_ = fd;
   checkpoint->ReadIndex();
   return checkpoint;
 }
 
+bool TorchCheckpoint::ReadAt(uint64_t offset, std::span<uint8_t> out) const {
+  if (offset > archive_bytes_ || out.size() > archive_bytes_ - offset)
+    return false;
+  if (file_.empty()) {
+    std::memcpy(out.data(), bytes_.data() + offset, out.size());
+    return true;
+  }
+  return pread(fd_, out.data(), out.size(), static_cast<off_t>(offset)) ==
+         static_cast<ssize_t>(out.size());
+}
+
+void TorchCheckpoint::CheckEntryCount() const {
+  // The end-of-central-directory record: 22 bytes and a comment of at most
+  // 65535 after it, the last record with its signature.
+  constexpr size_t kRecord = 22;
+  const uint64_t tail_size =
+      std::min<uint64_t>(archive_bytes_, kRecord + 65535);
+  std::vector<uint8_t> tail(static_cast<size_t>(tail_size));
+  if (tail_size < kRecord || !ReadAt(archive_bytes_ - tail_size, tail))
+    return;  // libzip refuses it
+  const auto u16 = [](const uint8_t* p) { return p[0] | p[1] << 8; };
+  const auto u32 = [&](const uint8_t* p) {
+    return static_cast<uint32_t>(u16(p)) | static_cast<uint32_t>(u16(p + 2))
+                                               << 16;
+  };
+  const auto u64 = [&](const uint8_t* p) {
+    return uint64_t{u32(p)} | uint64_t{u32(p + 4)} << 32;
+  };
+  size_t at = tail.size() - kRecord;
+  while (u32(&tail[at]) != 0x06054b50) {
+    if (at == 0) return;  // no record: libzip refuses it
+    --at;
+  }
+  uint64_t entries = u16(&tail[at + 10]);
+  if (entries == 0xffff && at >= 20 && u32(&tail[at - 20]) == 0x07064b50) {
+    // Zip64: the locator before the record points to the zip64 record,
+    // whose entry count is at byte 32.
+    const uint64_t record = u64(&tail[at - 20 + 8]);
+    uint8_t count[8];
+    if (record < archive_bytes_ && ReadAt(record + 32, count))
+      entries = u64(count);
+  }
+  if (entries > kMaxZipEntries)
+    Fail(source_, "zip archive holds " + std::to_string(entries) +
+                      " entries, more than the limit of " +
+                      std::to_string(kMaxZipEntries) +
+                      " (a checkpoint holds one per tensor)");
+}
+
 void TorchCheckpoint::ReadIndex() {
+  CheckEntryCount();
   idle_zips_.push_back(OpenZip());
   zip_t* archive = idle_zips_.back()->archive;
 
@@ -335,11 +463,15 @@ void TorchCheckpoint::ReadIndex() {
                        &stat) != 0 ||
         !(stat.valid & ZIP_STAT_SIZE) || stat.size > 16)
       Fail(source_, "unreadable " + Printable(byteorder_name));
-    std::vector<uint8_t> order(stat.size);
-    ReadEntry(byteorder_name, order);
+    std::vector<uint8_t> order;
+    ReadEntry(byteorder_name, stat.size, [&] {
+      order.resize(stat.size);
+      return order.data();
+    });
     if (std::string(order.begin(), order.end()) != "little")
       Fail(source_, "checkpoint was saved big-endian (" +
-                       Printable(byteorder_name) + "), which is not supported");
+                        Printable(byteorder_name) +
+                        "), which is not supported");
   }
   // Older torch writes no byteorder entry: it only ever saved little-endian.
 
@@ -354,10 +486,13 @@ void TorchCheckpoint::ReadIndex() {
       Fail(source_, "cannot stat " + Printable(pickle_name));
     if (stat.size > kMaxPickleBytes)
       Fail(source_, Printable(pickle_name) + " claims " +
-                       std::to_string(stat.size) +
-                       " bytes (more than the limit)");
-    std::vector<uint8_t> pickle_bytes(stat.size);
-    ReadEntry(pickle_name, pickle_bytes);
+                        std::to_string(stat.size) +
+                        " bytes (more than the limit)");
+    std::vector<uint8_t> pickle_bytes;
+    ReadEntry(pickle_name, stat.size, [&] {
+      pickle_bytes.resize(stat.size);
+      return pickle_bytes.data();
+    });
     pickle_ =
         pickle::Unpickle(pickle_bytes, source_ + ": " + Printable(pickle_name));
   }
@@ -408,17 +543,32 @@ std::vector<float> TorchCheckpoint::Values(const std::string& key) const {
   const std::string what = source_ + ": tensor " + Printable(key);
   const TensorView view = CheckTensorView(ref, what);
   const std::string entry = prefix_ + "data/" + ref.storage_key;
+  // Every read allocates its storage: bound them all together, so that many
+  // tensors viewing one large storage cannot add up to a huge allocation.
+  const uint64_t read_before =
+      storage_bytes_read_.fetch_add(view.storage_bytes);
+  if (view.storage_bytes >
+      kMaxStorageBytesPerLoad - std::min(read_before, kMaxStorageBytesPerLoad))
+    Fail(what, "would bring the storages read to " +
+                   std::to_string(read_before + view.storage_bytes) +
+                   " bytes, more than the limit of " +
+                   std::to_string(kMaxStorageBytesPerLoad));
   if (ref.dtype == ScalarType::kFloat32 && view.contiguous &&
       ref.storage_offset == 0 && view.numel == ref.storage_numel) {
     // The usual case, a tensor that is its whole float32 storage: read in
     // place (no second copy of the model's weights).
-    std::vector<float> values(static_cast<size_t>(view.numel));
-    ReadEntry(entry, {reinterpret_cast<uint8_t*>(values.data()),
-                      values.size() * sizeof(float)});
+    std::vector<float> values;
+    ReadEntry(entry, view.storage_bytes, [&] {
+      values.resize(static_cast<size_t>(view.numel));
+      return reinterpret_cast<uint8_t*>(values.data());
+    });
     return values;
   }
-  std::vector<uint8_t> storage(static_cast<size_t>(view.storage_bytes));
-  ReadEntry(entry, storage);
+  std::vector<uint8_t> storage;
+  ReadEntry(entry, view.storage_bytes, [&] {
+    storage.resize(static_cast<size_t>(view.storage_bytes));
+    return storage.data();
+  });
   return MaterializeTensor(ref, storage, what);
 }
 

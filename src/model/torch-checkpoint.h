@@ -3,7 +3,9 @@
 // in newer torch, <prefix>/byteorder.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -59,15 +61,27 @@ class TorchCheckpoint : public StateDictSource {
   // Opens the zip, reads data.pkl and picks the state dict (Open's work).
   void ReadIndex();
   std::unique_ptr<Zip> OpenZip() const;
-  // Reads entry `name`, which must hold exactly out.size() bytes, into
-  // `out`, checking its CRC.
-  void ReadEntry(const std::string& name, std::span<uint8_t> out) const;
-  void ReadEntryWith(const Zip& zip, const std::string& name,
-                     std::span<uint8_t> out) const;
+  // Reads out.size() bytes at `offset` of the archive; false when they are
+  // not all there.
+  bool ReadAt(uint64_t offset, std::span<uint8_t> out) const;
+  // Refuses, before libzip reads the central directory (and keeps ~200
+  // bytes per entry), an archive that claims too many entries.
+  void CheckEntryCount() const;
+  // Reads entry `name`, which must hold exactly `size` bytes, into the
+  // buffer `destination` returns, checking its CRC. `destination` (which
+  // allocates) runs only once the archive is known to hold those bytes.
+  void ReadEntry(const std::string& name, uint64_t size,
+                 const std::function<uint8_t*()>& destination) const;
+  void ReadEntryWith(const Zip& zip, const std::string& name, uint64_t size,
+                     const std::function<uint8_t*()>& destination) const;
 
   std::string source_;
   std::span<const uint8_t> bytes_;  // what the zip is read from, or
   std::string file_;                // a path to the open file
+  int fd_ = -1;                     // the open file, for file_
+  uint64_t archive_bytes_ = 0;      // the size of either
+  // Bytes of storages read so far (each Values() call allocates its own).
+  mutable std::atomic<uint64_t> storage_bytes_read_{0};
   mutable std::mutex idle_zips_mutex_;
   mutable std::vector<std::unique_ptr<Zip>> idle_zips_;
   std::string prefix_;  // "archive/" (with the slash)

@@ -158,6 +158,14 @@ TEST_F(KitModels, FormatsAreDetectedFromContent) {
   EXPECT_STREQ(ModelFormatName(onnx().info.format), "ONNX");
 }
 
+// torch.save zips keep a CRC-32 per entry, which loading verifies; ONNX
+// keeps none (a flipped weight bit loads unnoticed).
+TEST_F(KitModels, OnlyZipCheckpointsHaveAChecksumOfTheirOwn) {
+  EXPECT_TRUE(pyannote().info.format_has_checksum);
+  EXPECT_TRUE(wespeaker().info.format_has_checksum);
+  EXPECT_FALSE(onnx().info.format_has_checksum);
+}
+
 TEST_F(KitModels, Sha256AndSizeMatchTheManifest) {
   std::ifstream in(ReferenceDir() / "manifest.json");
   const nlohmann::json manifest = nlohmann::json::parse(in);
