@@ -85,7 +85,10 @@ nlohmann::json ModelInfoToJson(const Extractor& extractor) {
        {{"path", model.path},
         {"format", ModelFormatName(model.format)},
         {"size_bytes", model.file_size_bytes},
-        {"sha256", model.sha256}}},
+        {"sha256", model.sha256},
+        // ONNX has no checksum of its own: a flipped weight bit loads
+        // unnoticed, so users compare sha256 with the publisher's.
+        {"format_has_checksum", model.format_has_checksum}}},
       {"device",
        {{"name", device.name},
         {"index", device.device_index},
