@@ -39,7 +39,7 @@ int main(int argc, char** argv) {
       "pyannote.audio gives, from one binary.\n\n"
       "Exit codes: 0 ok, 1 internal error, 2 bad usage or parameters, 3 bad "
       "audio input, 4 model file problem, 5 device unavailable, 6 input over "
-      "a limit, 7 file read/write error.",
+      "a limit, 7 file read/write error, 130 interrupted (SIGINT/SIGTERM).",
       "voxprint");
   app.require_subcommand(1);
   app.set_version_flag("--version", VersionText,
@@ -55,8 +55,11 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
-    const int code = app.exit(error);
-    return code == 0 ? kExitOk : kExitUsage;
+    // --help and --version: CLI11 prints them. A real parse error quotes the
+    // user's words (an option's value may hold anything): one printable line.
+    if (error.get_exit_code() == 0) return app.exit(error);
+    PrintError(std::string(error.what()) + " (see voxprint --help)");
+    return kExitUsage;
   }
   try {
     return run ? run() : kExitUsage;

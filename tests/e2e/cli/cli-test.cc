@@ -401,6 +401,17 @@ TEST_F(CliTest, ErrorLinesEscapeControlCharactersInFileNames) {
       << missing.err;
 }
 
+// CLI11's own parse errors quote the user's value: one escaped line too.
+TEST_F(CliTest, ParseErrorsAreOneEscapedLine) {
+  const CliRun run =
+      Voxprint({"embed", Audio("sample.wav"), "--window", "bad\n\x1b[31m"});
+  EXPECT_EQ(run.exit_code, 2) << run.err;
+  EXPECT_EQ(run.err.rfind("voxprint: error: ", 0), 0u) << run.err;
+  EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
+  EXPECT_EQ(run.err.find('\x1b'), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("bad\\n\\x1b[31m"), std::string::npos) << run.err;
+}
+
 // The kit's hostile model (finite weights, non-finite embeddings): refused
 // as a model error (exit 4) or failed as non-finite (exit 1), never exit 0
 // with null embeddings or a null similarity.
