@@ -8,6 +8,7 @@
 #include "compare-command.h"
 #include "embed-command.h"
 #include "info-command.h"
+#include "vad-command.h"
 #if VOXPRINT_HAVE_SERVER
 #include "serve-command.h"
 #endif
@@ -27,6 +28,7 @@ int main(int argc, char** argv) {
   AddEmbedCommand(app, run);
   AddCompareCommand(app, run);
   AddInfoCommand(app, run);
+  AddVadCommand(app, run);
 #if VOXPRINT_HAVE_SERVER
   voxprint::cli::AddServeCommand(app, run);
 #endif
