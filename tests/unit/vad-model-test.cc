@@ -2,8 +2,9 @@
 // same file (tests/data/silero-vad-*.json, made by
 // tests/support/silero_vad_reference.mjs), and the checks on the model file.
 #include <gtest/gtest.h>
+#include <time.h>
 
-#include <chrono>
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -51,6 +52,13 @@ Reference LoadReference(const std::string& name) {
   return reference;
 }
 
+// CPU time, not wall time: the machines running tests are often busy.
+double ThreadCpuSeconds() {
+  timespec now{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+  return static_cast<double>(now.tv_sec) + now.tv_nsec * 1e-9;
+}
+
 class VadParityTest : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(VadParityTest, ProbabilitiesMatchOnnxRuntimeWithin1e4) {
@@ -63,12 +71,10 @@ TEST_P(VadParityTest, ProbabilitiesMatchOnnxRuntimeWithin1e4) {
   ASSERT_EQ(static_cast<int64_t>(decoded.samples.size()), reference.samples);
 
   const VoiceActivityDetector detector(ModelPath());
-  const auto begin = std::chrono::steady_clock::now();
+  const double begin = ThreadCpuSeconds();
   const std::vector<float> probabilities =
       detector.Probabilities(decoded.samples);
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - begin)
-          .count();
+  const double seconds = ThreadCpuSeconds() - begin;
   ASSERT_EQ(probabilities.size(), reference.probabilities.size());
   EXPECT_TRUE(
       testing::CloseInMaxAbs(probabilities, reference.probabilities, 1e-4));
@@ -77,7 +83,13 @@ TEST_P(VadParityTest, ProbabilitiesMatchOnnxRuntimeWithin1e4) {
                                                reference.probabilities.end());
   EXPECT_LT(*low, 0.1f);
   EXPECT_GT(*high, 0.9f);
-  RecordProperty("seconds_per_30s_audio", std::to_string(seconds));
+  double worst = 0;
+  for (size_t i = 0; i < probabilities.size(); ++i)
+    worst = std::max(
+        worst, static_cast<double>(
+                   std::abs(probabilities[i] - reference.probabilities[i])));
+  RecordProperty("max_abs_diff", std::to_string(worst));
+  RecordProperty("cpu_seconds", std::to_string(seconds));
 }
 
 INSTANTIATE_TEST_SUITE_P(Kit, VadParityTest,
