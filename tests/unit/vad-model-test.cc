@@ -193,7 +193,7 @@ TEST(VadModelTest, NonOnnxAndMissingFilesAreModelErrors) {
   }
 }
 
-TEST(VadModelTest, AWeightOfAnotherShapeIsRefused) {
+TEST(VadModelTest, AMissingWeightIsRefused) {
   VOXPRINT_REQUIRE_VAD_MODEL();
   std::vector<uint8_t> bytes = testing::ReadFileBytes(ModelPath());
   // Rename the LSTM's input weights: the reader must notice they are gone.
@@ -212,6 +212,36 @@ TEST(VadModelTest, AWeightOfAnotherShapeIsRefused) {
   } catch (const Error& error) {
     EXPECT_EQ(error.code(), ErrorCode::kModelError);
     EXPECT_NE(std::string(error.what()).find("decoder.rnn.weight_ih"),
+              std::string::npos)
+        << error.what();
+  }
+}
+
+TEST(VadModelTest, AWeightOfAnotherShapeIsRefused) {
+  VOXPRINT_REQUIRE_VAD_MODEL();
+  std::vector<uint8_t> bytes = testing::ReadFileBytes(ModelPath());
+  // The head's dims [1, 128, 1] as protobuf varints, just before its name;
+  // 128 (0x80 0x01) becomes 127 written in the same two bytes (0xff 0x00),
+  // so every enclosing length stays valid.
+  const std::vector<uint8_t> dims = {0x08, 0x01, 0x08, 0x80, 0x01,
+                                     0x08, 0x01, 0x10, 0x01};
+  size_t changed = 0;
+  for (size_t i = 0; i + dims.size() <= bytes.size(); ++i) {
+    if (std::equal(dims.begin(), dims.end(), bytes.begin() + i)) {
+      bytes[i + 3] = 0xff;
+      bytes[i + 4] = 0x00;
+      ++changed;
+    }
+  }
+  ASSERT_GT(changed, 0u);
+  try {
+    VoiceActivityDetector detector(bytes, "reshaped.onnx");
+    FAIL() << "a head of shape [1, 127, 1] loaded";
+  } catch (const Error& error) {
+    EXPECT_EQ(error.code(), ErrorCode::kModelError);
+    EXPECT_NE(std::string(error.what())
+                  .find("'decoder.decoder.2.weight' has shape [1, 127, 1], "
+                        "expected [1, 128, 1]"),
               std::string::npos)
         << error.what();
   }
