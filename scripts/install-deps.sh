@@ -46,3 +46,8 @@ done
 if [ -f bench/package-lock.json ] && [ ! -d bench/node_modules ]; then
   (cd bench && npm ci --ignore-scripts --no-audit --no-fund)
 fi
+# The Silero VAD v5 model file that `voxprint vad` reads (only the file is
+# used, so no install scripts run).
+if [ -f models/vad/package-lock.json ] && [ ! -d models/vad/node_modules ]; then
+  (cd models/vad && npm ci --ignore-scripts --no-audit --no-fund)
+fi

@@ -8,6 +8,7 @@
 #include "compare-command.h"
 #include "embed-command.h"
 #include "info-command.h"
+#include "vad-command.h"
 #include "version-info.h"
 #include "voxprint/backend.h"
 #if VOXPRINT_HAVE_SERVER
@@ -49,6 +50,7 @@ int main(int argc, char** argv) {
   AddEmbedCommand(app, run);
   AddCompareCommand(app, run);
   AddInfoCommand(app, run);
+  AddVadCommand(app, run);
 #if VOXPRINT_HAVE_SERVER
   voxprint::cli::AddServeCommand(app, run);
 #endif

@@ -1,0 +1,86 @@
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <vector>
+
+#include "vad/silero-network.h"
+#include "vad/silero-weights.h"
+#include "voxprint/error.h"
+#include "voxprint/vad.h"
+
+namespace voxprint {
+namespace {
+
+// The real file is 2.2 MB; anything far larger is not it.
+constexpr uintmax_t kMaxModelBytes = uintmax_t{64} << 20;
+
+std::vector<uint8_t> ReadModelFile(const std::string& path) {
+  std::error_code error;
+  if (!std::filesystem::exists(path, error))
+    throw Error(ErrorCode::kModelError,
+                path + ": Silero VAD model file not found");
+  if (std::filesystem::is_directory(path, error))
+    throw Error(ErrorCode::kModelError,
+                path + ": is a directory, not the Silero VAD model file");
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(
+      std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (!file)
+    throw Error(ErrorCode::kIoError, path + ": cannot open the VAD model");
+  std::vector<uint8_t> bytes;
+  uint8_t buffer[1 << 16];
+  for (;;) {
+    const size_t got = std::fread(buffer, 1, sizeof buffer, file.get());
+    bytes.insert(bytes.end(), buffer, buffer + got);
+    if (bytes.size() > kMaxModelBytes)
+      throw Error(ErrorCode::kModelError,
+                  path + ": over 64 MB, not a Silero VAD model");
+    if (got < sizeof buffer) break;
+  }
+  if (std::ferror(file.get()))
+    throw Error(ErrorCode::kIoError, path + ": read error on the VAD model");
+  return bytes;
+}
+
+}  // namespace
+
+struct VoiceActivityDetector::Model {
+  std::string source;
+  vad::SileroNetwork network;
+};
+
+VoiceActivityDetector::VoiceActivityDetector(const std::string& model_path)
+    : VoiceActivityDetector(ReadModelFile(model_path), model_path) {}
+
+VoiceActivityDetector::VoiceActivityDetector(
+    std::span<const uint8_t> model_bytes, const std::string& name)
+    : model_(std::make_shared<const Model>(Model{
+          name,
+          vad::SileroNetwork(vad::ReadSileroWeights(model_bytes, name))})) {}
+
+VoiceActivityDetector::~VoiceActivityDetector() = default;
+VoiceActivityDetector::VoiceActivityDetector(VoiceActivityDetector&&) noexcept =
+    default;
+VoiceActivityDetector& VoiceActivityDetector::operator=(
+    VoiceActivityDetector&&) noexcept = default;
+
+std::vector<float> VoiceActivityDetector::Probabilities(
+    std::span<const float> samples_16k, const CancelToken& cancel) const {
+  VOXPRINT_CHECK(model_ != nullptr, "VoiceActivityDetector used after move");
+  return model_->network.Run(samples_16k, cancel);
+}
+
+std::vector<SpeechSegment> VoiceActivityDetector::SpeechSegments(
+    std::span<const float> samples_16k, const VadOptions& options,
+    const CancelToken& cancel) const {
+  options.Validate();
+  return SegmentsFromProbabilities(Probabilities(samples_16k, cancel),
+                                   static_cast<int64_t>(samples_16k.size()),
+                                   options);
+}
+
+const std::string& VoiceActivityDetector::source() const {
+  VOXPRINT_CHECK(model_ != nullptr, "VoiceActivityDetector used after move");
+  return model_->source;
+}
+
+}  // namespace voxprint
