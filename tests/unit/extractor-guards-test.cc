@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/error-of.h"
 #include "support/reference-kit.h"
 #include "support/wav-builder.h"
 #include "voxprint/error.h"
@@ -23,18 +24,10 @@
 namespace voxprint {
 namespace {
 
+using testing::ErrorOf;
+
 using testing::ReferenceDir;
 using Clock = std::chrono::steady_clock;
-
-Error ErrorOf(const std::function<void()>& call) {
-  try {
-    call();
-  } catch (const Error& error) {
-    return error;
-  }
-  ADD_FAILURE() << "no error";
-  return Error(ErrorCode::kInternal, "no error");
-}
 
 std::string Message(const std::function<void()>& call) {
   const Error error = ErrorOf(call);

@@ -17,6 +17,7 @@
 
 #include "pipeline/sample-embedder.h"
 #include "pipeline/session-pool.h"
+#include "support/error-of.h"
 #include "support/random-resnet.h"
 #include "voxprint/backend.h"
 #include "voxprint/error.h"
@@ -25,6 +26,8 @@
 
 namespace voxprint {
 namespace {
+
+using testing::ErrorOf;
 
 constexpr int kDim = 4;
 
@@ -80,16 +83,6 @@ EmbedRequest Sliding(double duration_s, double step_s) {
   request.window_duration_s = duration_s;
   request.window_step_s = step_s;
   return request;
-}
-
-Error ErrorOf(const std::function<void()>& call) {
-  try {
-    call();
-  } catch (const Error& error) {
-    return error;
-  }
-  ADD_FAILURE() << "no error";
-  return Error(ErrorCode::kInternal, "no error");
 }
 
 TEST(WindowWork, TooFineAStepIsRefusedBeforeAnyWork) {

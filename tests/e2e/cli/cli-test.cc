@@ -10,35 +10,20 @@
 #include <sstream>
 #include <string>
 
+#include "cli-runner.h"
 #include "support/reference-kit.h"
 
 namespace voxprint {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::CliRun;
+using testing::Quote;
+using testing::ReadText;
+using testing::RunCommand;
 using testing::CloseInRelativeL2;
 using testing::LoadNpy;
 using testing::ReferenceDir;
-
-struct CliRun {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string ReadText(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-std::string Quote(const std::string& arg) {
-  std::string quoted = "'";
-  for (char c : arg)
-    quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return quoted + "'";
-}
 
 class CliTest : public ::testing::Test {
  protected:
@@ -59,27 +44,10 @@ class CliTest : public ::testing::Test {
   // directory and downloads are off, so nothing leaves the machine.
   CliRun Voxprint(const std::vector<std::string>& args,
                   const std::string& env = "") const {
-    std::string command =
+    return RunCommand(
         "VOXPRINT_OFFLINE=1 VOXPRINT_CACHE_DIR=" + Quote(scratch_ / "cache") +
-        " VOXPRINT_MODEL= " + env + " " + Quote(VOXPRINT_CLI_PATH);
-    for (const std::string& arg : args) {
-      command += ' ';
-      command += Quote(arg);
-    }
-    const fs::path err = scratch_ / "stderr.txt";
-    command += " 2>";
-    command += Quote(err);
-    CliRun run;
-    FILE* pipe = ::popen(command.c_str(), "r");
-    if (!pipe) return run;
-    std::array<char, 4096> buffer;
-    size_t n;
-    while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
-      run.out.append(buffer.data(), n);
-    const int status = ::pclose(pipe);
-    run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    run.err = ReadText(err);
-    return run;
+            " VOXPRINT_MODEL= " + env + " " + Quote(VOXPRINT_CLI_PATH),
+        args, scratch_);
   }
   std::string Audio(const std::string& name) const {
     return (ReferenceDir() / "audio" / name).string();
@@ -438,9 +406,10 @@ TEST_F(CliTest, AModelProducingNaNNeverPrintsNulls) {
               run.err.rfind("voxprint: error: "))
         << run.err;
     EXPECT_NE(run.err.find("voxprint: error: "), std::string::npos) << run.err;
-    if (run.exit_code == 1)
+    if (run.exit_code == 1) {
       EXPECT_NE(run.err.find("non-finite values (NaN/Inf)"), std::string::npos)
           << run.err;
+    }
   }
 }
 

@@ -11,6 +11,7 @@
 #include <sstream>
 #include <string>
 
+#include "cli-runner.h"
 #include "support/reference-kit.h"
 #include "voxprint/audio.h"
 #include "voxprint/error.h"
@@ -20,27 +21,11 @@ namespace voxprint {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::CliRun;
+using testing::Quote;
+using testing::ReadText;
+using testing::RunCommand;
 using testing::ReferenceDir;
-
-struct CliRun {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string Quote(const std::string& arg) {
-  std::string quoted = "'";
-  for (char c : arg)
-    quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return quoted + "'";
-}
-
-std::string ReadText(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 std::vector<std::string> Lines(const std::string& text) {
   std::vector<std::string> lines;
@@ -72,25 +57,8 @@ class VadCliTest : public ::testing::Test {
 
   CliRun Voxprint(const std::vector<std::string>& args,
                   const std::string& env = "") const {
-    std::string command = env + " " + Quote(VOXPRINT_CLI_PATH) + " vad";
-    for (const std::string& arg : args) {
-      command += ' ';
-      command += Quote(arg);
-    }
-    const fs::path err = scratch_ / "stderr.txt";
-    command += " 2>";
-    command += Quote(err.string());
-    CliRun run;
-    FILE* pipe = ::popen(command.c_str(), "r");
-    if (!pipe) return run;
-    std::array<char, 4096> buffer;
-    size_t n;
-    while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
-      run.out.append(buffer.data(), n);
-    const int status = ::pclose(pipe);
-    run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    run.err = ReadText(err);
-    return run;
+    return RunCommand(env + " " + Quote(VOXPRINT_CLI_PATH) + " vad", args,
+                      scratch_);
   }
   static std::string Audio(const std::string& name) {
     return (ReferenceDir() / "audio" / name).string();

@@ -190,13 +190,20 @@ TEST(Routes, AnswerLoadingUntilAModelIsSet) {
   EXPECT_EQ(routes.Model().status, 503);
 }
 
+// The kit's model on one CPU session (the tests below need no more).
+ExtractorOptions KitModelOptions() {
+  ExtractorOptions options;
+  options.model_path =
+      (testing::ReferenceDir() / "models/pytorch_model.bin").string();
+  options.device = "cpu";
+  options.max_parallel_runs = 1;
+  return options;
+}
+
 TEST(Routes, EmbedCompareAndModelWithTheReferenceModel) {
   VOXPRINT_REQUIRE_REFERENCE_KIT();
   const auto kit = testing::ReferenceDir();
-  ExtractorOptions options;
-  options.model_path = (kit / "models/pytorch_model.bin").string();
-  options.device = "cpu";
-  options.max_parallel_runs = 1;
+  const ExtractorOptions options = KitModelOptions();
   RouteLimits limits;
   limits.workers = 1;
   Routes routes(limits);
@@ -251,10 +258,7 @@ ApiRequest SlowRequest(const std::string& wav) {
 TEST(Routes, AdmissionTimeoutClientGoneAndShutdown) {
   VOXPRINT_REQUIRE_REFERENCE_KIT();
   const auto kit = testing::ReferenceDir();
-  ExtractorOptions options;
-  options.model_path = (kit / "models/pytorch_model.bin").string();
-  options.device = "cpu";
-  options.max_parallel_runs = 1;
+  const ExtractorOptions options = KitModelOptions();
   RouteLimits limits;
   limits.workers = 1;
   limits.queue = 0;
