@@ -292,7 +292,17 @@ ApiResponse Routes::RunOnPool(ApiRequest& request, Work work) {
     const auto now = Clock::now();
     const auto wait = std::min<Clock::duration>(std::chrono::milliseconds(100),
                                                 std::max(deadline - now, {}));
-    if (future.wait_for(wait) == std::future_status::ready) return future.get();
+    // Only CancelAll cancels while this loop still waits (the cases below
+    // return as they cancel), and a job stops within ~0.2 s once cancelled:
+    // whichever of the two is seen first, the client learns of the shutdown.
+    const bool ready = future.wait_for(wait) == std::future_status::ready;
+    if (ready && !cancel.Cancelled()) return future.get();
+    if (ready) {
+      ApiResponse response = future.get();
+      const bool stopped_by_cancel = response.body.is_object() &&
+                                     response.body.value("error", "") == "cancelled";
+      if (!stopped_by_cancel) return response;
+    }
     if (cancel.Cancelled())  // by CancelAll
       return ErrorResponse(503, "shutting_down", "the server is shutting down");
     if (request.client_gone && request.client_gone()) {

@@ -117,6 +117,14 @@ class GraphReader {
     }
     for (int i = 0; i < graph_.node_size(); ++i) {
       const onnx::NodeProto& node = graph_.node(i);
+      // Every node the reader follows reads input(0) and writes output(0);
+      // protobuf aborts the process on an index past the end, so a node
+      // without them is refused here, once.
+      if (node.output_size() < 1 || node.output(0).empty())
+        Fail("has a node without output: " + NodeName(node));
+      if (node.op_type() != "Constant" &&
+          (node.input_size() < 1 || node.input(0).empty()))
+        Fail("has a node without input: " + NodeName(node));
       for (const std::string& output : node.output()) {
         if (output.empty()) continue;
         if (!producers_.emplace(output, &node).second ||

@@ -229,7 +229,8 @@ const onnx::GraphProto& SixteenKilohertzBranch(const onnx::GraphProto& graph,
   std::string sr_is_16k;
   for (const onnx::NodeProto& node : graph.node()) {
     int64_t value = 0;
-    if (ConstantInt64(node, &value)) int_constants[node.output(0)] = value;
+    if (node.output_size() == 1 && ConstantInt64(node, &value))
+      int_constants[node.output(0)] = value;
     if (node.op_type() == "Equal" && node.input_size() == 2 &&
         node.output_size() == 1) {
       for (int i = 0; i < 2; ++i) {

@@ -157,7 +157,7 @@ int ServerPort() {
       Fail("the server stopped");
     }).detach();
 
-    const char health[] = "GET /healthz HTTP/1.1\r\nHost: fuzz\r\n\r\n";
+    const char health[] = "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
     const Clock::time_point deadline = Clock::now() + std::chrono::seconds(60);
     while (StatusOf(Exchange(options.port,
                              reinterpret_cast<const uint8_t*>(health),

@@ -33,7 +33,7 @@ expect() {
   fi
 }
 
-expect "voxprint " = embed compare info serve
+expect "voxprint " = embed compare info vad serve
 expect "voxprint em" = embed
 expect "voxprint --v" = --version
 expect "voxprint embed --mo" = --model
