@@ -28,6 +28,7 @@
 
 #include "model/model-file.h"
 #include "model/resnet-weights.h"
+#include "support/sanitizers.h"
 #include "support/reference-kit.h"
 #include "voxprint/error.h"
 
@@ -454,7 +455,10 @@ void ExpectRefusedWithoutLargeAllocation(const Bytes& bytes,
       ChildPeakGrowthMiB([&] { return LoadOutcome(bytes, name); }, &outcome);
   EXPECT_EQ(outcome, 0) << "0: refused as a model error";
   EXPECT_GE(growth, 0) << "the child died";
-  EXPECT_LT(growth, 63) << "MiB more at the peak (63: at least)";
+  // Under ASan every allocation carries redzones and freed blocks stay in
+  // quarantine: the bound holds for the real allocator only.
+  if (!testing::kAddressSanitizer)
+    EXPECT_LT(growth, 63) << "MiB more at the peak (63: at least)";
 }
 
 // --- synthetic checkpoints
