@@ -2,7 +2,9 @@
 // what it printed: shared by the CLI test files.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
@@ -58,6 +60,22 @@ inline CliRun RunCommand(const std::string& prefix,
   run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   run.err = ReadText(err);
   return run;
+}
+
+// A fresh directory for the running test, named after it; the caller
+// removes it with RemoveScratchDirectory.
+inline std::filesystem::path MakeScratchDirectory(const std::string& prefix) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() /
+      (prefix + "-" + std::to_string(::getpid()) + "-" +
+       ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+inline void RemoveScratchDirectory(const std::filesystem::path& dir) {
+  std::error_code ignored;
+  if (!dir.empty()) std::filesystem::remove_all(dir, ignored);
 }
 
 }  // namespace voxprint::testing

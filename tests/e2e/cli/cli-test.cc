@@ -18,6 +18,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::CliRun;
+using testing::MakeScratchDirectory;
+using testing::RemoveScratchDirectory;
 using testing::Quote;
 using testing::ReadText;
 using testing::RunCommand;
@@ -29,16 +31,9 @@ class CliTest : public ::testing::Test {
  protected:
   void SetUp() override {
     VOXPRINT_REQUIRE_REFERENCE_KIT();
-    scratch_ =
-        fs::temp_directory_path() /
-        ("voxprint-cli-test-" + std::to_string(::getpid()) + "-" +
-         ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(scratch_);
+    scratch_ = MakeScratchDirectory("voxprint-cli-test");
   }
-  void TearDown() override {
-    std::error_code ignored;
-    if (!scratch_.empty()) fs::remove_all(scratch_, ignored);
-  }
+  void TearDown() override { RemoveScratchDirectory(scratch_); }
 
   // Runs voxprint with `args`; the model cache points into the scratch
   // directory and downloads are off, so nothing leaves the machine.

@@ -22,6 +22,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::CliRun;
+using testing::MakeScratchDirectory;
+using testing::RemoveScratchDirectory;
 using testing::Quote;
 using testing::ReadText;
 using testing::RunCommand;
@@ -44,16 +46,9 @@ class VadCliTest : public ::testing::Test {
       GTEST_SKIP() << "Silero VAD model absent: run `npm ci` in models/vad "
                       "(scripts/install-deps.sh) or set VOXPRINT_VAD_MODEL";
     }
-    scratch_ =
-        fs::temp_directory_path() /
-        ("voxprint-vad-cli-test-" + std::to_string(::getpid()) + "-" +
-         ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(scratch_);
+    scratch_ = MakeScratchDirectory("voxprint-vad-cli-test");
   }
-  void TearDown() override {
-    std::error_code ignored;
-    if (!scratch_.empty()) fs::remove_all(scratch_, ignored);
-  }
+  void TearDown() override { RemoveScratchDirectory(scratch_); }
 
   CliRun Voxprint(const std::vector<std::string>& args,
                   const std::string& env = "") const {
