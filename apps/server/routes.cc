@@ -299,8 +299,9 @@ ApiResponse Routes::RunOnPool(ApiRequest& request, Work work) {
     if (ready && !cancel.Cancelled()) return future.get();
     if (ready) {
       ApiResponse response = future.get();
-      const bool stopped_by_cancel = response.body.is_object() &&
-                                     response.body.value("error", "") == "cancelled";
+      const bool stopped_by_cancel =
+          response.body.is_object() &&
+          response.body.value("error", "") == "cancelled";
       if (!stopped_by_cancel) return response;
     }
     if (cancel.Cancelled())  // by CancelAll

@@ -32,8 +32,8 @@
 
 #include "audio/stream-decoder.h"
 #include "support/error-of.h"
-#include "support/sanitizers.h"
 #include "support/reference-kit.h"
+#include "support/sanitizers.h"
 #include "support/wav-builder.h"
 #include "voxprint/audio.h"
 #include "voxprint/error.h"

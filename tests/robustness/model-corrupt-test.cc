@@ -28,8 +28,8 @@
 
 #include "model/model-file.h"
 #include "model/resnet-weights.h"
-#include "support/sanitizers.h"
 #include "support/reference-kit.h"
+#include "support/sanitizers.h"
 #include "voxprint/error.h"
 
 // Allocations of at least this many bytes fail with std::bad_alloc (0:

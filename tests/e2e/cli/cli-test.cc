@@ -18,14 +18,14 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::CliRun;
-using testing::MakeScratchDirectory;
-using testing::RemoveScratchDirectory;
-using testing::Quote;
-using testing::ReadText;
-using testing::RunCommand;
 using testing::CloseInRelativeL2;
 using testing::LoadNpy;
+using testing::MakeScratchDirectory;
+using testing::Quote;
+using testing::ReadText;
 using testing::ReferenceDir;
+using testing::RemoveScratchDirectory;
+using testing::RunCommand;
 
 class CliTest : public ::testing::Test {
  protected:

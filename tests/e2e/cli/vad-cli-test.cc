@@ -23,11 +23,11 @@ namespace {
 namespace fs = std::filesystem;
 using testing::CliRun;
 using testing::MakeScratchDirectory;
-using testing::RemoveScratchDirectory;
 using testing::Quote;
 using testing::ReadText;
-using testing::RunCommand;
 using testing::ReferenceDir;
+using testing::RemoveScratchDirectory;
+using testing::RunCommand;
 
 std::vector<std::string> Lines(const std::string& text) {
   std::vector<std::string> lines;
