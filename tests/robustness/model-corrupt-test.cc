@@ -457,8 +457,9 @@ void ExpectRefusedWithoutLargeAllocation(const Bytes& bytes,
   EXPECT_GE(growth, 0) << "the child died";
   // Under ASan every allocation carries redzones and freed blocks stay in
   // quarantine: the bound holds for the real allocator only.
-  if (!testing::kAddressSanitizer)
+  if (!testing::kAddressSanitizer) {
     EXPECT_LT(growth, 63) << "MiB more at the peak (63: at least)";
+  }
 }
 
 // --- synthetic checkpoints
