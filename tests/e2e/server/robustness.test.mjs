@@ -248,8 +248,10 @@ describe('hostile clients', () => {
     assert.ok(exit, 'the server outlived a second SIGTERM');
     assert.ok(ms < 1000, `took ${ms} ms`);
     // Either the first signal's shutdown finished within 100 ms, or the
-    // second one cut it short (128 + SIGTERM).
-    assert.ok(exit.code === 0 || exit.code === 143, JSON.stringify(exit));
+    // second one cut it short (128 + SIGTERM), or it arrived after the server
+    // had given the signals back on its way out, and the default action ended
+    // the process (as it should: it was leaving anyway).
+    assert.ok(exit.code === 0 || exit.code === 143 || exit.signal === 'SIGTERM', JSON.stringify(exit));
     await pending;
   });
 });
