@@ -736,6 +736,7 @@ struct StreamDecoder::Impl {
   std::unique_ptr<StreamingResampler> resampler;
   int64_t frames = 0;
   bool ended = false;
+  CancelToken cancel;
 
   template <typename Function>
   auto Guarded(Function&& function) {
@@ -822,7 +823,12 @@ DecodedAudio StreamDecoder::DecodeAll() {
 }
 
 bool StreamDecoder::Next(std::vector<float>* out) {
+  impl_->cancel.ThrowIfCancelled(impl_->decoder->name());
   return impl_->Guarded([&] { return impl_->Next(out); });
+}
+
+void StreamDecoder::SetCancel(CancelToken cancel) {
+  impl_->cancel = std::move(cancel);
 }
 
 Audio16k StreamDecoder::DecodeAll16k() { return *DecodeAll16kUnlessLonger(0); }
@@ -836,6 +842,7 @@ std::optional<Audio16k> StreamDecoder::DecodeAll16kUnlessLonger(
     std::vector<float> block;
     std::unique_ptr<StreamingResampler> resampler;
     while (impl_->Next(&block)) {
+      impl_->cancel.ThrowIfCancelled(impl_->decoder->name());
       if (!resampler) {
         resampler = std::make_unique<StreamingResampler>(impl_->rate_hz,
                                                          kModelSampleRateHz);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "voxprint/audio.h"
+#include "voxprint/cancel.h"
 
 namespace voxprint::audio {
 
@@ -28,6 +29,11 @@ class StreamDecoder {
   ~StreamDecoder();
   StreamDecoder(const StreamDecoder&) = delete;
   StreamDecoder& operator=(const StreamDecoder&) = delete;
+
+  // The decoding loops (DecodeAll16k*, Next) stop with kCancelled at their
+  // next block once `cancel` is cancelled: a long decode (a compressed file
+  // that expands to the sample limit) must not outlive its request.
+  void SetCancel(CancelToken cancel);
 
   // Duration the container header states, in seconds; 0 when unknown.
   double HeaderDurationSeconds() const;

@@ -142,6 +142,7 @@ struct Extractor::Impl {
   // the bounded-memory way, from the start.
   std::optional<Audio16k> DecodeOrStreams(audio::StreamDecoder& decoder,
                                           const EmbedRequest& request) const {
+    decoder.SetCancel(request.cancel);
     return decoder.DecodeAll16kUnlessLonger(StreamsBeyond16k(request));
   }
 

@@ -563,6 +563,36 @@ TEST(AudioDecodeTest, DecodeAll16kUnlessLongerStopsPastItsBound) {
   EXPECT_EQ(exact->info.frames, whole.info.frames);
 }
 
+// A request that times out while its file decodes (a compressed input that
+// expands to the sample limit) must free its worker at the next block.
+TEST(AudioDecodeTest, ACancelledTokenStopsTheDecodeAtTheNextBlock) {
+  VOXPRINT_REQUIRE_REFERENCE_KIT();
+  const std::string path =
+      (ReferenceDir() / "audio" / "sample_48k_24bit.flac").string();
+  const CancelToken cancel = CancelToken::Create();
+  std::unique_ptr<audio::StreamDecoder> decoder =
+      audio::StreamDecoder::OpenFile(path, AudioLimits{});
+  decoder->SetCancel(cancel);
+  std::vector<float> block;
+  ASSERT_TRUE(decoder->Next(&block));
+  cancel.Cancel();
+  try {
+    decoder->Next(&block);
+    FAIL() << "decoding went on after the cancel";
+  } catch (const Error& error) {
+    EXPECT_EQ(error.code(), ErrorCode::kCancelled) << error.what();
+  }
+  std::unique_ptr<audio::StreamDecoder> whole =
+      audio::StreamDecoder::OpenFile(path, AudioLimits{});
+  whole->SetCancel(cancel);
+  try {
+    whole->DecodeAll16k();
+    FAIL() << "DecodeAll16k went on after the cancel";
+  } catch (const Error& error) {
+    EXPECT_EQ(error.code(), ErrorCode::kCancelled) << error.what();
+  }
+}
+
 TEST(AudioDecodeTest, ConcurrentDecodesAgree) {
   VOXPRINT_REQUIRE_REFERENCE_KIT();
   const char* files[] = {"sample.mp3", "sample.ogg", "sample.webm",
