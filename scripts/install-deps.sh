@@ -14,9 +14,14 @@ packages=(
   libonnx-dev libprotobuf-dev protobuf-compiler  # ONNX model files
   libssl-dev libcurl4-openssl-dev                # SHA-256, model download
   nlohmann-json3-dev libcli11-dev libcpp-httplib-dev
+  libsqlite3-dev libpq-dev                       # the speakers store: SQLite file, or a shared PostgreSQL
+  python3-dev python3-pybind11                   # the Python module
   libgtest-dev libgmock-dev libbenchmark-dev     # tests and benchmarks
   clang libclang-rt-14-dev libomp-14-dev         # fuzzing: libFuzzer + sanitizer runtimes, clang's OpenMP
   python3-torch python3-torchaudio python3-numpy # cross-checks in tests
+  python3-scipy                                  # clustering cross-checks in tests
+  python3-distributed python3-pytest             # the Python module's tests, corpus jobs on Dask
+  postgresql                                     # a throwaway PostgreSQL server for the store's tests
   chromium                                       # browser tests
   help2man dpkg-dev file                         # the .deb: man pages, dpkg-shlibdeps
   systemd                                        # systemd-analyze verify of the unit (tests)
