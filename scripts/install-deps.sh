@@ -16,6 +16,7 @@ packages=(
   nlohmann-json3-dev libcli11-dev libcpp-httplib-dev
   libsqlite3-dev libpq-dev                       # the speakers store: SQLite file, or a shared PostgreSQL
   python3-dev python3-pybind11                   # the Python module
+  liblapack-dev                                  # diarization: spectral clustering's eigen-decomposition
   libgtest-dev libgmock-dev libbenchmark-dev     # tests and benchmarks
   clang libclang-rt-14-dev libomp-14-dev         # fuzzing: libFuzzer + sanitizer runtimes, clang's OpenMP
   python3-torch python3-torchaudio python3-numpy # cross-checks in tests
