@@ -234,7 +234,7 @@ constexpr const char* kDocument = R"json({
           "server": {"type": "object", "properties": {"workers": {"type": "integer"}, "queue": {"type": "integer"}, "max_upload_bytes": {"type": "integer"}, "max_audio_seconds": {"type": "number"}, "auth_required": {"type": "boolean"}}}
         }
       },
-      "Health": {"type": "object", "properties": {"status": {"type": "string", "enum": ["ok", "loading"]}}}
+      "Health": {"type": "object", "properties": {"status": {"type": "string", "enum": ["ok", "loading"]}, "auth_required": {"type": "boolean"}, "max_upload_bytes": {"type": "integer"}, "max_audio_seconds": {"type": "number", "description": "0: no limit"}}}
     },
     "responses": {
       "BadInput": {"description": "Not audio, undecodable, too short to analyse, or no file sent (unsupported_input, corrupt_input, missing_file); or a malformed request: duplicate Content-Length, Content-Length with Transfer-Encoding, folded or bare-LF header lines (bad_request)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},

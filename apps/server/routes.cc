@@ -459,6 +459,10 @@ ApiResponse Routes::Health() const {
       response.body = {{"status", "loading"}};
       response.headers.emplace_back("Retry-After", "1");
     }
+    // What a client should know before it uploads (open, like /healthz).
+    response.body["auth_required"] = limits_.auth_required;
+    response.body["max_upload_bytes"] = limits_.max_upload_bytes;
+    response.body["max_audio_seconds"] = limits_.max_audio_seconds;
     return response;
   });
 }

@@ -74,7 +74,8 @@ describe('main server', () => {
   test('healthz and OpenAPI document', async () => {
     const health = await server.request('/healthz');
     assert.equal(health.status, 200);
-    assert.deepEqual(health.json, { status: 'ok' });
+    // The limits a client should know before it uploads, open like /healthz.
+    assert.deepEqual(health.json, { status: 'ok', auth_required: false, max_upload_bytes: 50 * 1024 * 1024, max_audio_seconds: 1800 });
     const openapi = await server.request('/api/openapi.json');
     assert.equal(openapi.status, 200);
     assert.match(openapi.json.openapi, /^3\./);
