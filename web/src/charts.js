@@ -181,7 +181,7 @@ export function gaugeChart(canvas) {
       rotation: -90,
       circumference: 180,
       cutout: '68%',
-      aspectRatio: 2,
+      maintainAspectRatio: false,
       plugins: { legend: { display: false }, tooltip: { enabled: false }, thresholdMarker: { value: 0.7 } },
     },
     plugins: [thresholdMarker],
