@@ -191,7 +191,9 @@ void MarkPaddedWindows(std::vector<WindowEmbedding>& windows,
            Fixed(last.covered_end_s, 2) + " s and is zero-padded to " +
            Fixed(last.end_s, 2) +
            " s (as pyannote does); its embedding partly describes silence" +
-           (only_one || drop_partial ? "" : " (the drop-partial option leaves it out)")});
+           (only_one || drop_partial
+                ? ""
+                : " (the drop-partial option leaves it out)")});
 }
 
 }  // namespace voxprint::pipeline
