@@ -81,7 +81,15 @@ function updateEstimate() {
   show(dense, false);
   const duration = numberOf('duration');
   const step = numberOf('step');
-  if (mode() !== 'sliding' || !(duration > 0) || !(step > 0)) return null;
+  if (mode() !== 'sliding') {
+    if (!knownDurationS || selectedFiles.length !== 1) return null;
+    const seconds = Math.max(0, Math.min(numberOf('end') ?? knownDurationS, knownDurationS) - (numberOf('start') ?? 0));
+    const estimateS = secondsPerInputSecond ? seconds * secondsPerInputSecond : null;
+    estimate.textContent = `${formatDuration(seconds)} of audio${estimateS ? ` (about ${formatDuration(estimateS)} on this server)` : ''}.`;
+    show(estimate);
+    return estimateS;
+  }
+  if (!(duration > 0) || !(step > 0)) return null;
   const ratio = duration / step;
   if (ratio > DENSE_RATIO) {
     dense.textContent =
