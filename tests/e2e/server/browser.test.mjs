@@ -74,7 +74,7 @@ before(async () => {
       '--use-fake-device-for-media-stream',
     ],
   });
-  await context.grantPermissions(['microphone'], { origin: server.url });
+  await context.grantPermissions(['microphone', 'clipboard-read', 'clipboard-write'], { origin: server.url });
   page = context.pages()[0] || (await context.newPage());
   page.setDefaultTimeout(120000);
   page.on('console', (message) => {
@@ -160,6 +160,10 @@ test('extract, whole file: the table, the .npy and the CSV hold the reference va
   assert.match(await page.textContent('#info-time'), /s on the server/);
   assert.deepEqual(await warningCodes('#extract-warnings'), []);
   await page.waitForFunction(() => /^Done: sample\.wav/.test(document.getElementById('announcer').textContent));
+
+  await page.click('#copy-embedding');
+  const copied = JSON.parse(await page.evaluate(() => navigator.clipboard.readText()));
+  assert.ok(relativeL2(copied, expected) <= TOLERANCE, 'the copied embedding');
 
   const npy = await downloaded('#download-npy');
   assert.equal(npy.name, 'sample.embedding.npy');
@@ -395,6 +399,8 @@ test('model info: sha256, license, citations, limits, version, curl examples', a
   assert.match(await page.textContent('#server-device-choice'), /cpu/);
   assert.match(await page.textContent('#curl-examples'), new RegExp(`curl -F file=@speech.wav ${server.url}/api/embed`));
   assert.match(await page.textContent('.api-table'), /POST \/api\/compare/);
+  await page.click('#copy-curl');
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), await page.textContent('#curl-examples'));
   await page.screenshot({ path: path.join(screenshotDir, 'model.png'), fullPage: true });
 });
 
