@@ -108,6 +108,13 @@ void PrintError(const std::string& message) {
   std::cerr << "voxprint: error: " << Printable(message) << std::endl;
 }
 
+void PrintWarnings(const std::string& input,
+                   const std::vector<ResultWarning>& warnings) {
+  for (const ResultWarning& warning : warnings)
+    std::cerr << "voxprint: warning: "
+              << Printable(input + ": " + warning.message) << std::endl;
+}
+
 namespace {
 
 // What the signal handler touches: lock-free atomics only.

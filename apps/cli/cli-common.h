@@ -50,6 +50,10 @@ std::string Printable(const std::string& text);
 // Prints "voxprint: error: <message>" on stderr, as one Printable line.
 void PrintError(const std::string& message);
 
+// Prints "voxprint: warning: <input>: <message>" on stderr for each warning.
+void PrintWarnings(const std::string& input,
+                   const std::vector<ResultWarning>& warnings);
+
 // Installs SIGINT/SIGTERM handlers for a long command and returns the token
 // they cancel: the first signal cancels the job (the command ends at its
 // next check with kCancelled: one line, exit 130); a second ends the

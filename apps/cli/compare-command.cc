@@ -29,6 +29,10 @@ int RunCompare(const CompareFlags& flags) {
   json["b"] = flags.b;
   json["duration_a_s"] = a.duration_s;
   json["duration_b_s"] = b.duration_s;
+  json["warnings_a"] = apps::WarningsToJson(a.warnings);
+  json["warnings_b"] = apps::WarningsToJson(b.warnings);
+  PrintWarnings(flags.a, a.warnings);
+  PrintWarnings(flags.b, b.warnings);
   std::cout << apps::DumpJson(json) << std::endl;
   return kExitOk;
 }

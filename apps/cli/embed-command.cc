@@ -26,6 +26,7 @@ struct EmbedFlags {
   double duration_s = 3.0;
   double step_s = 1.0;
   bool shared_trunk = false;
+  bool drop_partial = false;
   std::optional<double> start_s;
   std::optional<double> end_s;
   std::string format = "json";
@@ -130,6 +131,7 @@ int RunEmbed(const EmbedFlags& flags) {
   request.window_duration_s = flags.duration_s;
   request.window_step_s = flags.step_s;
   request.shared_trunk = flags.shared_trunk;
+  request.drop_partial = flags.drop_partial;
   request.start_s = flags.start_s;
   request.end_s = flags.end_s;
   request.Validate();
@@ -164,6 +166,7 @@ int RunEmbed(const EmbedFlags& flags) {
     if (!failure) {
       try {
         const EmbeddingResult& result = outcome.result.value();
+        if (!flags.quiet) PrintWarnings(file, result.warnings);
         if (flags.format == "json") {
           results.push_back(apps::EmbeddingResultToJson(result));
         } else if (flags.format == "npy") {
@@ -244,6 +247,10 @@ CLI::App* AddEmbedCommand(CLI::App& root, std::function<int()>& run) {
       "Sliding only, opt-in speed mode (CPU): run the network once over the "
       "file and pool every window from it (~duration/step times less work); "
       "approximates the per-window embeddings, see bench/RESULTS.md");
+  command->add_flag("--drop-partial", flags->drop_partial,
+                    "Sliding only: leave out the last window when it runs "
+                    "past the end of the audio (zero-padded, as pyannote "
+                    "does; kept and marked \"padded\" by default)");
   command->add_option("--start", flags->start_s,
                       "Start of the excerpt to embed, in seconds");
   command->add_option("--end", flags->end_s,
@@ -256,7 +263,9 @@ CLI::App* AddEmbedCommand(CLI::App& root, std::function<int()>& run) {
   command->add_option("--output,-o", flags->output,
                       "Output file (a directory for several inputs with "
                       "npy/csv); default stdout");
-  command->add_flag("--quiet,-q", flags->quiet, "No progress on stderr");
+  command->add_flag("--quiet,-q", flags->quiet,
+                    "No progress or warnings on stderr (warnings stay in "
+                    "the JSON)");
   command
       ->add_option("--jobs,-j", flags->jobs,
                    "Sliding windows: inputs embedded at once (decode, "

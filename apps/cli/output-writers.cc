@@ -62,12 +62,16 @@ std::string EncodeCsv(const EmbeddingResult& result) {
   std::ostringstream csv;
   csv.precision(9);
   const bool sliding = result.mode == WindowMode::kSliding;
-  if (sliding) csv << "start_s,end_s,";
+  // padded: 1 for a zero-padded window, whose audio ends at covered_end_s.
+  if (sliding) csv << "start_s,end_s,covered_end_s,padded,";
   for (int64_t d = 0; d < matrix.dim; ++d) csv << (d ? "," : "") << "dim_" << d;
   csv << "\n";
   for (int64_t r = 0; r < matrix.rows; ++r) {
     if (sliding)
-      csv << result.windows[r].start_s << "," << result.windows[r].end_s << ",";
+      csv << result.windows[r].start_s << "," << result.windows[r].end_s << ","
+          << (result.windows[r].padded ? result.windows[r].covered_end_s
+                                       : result.windows[r].end_s)
+          << "," << (result.windows[r].padded ? 1 : 0) << ",";
     for (int64_t d = 0; d < matrix.dim; ++d)
       csv << (d ? "," : "") << matrix.values[r * matrix.dim + d];
     csv << "\n";

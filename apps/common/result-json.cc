@@ -44,15 +44,29 @@ nlohmann::json EmbeddingResultToJson(const EmbeddingResult& result) {
   } else {
     nlohmann::json windows = nlohmann::json::array();
     for (const WindowEmbedding& window : result.windows) {
-      windows.push_back({{"start_s", window.start_s},
-                         {"end_s", window.end_s},
-                         {"embedding", FloatsToJson(window.embedding)}});
+      nlohmann::json item = {{"start_s", window.start_s},
+                             {"end_s", window.end_s}};
+      // Only on padded windows, so that complete ones read as before.
+      if (window.padded) {
+        item["padded"] = true;
+        item["covered_end_s"] = window.covered_end_s;
+      }
+      item["embedding"] = FloatsToJson(window.embedding);
+      windows.push_back(std::move(item));
     }
     json["windows"] = std::move(windows);
     // Says the windows are the opt-in approximation, not the reference's.
     if (result.shared_trunk) json["shared_trunk"] = true;
   }
+  json["warnings"] = WarningsToJson(result.warnings);
   return json;
+}
+
+nlohmann::json WarningsToJson(const std::vector<ResultWarning>& warnings) {
+  nlohmann::json array = nlohmann::json::array();
+  for (const ResultWarning& warning : warnings)
+    array.push_back({{"code", warning.code}, {"message", warning.message}});
+  return array;
 }
 
 nlohmann::json ModelInfoToJson(const Extractor& extractor) {

@@ -10,8 +10,13 @@
 namespace voxprint::apps {
 
 // {"path", "duration_s", "sample_rate_hz", "channels", "codec", "container",
-//  "mode", "embedding" | "windows": [{"start_s","end_s","embedding"}]}
+//  "mode", "embedding" | "windows": [{"start_s","end_s","embedding"}],
+//  "warnings": [{"code","message"}]}; a zero-padded window also has
+//  "padded": true and "covered_end_s" (where its audio ends).
 nlohmann::json EmbeddingResultToJson(const EmbeddingResult& result);
+
+// [{"code", "message"}, ...] (an empty array when there are none).
+nlohmann::json WarningsToJson(const std::vector<ResultWarning>& warnings);
 
 // What `voxprint info` and GET /api/model print.
 nlohmann::json ModelInfoToJson(const Extractor& extractor);

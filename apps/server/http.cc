@@ -930,7 +930,7 @@ std::optional<ApiResponse> Gatekeep(const httplib::Request& request,
                          "request body of " + std::to_string(length) +
                              " bytes is over the server's limit of " +
                              std::to_string(config.max_upload_bytes) +
-                             " bytes (--max-upload-mb)");
+                             " bytes");
   if (upload) {
     ApiResponse refusal;
     connection.slot = routes.Admit(&refusal);
@@ -1029,7 +1029,7 @@ std::optional<ApiResponse> ReadRequest(const httplib::Request& request,
     return ErrorResponse(413, "payload_too_large",
                          "request body is over the server's limit of " +
                              std::to_string(config.max_upload_bytes) +
-                             " bytes (--max-upload-mb)");
+                             " bytes");
   if (!ok && t_connection != nullptr && t_connection->body_too_slow) {
     char rate[32];
     std::snprintf(rate, sizeof(rate), "%g",

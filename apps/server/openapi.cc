@@ -25,6 +25,7 @@ constexpr const char* kDocument = R"json({
           {"$ref": "#/components/parameters/duration"},
           {"$ref": "#/components/parameters/step"},
           {"$ref": "#/components/parameters/shared_trunk"},
+          {"$ref": "#/components/parameters/drop_partial"},
           {"$ref": "#/components/parameters/start"},
           {"$ref": "#/components/parameters/end"},
           {"$ref": "#/components/parameters/name"}
@@ -41,6 +42,7 @@ constexpr const char* kDocument = R"json({
                   "duration": {"type": "number"},
                   "step": {"type": "number"},
                   "shared_trunk": {"type": "boolean"},
+                  "drop_partial": {"type": "boolean"},
                   "start": {"type": "number"},
                   "end": {"type": "number"}
                 },
@@ -148,6 +150,7 @@ constexpr const char* kDocument = R"json({
       "duration": {"name": "duration", "in": "query", "schema": {"type": "number", "default": 3.0, "exclusiveMinimum": true, "minimum": 0}, "description": "Sliding window length in seconds; a last partial window is zero-padded"},
       "step": {"name": "step", "in": "query", "schema": {"type": "number", "default": 1.0, "exclusiveMinimum": true, "minimum": 0}, "description": "Sliding window hop in seconds"},
       "shared_trunk": {"name": "shared_trunk", "in": "query", "schema": {"type": "boolean", "default": false}, "description": "Sliding only, opt-in speed mode (CPU): one network run over the whole input, each window pooled from it; an approximation of the reference's per-window numbers (see bench/RESULTS.md)"},
+      "drop_partial": {"name": "drop_partial", "in": "query", "schema": {"type": "boolean", "default": false}, "description": "Sliding only: leave out a last window that runs past the end of the audio (zero-padded; by default kept and marked padded). A file shorter than one window keeps its one padded window"},
       "start": {"name": "start", "in": "query", "schema": {"type": "number", "minimum": 0}, "description": "Excerpt start in seconds (applied before windowing)"},
       "end": {"name": "end", "in": "query", "schema": {"type": "number"}, "description": "Excerpt end in seconds; must be after start"},
       "name": {"name": "name", "in": "query", "schema": {"type": "string", "default": "upload"}, "description": "Name of a raw-body upload, echoed as 'path' and used in errors"},
@@ -166,7 +169,9 @@ constexpr const char* kDocument = R"json({
         "type": "object",
         "properties": {
           "start_s": {"type": "number"},
-          "end_s": {"type": "number"},
+          "end_s": {"type": "number", "description": "start_s + duration, also for a padded window"},
+          "padded": {"type": "boolean", "description": "Present (true) when the window runs past the end of the audio and was zero-padded, as pyannote does"},
+          "covered_end_s": {"type": "number", "description": "Padded windows: where their audio ends"},
           "embedding": {"type": "array", "items": {"type": "number", "nullable": true}, "minItems": 256, "maxItems": 256}
         }
       },
@@ -184,9 +189,11 @@ constexpr const char* kDocument = R"json({
           "embedding": {"type": "array", "items": {"type": "number", "nullable": true}, "description": "whole mode: 256 values"},
           "windows": {"type": "array", "items": {"$ref": "#/components/schemas/Window"}, "description": "sliding mode"},
           "shared_trunk": {"type": "boolean", "description": "Present (true) when the windows come from the opt-in shared-trunk mode"},
+          "warnings": {"type": "array", "items": {"$ref": "#/components/schemas/Warning"}},
           "processing_s": {"type": "number"}
         }
       },
+      "Warning": {"type": "object", "description": "Why an embedding deserves less trust (judged from the signal's energy)", "properties": {"code": {"type": "string", "enum": ["no_signal", "short_speech", "little_speech", "truncated", "clipping", "padded_window"]}, "message": {"type": "string"}}},
       "EmbedResponse": {
         "type": "object",
         "properties": {
@@ -205,6 +212,8 @@ constexpr const char* kDocument = R"json({
           "b": {"type": "string"},
           "duration_a_s": {"type": "number"},
           "duration_b_s": {"type": "number"},
+          "warnings_a": {"type": "array", "items": {"$ref": "#/components/schemas/Warning"}},
+          "warnings_b": {"type": "array", "items": {"$ref": "#/components/schemas/Warning"}},
           "device": {"type": "string"},
           "processing_s": {"type": "number"}
         }
@@ -225,14 +234,14 @@ constexpr const char* kDocument = R"json({
           "server": {"type": "object", "properties": {"workers": {"type": "integer"}, "queue": {"type": "integer"}, "max_upload_bytes": {"type": "integer"}, "max_audio_seconds": {"type": "number"}, "auth_required": {"type": "boolean"}}}
         }
       },
-      "Health": {"type": "object", "properties": {"status": {"type": "string", "enum": ["ok", "loading"]}}}
+      "Health": {"type": "object", "properties": {"status": {"type": "string", "enum": ["ok", "loading"]}, "auth_required": {"type": "boolean"}, "max_upload_bytes": {"type": "integer"}, "max_audio_seconds": {"type": "number", "description": "0: no limit"}}}
     },
     "responses": {
       "BadInput": {"description": "Not audio, undecodable, too short to analyse, or no file sent (unsupported_input, corrupt_input, missing_file); or a malformed request: duplicate Content-Length, Content-Length with Transfer-Encoding, folded or bare-LF header lines (bad_request)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
       "HostNotAllowed": {"description": "The Host header names a host this server does not answer to (host_not_allowed; see --allowed-hosts): protection against DNS rebinding", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
       "TooSlow": {"description": "The request headers did not all arrive within 10 s, or the body arrived slower than 64 KiB/s on average after a 10 s grace (request_timeout)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
       "Unauthorized": {"description": "Missing or wrong API key (compared byte for byte as sent, no percent-decoding)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-      "TooLarge": {"description": "Body over --max-upload-mb (refused from Content-Length before it is read: payload_too_large), or audio longer than --max-audio-seconds (resource_limit)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+      "TooLarge": {"description": "Body over the server's upload limit (refused from Content-Length before it is read: payload_too_large), or audio longer than the server's duration limit (resource_limit)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
       "UnsupportedMediaType": {"description": "Body neither multipart/form-data nor audio/* nor application/octet-stream", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
       "BadParameter": {"description": "A parameter is malformed or out of range (invalid_argument)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
       "Internal": {"description": "A failure of the server itself", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},

@@ -71,6 +71,17 @@ std::optional<double> NumberParam(
   return value;
 }
 
+// "true"/"1" or "false"/"0"; absent: false.
+bool BoolParam(const std::map<std::string, std::string>& params,
+               const std::string& name) {
+  const auto it = params.find(name);
+  if (it == params.end() || it->second == "false" || it->second == "0")
+    return false;
+  if (it->second == "true" || it->second == "1") return true;
+  throw BadParameter(name, "must be 'true' or 'false', not '" +
+                               it->second.substr(0, 40) + "'");
+}
+
 EmbedRequest ParseEmbedRequest(
     const std::map<std::string, std::string>& params) {
   EmbedRequest request;
@@ -92,14 +103,8 @@ EmbedRequest ParseEmbedRequest(
     if (request.window_step_s <= 0)
       throw BadParameter("step", "must be > 0 seconds");
   }
-  if (const auto shared = params.find("shared_trunk"); shared != params.end()) {
-    if (shared->second == "true" || shared->second == "1")
-      request.shared_trunk = true;
-    else if (shared->second != "false" && shared->second != "0")
-      throw BadParameter("shared_trunk", "must be 'true' or 'false', not '" +
-                                             shared->second.substr(0, 40) +
-                                             "'");
-  }
+  request.shared_trunk = BoolParam(params, "shared_trunk");
+  request.drop_partial = BoolParam(params, "drop_partial");
   request.start_s = NumberParam(params, "start");
   request.end_s = NumberParam(params, "end");
   if (request.start_s && *request.start_s < 0)
@@ -125,10 +130,6 @@ json Citations() {
          "Zhang, Xu Xiang, Yanlei Deng, Yanmin Qian. \"Wespeaker: A research "
          "and production oriented speaker embedding learning toolkit\". "
          "ICASSP 2023."}},
-       {{"short", "pyannote.audio (powerset)"},
-        {"text",
-         "Alexis Plaquet, Herv\u00e9 Bredin. \"Powerset multi-class cross "
-         "entropy loss for neural speaker diarization\". INTERSPEECH 2023."}},
        {{"short", "pyannote.audio 2.1"},
         {"text",
          "Herv\u00e9 Bredin. \"pyannote.audio 2.1 speaker diarization "
@@ -183,6 +184,7 @@ void Routes::SetExtractor(std::shared_ptr<const Extractor> extractor) {
       "pyannote/wespeaker-voxceleb-resnet34-LM (WeSpeaker "
       "voxceleb_resnet34_LM)";
   model["citations"] = Citations();
+  model["version"] = VOXPRINT_VERSION;
   model["server"] = {{"workers", limits_.workers},
                      {"queue", limits_.queue},
                      {"max_upload_bytes", limits_.max_upload_bytes},
@@ -318,7 +320,7 @@ ApiResponse Routes::RunOnPool(ApiRequest& request, Work work) {
       return ErrorResponse(504, "timeout",
                            "the request took longer than " +
                                std::string(limit) +
-                               " s (--request-timeout); it was cancelled");
+                               " s, the server's limit; it was cancelled");
     }
   }
 }
@@ -423,6 +425,8 @@ ApiResponse Routes::Compare(ApiRequest request) {
       response.body["b"] = result_b.source;
       response.body["duration_a_s"] = result_a.duration_s;
       response.body["duration_b_s"] = result_b.duration_s;
+      response.body["warnings_a"] = apps::WarningsToJson(result_a.warnings);
+      response.body["warnings_b"] = apps::WarningsToJson(result_b.warnings);
       response.body["device"] = extractor.Device().name;
       response.body["processing_s"] = SecondsSince(start);
       return response;
@@ -455,6 +459,10 @@ ApiResponse Routes::Health() const {
       response.body = {{"status", "loading"}};
       response.headers.emplace_back("Retry-After", "1");
     }
+    // What a client should know before it uploads (open, like /healthz).
+    response.body["auth_required"] = limits_.auth_required;
+    response.body["max_upload_bytes"] = limits_.max_upload_bytes;
+    response.body["max_audio_seconds"] = limits_.max_audio_seconds;
     return response;
   });
 }

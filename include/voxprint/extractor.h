@@ -85,6 +85,11 @@ struct EmbedRequest {
   // audio around it instead of zero padding (bench/RESULTS.md gives the
   // measured difference).
   bool shared_trunk = false;
+  // Sliding only: leave out the last window when it runs past the end of
+  // the audio (pyannote zero-pads it; its embedding then describes partly
+  // silence). When the audio is shorter than one window, its one padded
+  // window is kept, flagged, with a warning.
+  bool drop_partial = false;
   // Optional excerpt, in seconds of the input; applied before windowing.
   std::optional<double> start_s;
   std::optional<double> end_s;
@@ -107,6 +112,19 @@ struct WindowEmbedding {
   double end_s =
       0.0;  // start + duration (a padded last chunk ends past the input)
   std::vector<float> embedding;
+  // The window runs past the end of the audio and was zero-padded to its
+  // full length (as pyannote does); its audio ends at covered_end_s.
+  bool padded = false;
+  double covered_end_s = 0.0;  // min(end_s, end of the audio analysed)
+};
+
+// Something about the input that makes its embedding less trustworthy; the
+// embedding is still the reference's. `code` is stable (for programs),
+// `message` says it to a person.
+struct ResultWarning {
+  std::string code;  // no_signal, little_speech, short_speech, truncated,
+                     // clipping, padded_window
+  std::string message;
 };
 
 struct EmbeddingResult {
@@ -118,6 +136,11 @@ struct EmbeddingResult {
   std::vector<WindowEmbedding> windows;  // sliding mode
   bool shared_trunk = false;  // windows from EmbedRequest::shared_trunk
   double processing_s = 0.0;  // wall time of this call
+  // Degenerate input (silence, little speech, a truncated file, clipping),
+  // judged from the signal's energy; empty when nothing stood out. Not
+  // computed for whole files long enough to stream (those never hold the
+  // signal in memory).
+  std::vector<ResultWarning> warnings;
 };
 
 // One input's outcome in a many-file call: its result, or the error that

@@ -6,6 +6,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "audio/stream-decoder.h"
@@ -15,6 +16,7 @@
 #include "pipeline/prefetcher.h"
 #include "pipeline/sample-embedder.h"
 #include "pipeline/session-pool.h"
+#include "pipeline/signal-checks.h"
 #include "scoring/windows.h"
 #include "voxprint/error.h"
 
@@ -148,18 +150,23 @@ struct Extractor::Impl {
 
   // Opens the input once: a streaming input goes on from the decoder
   // already open, anything else is decoded into memory from it.
+  // `declared_s`: the length the input's own header declares where FFmpeg
+  // does not say it (a WAV's data chunk; 0: unknown).
   EmbeddingResult EmbedStream(const pipeline::StreamOpener& open,
                               const std::string& name,
-                              const EmbedRequest& request) const {
+                              const EmbedRequest& request,
+                              double declared_s = 0.0) const {
     request.Validate();
     request.cancel.ThrowIfCancelled(name);
     std::unique_ptr<audio::StreamDecoder> first = open();
     if (Streams(*first, request))
       return EmbedLong(std::move(first), open, name, request.cancel);
+    const double header_s =
+        std::max(first->HeaderDurationSeconds(), declared_s);
     std::optional<Audio16k> audio = DecodeOrStreams(*first, request);
     first.reset();
     if (!audio) return EmbedLong(open(), open, name, request.cancel);
-    return Embed(std::move(*audio), name, request);
+    return Embed(std::move(*audio), name, request, header_s);
   }
 
   EmbeddingResult EmbedLong(std::unique_ptr<audio::StreamDecoder> first,
@@ -206,8 +213,10 @@ struct Extractor::Impl {
   }
   // The same from audio already at 16 kHz (StreamDecoder::DecodeAll16k,
   // which never holds the original-rate signal).
+  // `header_s`: the length the container's header declares (0: unknown).
   static PreparedInput Prepare(Audio16k audio, const std::string& name,
-                               const EmbedRequest& request) {
+                               const EmbedRequest& request,
+                               double header_s = 0.0) {
     PreparedInput input;
     EmbeddingResult& result = input.result;
     result.source = name;
@@ -225,25 +234,39 @@ struct Extractor::Impl {
     }
     result.duration_s =
         static_cast<double>(input.samples_16k.size()) / kModelSampleRateHz;
+    result.warnings =
+        pipeline::LengthWarnings(result.audio.DurationSeconds(), header_s);
+    for (ResultWarning& warning : pipeline::SignalWarnings(input.samples_16k))
+      result.warnings.push_back(std::move(warning));
     return input;
   }
 
   // `audio`: DecodedAudio, or Audio16k (see Prepare).
   template <typename DecodedOr16k>
   EmbeddingResult Embed(DecodedOr16k&& audio, const std::string& name,
-                        const EmbedRequest& request) const {
+                        const EmbedRequest& request,
+                        double header_s = 0.0) const {
     const auto started = std::chrono::steady_clock::now();
     request.Validate();
     request.cancel.ThrowIfCancelled(name);
-    PreparedInput input =
-        Prepare(std::forward<DecodedOr16k>(audio), name, request);
+    PreparedInput input = [&] {
+      if constexpr (std::is_same_v<std::decay_t<DecodedOr16k>, Audio16k>)
+        return Prepare(std::forward<DecodedOr16k>(audio), name, request,
+                       header_s);
+      else
+        return Prepare(std::forward<DecodedOr16k>(audio), name, request);
+    }();
     EmbeddingResult& result = input.result;
     if (request.mode == WindowMode::kWhole)
       result.embedding =
           embedder->EmbedWhole(input.samples_16k, name, request.cancel);
-    else
+    else {
       result.windows = embedder->EmbedSliding(input.samples_16k, request,
                                               input.offset_s, name);
+      pipeline::MarkPaddedWindows(result.windows,
+                                  input.offset_s + result.duration_s,
+                                  request.drop_partial, result.warnings);
+    }
     result.processing_s = SecondsSince(started);
     return std::move(result);
   }
@@ -266,7 +289,8 @@ struct Extractor::Impl {
   };
   PreparedWhole PrepareWhole(const std::string& name,
                              const pipeline::StreamOpener& open,
-                             const EmbedRequest& request) const {
+                             const EmbedRequest& request,
+                             double declared_s) const {
     const auto started = std::chrono::steady_clock::now();
     PreparedWhole prepared;
     try {
@@ -276,6 +300,8 @@ struct Extractor::Impl {
         prepared.streams = true;
         return prepared;
       }
+      const double header_s =
+          std::max(decoder->HeaderDurationSeconds(), declared_s);
       std::optional<Audio16k> audio = DecodeOrStreams(*decoder, request);
       decoder.reset();
       if (!audio) {
@@ -283,7 +309,7 @@ struct Extractor::Impl {
         return prepared;
       }
       request.cancel.ThrowIfCancelled(name);
-      PreparedInput input = Prepare(std::move(*audio), name, request);
+      PreparedInput input = Prepare(std::move(*audio), name, request, header_s);
       prepared.features = embedder->FeaturesOf(input.samples_16k, name);
       prepared.outcome.result = std::move(input.result);
     } catch (const Error& error) {
@@ -296,6 +322,7 @@ struct Extractor::Impl {
   void EmbedMany(size_t count,
                  const std::function<std::string(size_t)>& name_of,
                  const std::function<pipeline::StreamOpener(size_t)>& opener_of,
+                 const std::function<double(size_t)>& declared_of,
                  const EmbedRequest& request,
                  const Extractor::OutcomeCallback& on_outcome) const {
     request.Validate();
@@ -305,7 +332,8 @@ struct Extractor::Impl {
       prepared.emplace(
           count,
           [&](size_t index) {
-            return PrepareWhole(name_of(index), opener_of(index), request);
+            return PrepareWhole(name_of(index), opener_of(index), request,
+                                declared_of(index));
           },
           [](const PreparedWhole& input) {
             return input.features ? input.features->num_frames : int64_t{0};
@@ -381,8 +409,8 @@ struct Extractor::Impl {
       BatchOutcome& outcome = outcomes.emplace_back();
       try {
         if (!whole) {
-          outcome.result =
-              EmbedStream(opener_of(index), name_of(index), request);
+          outcome.result = EmbedStream(opener_of(index), name_of(index),
+                                       request, declared_of(index));
         } else if (PreparedWhole input = prepared->Next(); input.streams) {
           const pipeline::StreamOpener open = opener_of(index);
           outcome.result =
@@ -468,7 +496,7 @@ EmbeddingResult Extractor::EmbedFile(const std::string& path,
         return audio::StreamDecoder::OpenFile(path,
                                               impl_->options.audio_limits);
       },
-      path, request);
+      path, request, pipeline::DeclaredSeconds(pipeline::FileHead(path)));
 }
 
 EmbeddingResult Extractor::EmbedBytes(std::span<const uint8_t> bytes,
@@ -479,7 +507,7 @@ EmbeddingResult Extractor::EmbedBytes(std::span<const uint8_t> bytes,
         return audio::StreamDecoder::OpenBytes(bytes, name,
                                                impl_->options.audio_limits);
       },
-      name, request);
+      name, request, pipeline::DeclaredSeconds(bytes));
 }
 
 EmbeddingResult Extractor::EmbedDecoded(const DecodedAudio& audio,
@@ -541,6 +569,9 @@ void Extractor::EmbedFiles(std::span<const std::string> paths,
                                                 impl_->options.audio_limits);
         };
       },
+      [&](size_t i) {
+        return pipeline::DeclaredSeconds(pipeline::FileHead(paths[i]));
+      },
       request, on_outcome);
 }
 
@@ -560,7 +591,8 @@ void Extractor::EmbedBuffers(std::span<const std::span<const uint8_t>> buffers,
                                                  impl_->options.audio_limits);
         };
       },
-      request, on_outcome);
+      [&](size_t i) { return pipeline::DeclaredSeconds(buffers[i]); }, request,
+      on_outcome);
 }
 
 }  // namespace voxprint

@@ -48,10 +48,15 @@ function errorFrom(status, body, retryAfter) {
   switch (status) {
     case 401:
       unauthorizedListeners.forEach((listener) => listener());
-      message = 'This server needs an API key: enter it with the “API key” button at the top.';
+      message = currentKey()
+        ? 'The server refused this API key: check it with the “API key” button at the top.'
+        : 'This server needs an API key: enter it with the “API key” button at the top.';
       break;
     case 413:
-      message = detail ? `Too large: ${detail}` : 'The upload is larger than the server accepts.';
+      // A duration limit is not a size: resource_limit is too long (or too
+      // many windows), payload_too_large/too_many_files too big.
+      if (code === 'resource_limit') message = `Too long: ${detail}`;
+      else message = detail ? `Too large: ${detail}` : 'The upload is larger than the server accepts.';
       break;
     case 503:
       message =
@@ -61,12 +66,23 @@ function errorFrom(status, body, retryAfter) {
             (detail ? ` (${detail})` : '');
       break;
     case 504:
-      message = 'The server took too long to answer.';
+      message = detail ? `The server gave up: ${detail}.` : 'The server took too long to answer.';
       break;
     default:
       message = detail || `The server answered HTTP ${status}.`;
   }
+  failureListeners.forEach((listener) => listener(status));
   return new ApiError(message, { status, code, retryAfter });
+}
+
+// Listeners for any failed request (the status badge checks again).
+const failureListeners = [];
+export function onFailure(listener) {
+  failureListeners.push(listener);
+}
+
+export function hasApiKey() {
+  return Boolean(currentKey());
 }
 
 function authHeaders() {
@@ -93,10 +109,16 @@ export async function getJson(url) {
 
 // POSTs a FormData with XMLHttpRequest, which (unlike fetch) reports upload
 // progress: onProgress(fraction) while sending, onProgress(null) once the
-// server has it all and is computing.
-export function postForm(url, form, onProgress = () => {}) {
+// server has it all and is computing. `signal` (an AbortSignal) aborts it:
+// the connection closes, and the server cancels the job and frees its worker.
+export function postForm(url, form, onProgress = () => {}, signal = null) {
   return new Promise((resolve, reject) => {
     const request = new XMLHttpRequest();
+    if (signal) {
+      if (signal.aborted) return reject(new ApiError('Cancelled.', { code: 'cancelled' }));
+      signal.addEventListener('abort', () => request.abort(), { once: true });
+    }
+    request.onabort = () => reject(new ApiError('Cancelled.', { code: 'cancelled' }));
     request.open('POST', url);
     for (const [name, value] of Object.entries(authHeaders())) request.setRequestHeader(name, value);
     request.responseType = 'text';
@@ -104,7 +126,10 @@ export function postForm(url, form, onProgress = () => {}) {
       if (event.lengthComputable) onProgress(event.loaded / event.total);
     };
     request.upload.onload = () => onProgress(null);
-    request.onerror = () => reject(new ApiError('The connection to the server failed.'));
+    request.onerror = () => {
+      failureListeners.forEach((listener) => listener(0));
+      reject(new ApiError('The connection to the server failed.'));
+    };
     request.ontimeout = () => reject(new ApiError('The request timed out.'));
     request.onload = () => {
       let body = null;
@@ -121,21 +146,41 @@ export function postForm(url, form, onProgress = () => {}) {
 }
 
 // Server limits from GET /api/model (null until known).
-export const serverLimits = { maxUploadBytes: null };
+export const serverLimits = { maxUploadBytes: null, maxAudioSeconds: null, authRequired: false };
 
 export function checkUploadSize(files) {
   const total = files.reduce((sum, file) => sum + file.size, 0);
   const limit = serverLimits.maxUploadBytes;
   if (limit && total > limit) {
     throw new ApiError(
-      `The file${files.length > 1 ? 's are' : ' is'} ${formatBytes(total)}; this server accepts at most ${formatBytes(limit)} per request.`,
+      `Too large: the file${files.length > 1 ? 's are' : ' is'} ${formatBytes(total)} together; this server accepts at most ${formatBytes(limit)} per request.`,
       { status: 413, code: 'payload_too_large' },
     );
   }
+}
+
+// "What this server accepts", for before an upload.
+export function limitsText(perRequestNote = '') {
+  const parts = [];
+  if (serverLimits.maxUploadBytes) parts.push(`up to ${formatBytes(serverLimits.maxUploadBytes)} per request${perRequestNote}`);
+  if (serverLimits.maxAudioSeconds) parts.push(`at most ${formatDuration(serverLimits.maxAudioSeconds)} of audio per file`);
+  return parts.length ? `This server accepts ${parts.join(', ')}.` : '';
 }
 
 export function formatBytes(bytes) {
   if (bytes < 1024) return `${bytes} B`;
   if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
   return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+// 12.3 s, 4 min 5 s, 30 min, 2 h 5 min.
+export function formatDuration(seconds) {
+  if (!Number.isFinite(seconds)) return '–';
+  if (seconds < 60) return `${Number(seconds.toFixed(seconds < 10 ? 2 : 1))} s`;
+  const total = Math.round(seconds);
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = total % 60;
+  if (h) return m ? `${h} h ${m} min` : `${h} h`;
+  return s ? `${m} min ${s} s` : `${m} min`;
 }

@@ -29,9 +29,20 @@ export function fillInfo(list, pairs) {
   }
 }
 
-// Makes `zone` accept a dropped file and `input` a picked one; calls
-// onFile(File). Enter/Space on the zone opens the picker.
-export function wireDropZone(zone, input, onFile) {
+// Says `text` to screen readers (the page's polite live region).
+export function announce(text) {
+  const region = $('announcer');
+  region.textContent = '';
+  // A fresh node after a tick, so that the same message is read again.
+  setTimeout(() => {
+    region.textContent = text;
+  }, 50);
+}
+
+// Makes `zone` accept dropped files and `input` picked ones; calls
+// onFiles([File]). The input itself stays in the accessibility tree (only
+// visually hidden): it is the keyboard's way in.
+export function wireDropZone(zone, input, onFiles) {
   zone.addEventListener('dragover', (event) => {
     event.preventDefault();
     zone.classList.add('over');
@@ -40,21 +51,16 @@ export function wireDropZone(zone, input, onFile) {
   zone.addEventListener('drop', (event) => {
     event.preventDefault();
     zone.classList.remove('over');
-    const file = event.dataTransfer && event.dataTransfer.files[0];
-    if (file) onFile(file);
-  });
-  zone.addEventListener('keydown', (event) => {
-    if (event.key === 'Enter' || event.key === ' ') {
-      event.preventDefault();
-      input.click();
-    }
+    const files = event.dataTransfer ? [...event.dataTransfer.files] : [];
+    if (files.length) onFiles(input.multiple ? files : files.slice(0, 1));
   });
   input.addEventListener('change', () => {
-    if (input.files && input.files[0]) onFile(input.files[0]);
+    if (input.files && input.files.length) onFiles([...input.files]);
   });
 }
 
-// Spinner + progress bar + text for a request in flight.
+// Spinner + progress bar + text for a request in flight; `estimateS`, when
+// known, is how long the server should compute.
 export class Progress {
   constructor(box, bar, text) {
     this.box = box;
@@ -63,22 +69,32 @@ export class Progress {
     this.timer = null;
   }
 
-  start() {
+  start(estimateS = null) {
     this.box.hidden = false;
     this.bar.value = 0;
     this.text.textContent = 'Uploading…';
+    this.estimateS = estimateS;
     this.begin = performance.now();
+    announce('Uploading…');
   }
 
   // fraction in [0, 1] while uploading, null once the server computes.
   update(fraction) {
     if (fraction === null) {
       this.bar.removeAttribute('value');
+      this.computeBegin = performance.now();
       const tick = () => {
-        const seconds = (performance.now() - this.begin) / 1000;
-        this.text.textContent = `Computing… ${seconds.toFixed(1)} s`;
+        const seconds = (performance.now() - this.computeBegin) / 1000;
+        let text = `Computing… ${formatSeconds(seconds)}`;
+        if (this.estimateS) text += ` of about ${formatSeconds(this.estimateS)}`;
+        this.text.textContent = text;
+        if (this.estimateS) {
+          this.bar.max = 1;
+          this.bar.value = Math.min(0.99, seconds / this.estimateS);
+        }
       };
       tick();
+      announce('Computing…');
       clearInterval(this.timer);
       this.timer = setInterval(tick, 200);
     } else {
@@ -93,4 +109,41 @@ export class Progress {
     this.box.hidden = true;
     return (performance.now() - this.begin) / 1000;
   }
+}
+
+function formatSeconds(seconds) {
+  if (seconds < 60) return `${seconds.toFixed(1)} s`;
+  return `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
+}
+
+// Copies `text`, then says so on `button` for a moment.
+export async function copyText(button, text) {
+  const label = button.textContent;
+  try {
+    await navigator.clipboard.writeText(text);
+    button.textContent = 'Copied';
+  } catch {
+    button.textContent = 'Copy failed';
+  }
+  announce(button.textContent);
+  setTimeout(() => {
+    button.textContent = label;
+  }, 1500);
+}
+
+// A list of warnings ([{code, message}]) as an amber note, or hidden.
+export function showWarnings(element, groups) {
+  element.replaceChildren();
+  let count = 0;
+  for (const [title, warnings] of groups) {
+    for (const warning of warnings || []) {
+      const line = document.createElement('p');
+      line.dataset.code = warning.code;
+      line.textContent = `⚠ ${title ? `${title}: ` : ''}${warning.message}`;
+      element.append(line);
+      count++;
+    }
+  }
+  element.hidden = count === 0;
+  return count;
 }

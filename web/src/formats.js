@@ -38,16 +38,25 @@ function csvNumber(value) {
   return value === null ? 'nan' : String(Number(value.toPrecision(9)));
 }
 
-// CSV: "dim_0,...,dim_N" (sliding: "start_s,end_s,dim_0,...").
+// CSV: "dim_0,...,dim_N" (sliding: "start_s,end_s,covered_end_s,padded,
+// dim_0,...", as `voxprint embed --format csv`).
 export function encodeCsv(result) {
   const rows = embeddingRows(result);
   const dim = rows.length ? rows[0].length : 0;
   const sliding = result.mode === 'sliding';
   const names = Array.from({ length: dim }, (_, d) => `dim_${d}`);
-  const lines = [(sliding ? ['start_s', 'end_s', ...names] : names).join(',')];
+  const lines = [(sliding ? ['start_s', 'end_s', 'covered_end_s', 'padded', ...names] : names).join(',')];
   rows.forEach((row, r) => {
     const cells = row.map(csvNumber);
-    if (sliding) cells.unshift(csvNumber(result.windows[r].start_s), csvNumber(result.windows[r].end_s));
+    if (sliding) {
+      const window = result.windows[r];
+      cells.unshift(
+        csvNumber(window.start_s),
+        csvNumber(window.end_s),
+        csvNumber(window.padded ? window.covered_end_s : window.end_s),
+        window.padded ? '1' : '0',
+      );
+    }
     lines.push(cells.join(','));
   });
   return lines.join('\n') + '\n';
@@ -82,4 +91,50 @@ export function cosine(a, b) {
     nb += y * y;
   }
   return na > 0 && nb > 0 ? dot / Math.sqrt(na * nb) : 0;
+}
+
+// FFmpeg's demuxer and decoder names, as people call the formats.
+const CONTAINERS = {
+  wav: 'WAV',
+  w64: 'Wave64',
+  aiff: 'AIFF',
+  caf: 'CAF',
+  au: 'Sun AU',
+  flac: 'FLAC',
+  mp3: 'MP3',
+  ogg: 'Ogg',
+  'mov,mp4,m4a,3gp,3g2,mj2': 'MP4/M4A',
+  'matroska,webm': 'WebM/Matroska',
+  aac: 'AAC (ADTS)',
+  asf: 'ASF/WMA',
+};
+const CODECS = {
+  pcm_u8: '8-bit PCM',
+  pcm_s16le: '16-bit PCM',
+  pcm_s16be: '16-bit PCM',
+  pcm_s24le: '24-bit PCM',
+  pcm_s32le: '32-bit PCM',
+  pcm_f32le: '32-bit float PCM',
+  pcm_f64le: '64-bit float PCM',
+  flac: 'FLAC',
+  mp3float: 'MP3',
+  mp3: 'MP3',
+  aac: 'AAC',
+  opus: 'Opus',
+  libopus: 'Opus',
+  vorbis: 'Vorbis',
+  alac: 'ALAC',
+};
+
+// "WAV, 16-bit PCM"; FFmpeg's names for anything else.
+export function friendlyFormat(container, codec) {
+  const box = CONTAINERS[container] || container;
+  const coding = CODECS[codec] || codec;
+  return box === coding ? box : `${box}, ${coding}`;
+}
+
+// What a JSON download carries besides the result: where the numbers came
+// from (model checksum, voxprint version, device, window settings).
+export function withProvenance(result, provenance) {
+  return { ...result, provenance };
 }

@@ -1,9 +1,23 @@
 // Tab 3: what model is loaded, its license and how to cite it, and how to
 // call the API.
-import { getJson, serverLimits } from './api.js';
-import { $, fillInfo, showError } from './dom.js';
+import { formatBytes, formatDuration, getJson, serverLimits } from './api.js';
+import { showCompareLimits } from './compare.js';
+import { $, copyText, fillInfo, showError } from './dom.js';
+import { showLimits } from './extract.js';
 
 let loaded = false;
+let current = null;
+
+// What a JSON download records about where its numbers came from.
+export function modelProvenance() {
+  if (!current) return {};
+  return {
+    voxprint_version: current.version,
+    model_file: current.file?.path,
+    model_sha256: current.file?.sha256,
+    model_source: current.source,
+  };
+}
 
 // Float32 settings arrive as doubles (0.9700000286102295): show them short.
 function short(value) {
@@ -36,7 +50,13 @@ function curlExamples(model) {
 }
 
 export function applyModel(model) {
-  serverLimits.maxUploadBytes = model.server ? model.server.max_upload_bytes : null;
+  current = model;
+  const server = model.server || {};
+  serverLimits.maxUploadBytes = server.max_upload_bytes || null;
+  serverLimits.maxAudioSeconds = server.max_audio_seconds || null;
+  serverLimits.authRequired = Boolean(server.auth_required);
+  showLimits();
+  showCompareLimits();
   const file = model.file || {};
   const device = model.device || {};
   fillInfo($('model-info'), [
@@ -48,6 +68,14 @@ export function applyModel(model) {
     ['File', `${file.path} (${file.format}, ${Number(file.size_bytes).toLocaleString('en-US')} bytes)`, 'model-file'],
     ['SHA-256', file.sha256, 'model-sha256'],
     ['Device', `${device.name}${device.description ? ` – ${device.description}` : ''} (${device.precision}, ${device.threads} threads)`, 'model-device'],
+  ]);
+  fillInfo($('server-info'), [
+    ['voxprint', model.version ? `version ${model.version}` : '–', 'server-version'],
+    ['Why this device', device.choice || '–', 'server-device-choice'],
+    ['Upload limit', server.max_upload_bytes ? `${formatBytes(server.max_upload_bytes)} per request` : 'none', 'server-upload-limit'],
+    ['Audio limit', server.max_audio_seconds ? `${formatDuration(server.max_audio_seconds)} per file` : 'none', 'server-audio-limit'],
+    ['Workers', `${server.workers} at once, ${server.queue} more may wait`],
+    ['API key', server.auth_required ? 'required' : 'not required', 'server-auth'],
   ]);
   const features = model.features || {};
   fillInfo($('model-features'), [
@@ -71,6 +99,10 @@ export function applyModel(model) {
     list.append(item);
   }
   $('curl-examples').textContent = curlExamples(model);
+}
+
+export function initModel() {
+  $('copy-curl').addEventListener('click', (event) => copyText(event.target, $('curl-examples').textContent));
 }
 
 export async function loadModel(force = false) {

@@ -196,11 +196,46 @@ TEST_F(CliTest, CsvHasAHeaderAndOneRowPerWindow) {
   std::istringstream lines(run.out);
   std::string header, row;
   std::getline(lines, header);
-  EXPECT_EQ(header.rfind("start_s,end_s,dim_0,", 0), 0u);
+  EXPECT_EQ(header.rfind("start_s,end_s,covered_end_s,padded,dim_0,", 0), 0u);
   int rows = 0;
   while (std::getline(lines, row)) ++rows;
   // 1 s = 16000 samples, 8000-sample chunks every 4000: 3 full windows.
   EXPECT_EQ(rows, 3);
+}
+
+TEST_F(CliTest, PaddedLastWindowIsMarkedAndDropPartialLeavesItOut) {
+  // 1 s in 0.5 s windows every 0.3 s: 0-0.5, 0.3-0.8, 0.6-1.1 (padded).
+  const std::vector<std::string> args = {
+      "embed",   Audio("short_1s.wav"), "--model", Model(),  "--window",
+      "sliding", "--duration",          "0.5",     "--step", "0.3"};
+  const CliRun run = Voxprint(args);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const auto result = nlohmann::json::parse(run.out)["results"][0];
+  ASSERT_EQ(result["windows"].size(), 3u);
+  EXPECT_FALSE(result["windows"][1].contains("padded"));
+  EXPECT_EQ(result["windows"][2]["padded"], true);
+  EXPECT_NEAR(result["windows"][2]["covered_end_s"].get<double>(), 1.0, 1e-9);
+  EXPECT_NE(run.err.find("warning: "), std::string::npos) << run.err;
+
+  std::vector<std::string> dropping = args;
+  dropping.push_back("--drop-partial");
+  const CliRun dropped = Voxprint(dropping);
+  ASSERT_EQ(dropped.exit_code, 0) << dropped.err;
+  const auto kept = nlohmann::json::parse(dropped.out)["results"][0]["windows"];
+  ASSERT_EQ(kept.size(), 2u);
+  EXPECT_EQ(kept[1]["embedding"], result["windows"][1]["embedding"]);
+}
+
+TEST_F(CliTest, CompareReportsTheWarningsOfEitherSide) {
+  const CliRun run = Voxprint({"compare", "--model", Model(),
+                               Audio("silence_2s.wav"), Audio("short_1s.wav")});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const auto json = nlohmann::json::parse(run.out);
+  ASSERT_EQ(json["warnings_a"].size(), 1u);
+  EXPECT_EQ(json["warnings_a"][0]["code"], "no_signal");
+  EXPECT_EQ(json["warnings_b"][0]["code"], "short_speech");
+  EXPECT_NE(run.err.find("silence_2s.wav: no signal"), std::string::npos)
+      << run.err;
 }
 
 TEST_F(CliTest, CompareSameRecordingIsSameSpeaker) {

@@ -74,7 +74,8 @@ describe('main server', () => {
   test('healthz and OpenAPI document', async () => {
     const health = await server.request('/healthz');
     assert.equal(health.status, 200);
-    assert.deepEqual(health.json, { status: 'ok' });
+    // The limits a client should know before it uploads, open like /healthz.
+    assert.deepEqual(health.json, { status: 'ok', auth_required: false, max_upload_bytes: 50 * 1024 * 1024, max_audio_seconds: 1800 });
     const openapi = await server.request('/api/openapi.json');
     assert.equal(openapi.status, 200);
     assert.match(openapi.json.openapi, /^3\./);
@@ -100,10 +101,12 @@ describe('main server', () => {
     assert.equal(model.json.license, 'CC-BY-4.0');
     const citations = model.json.citations.map((c) => c.text).join('\n');
     assert.match(citations, /Wespeaker: A research and production oriented speaker embedding learning toolkit/);
-    assert.match(citations, /Powerset multi-class cross entropy loss/);
+    // The segmentation model's paper is not about this embedding model.
+    assert.doesNotMatch(citations, /Powerset multi-class cross entropy loss/);
     assert.match(citations, /pyannote\.audio 2\.1 speaker diarization pipeline/);
     assert.equal(model.json.server.max_upload_bytes, 50 * 1024 * 1024);
     assert.equal(model.json.server.auth_required, false);
+    assert.match(model.json.version, /^\d+\.\d+\.\d+$/);
   });
 
   test('embed whole file: reference and CLI', async () => {
@@ -121,6 +124,41 @@ describe('main server', () => {
     const error = relativeL2(result.embedding, loadNpy('sample_wav.whole.npy').values);
     assert.ok(error <= TOLERANCE, `relative L2 vs reference ${error}`);
     assertSameAsCli(result, cliEmbed('sample.wav'), 'sample.wav');
+  });
+
+  test('padded windows are marked, drop_partial leaves them out; warnings on both sides of a compare', async () => {
+    const sliding = (extra) =>
+      server.request('/api/embed', {
+        method: 'POST',
+        body: form([['file', 'short_1s.wav', audioBytes('short_1s.wav')]], [
+          ['window', 'sliding'],
+          ['duration', '0.5'],
+          ['step', '0.3'],
+          ...extra,
+        ]),
+      });
+    const kept = await sliding([]);
+    assert.equal(kept.status, 200, kept.text);
+    const windows = kept.json.results[0].windows;
+    assert.deepEqual(windows.map((w) => w.padded ?? false), [false, false, true]);
+    assert.equal(windows[2].covered_end_s, 1);
+    assert.deepEqual(kept.json.results[0].warnings.map((w) => w.code), ['short_speech', 'padded_window']);
+    const dropped = await sliding([['drop_partial', 'true']]);
+    assert.equal(dropped.json.results[0].windows.length, 2);
+    const bad = await sliding([['drop_partial', 'maybe']]);
+    assert.equal(bad.status, 422);
+    assert.match(bad.json.detail, /drop_partial/);
+
+    const compare = await server.request('/api/compare', {
+      method: 'POST',
+      body: form([
+        ['a', 'silence_2s.wav', audioBytes('silence_2s.wav')],
+        ['b', 'truncated.wav', audioBytes('truncated.wav')],
+      ]),
+    });
+    assert.equal(compare.status, 200, compare.text);
+    assert.deepEqual(compare.json.warnings_a.map((w) => w.code), ['no_signal']);
+    assert.equal(compare.json.warnings_b[0].code, 'truncated');
   });
 
   test('embed sliding 3.0/1.0: reference and CLI', async () => {
