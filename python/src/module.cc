@@ -103,8 +103,9 @@ py::object ToPython(const EmbeddingResult& result, bool details) {
   } else {
     const auto windows = static_cast<py::ssize_t>(result.windows.size());
     const py::ssize_t dim =
-        windows > 0 ? static_cast<py::ssize_t>(result.windows[0].embedding.size())
-                    : 0;
+        windows > 0
+            ? static_cast<py::ssize_t>(result.windows[0].embedding.size())
+            : 0;
     py::array_t<float> matrix({windows, dim});
     py::array_t<double> spans({windows, py::ssize_t{2}});
     float* row = matrix.mutable_data();
@@ -346,17 +347,16 @@ class FilesIterator {
 
   void Run() {
     try {
-      extractor_->EmbedFiles(paths_, request_,
-                             [this](size_t, BatchOutcome&& outcome) {
-                               std::unique_lock lock(mutex_);
-                               changed_.wait(lock, [&] {
-                                 return queue_.size() < kMaxQueued ||
-                                        request_.cancel.Cancelled();
-                               });
-                               request_.cancel.ThrowIfCancelled("embed_files");
-                               queue_.push_back(std::move(outcome));
-                               changed_.notify_all();
-                             });
+      extractor_->EmbedFiles(
+          paths_, request_, [this](size_t, BatchOutcome&& outcome) {
+            std::unique_lock lock(mutex_);
+            changed_.wait(lock, [&] {
+              return queue_.size() < kMaxQueued || request_.cancel.Cancelled();
+            });
+            request_.cancel.ThrowIfCancelled("embed_files");
+            queue_.push_back(std::move(outcome));
+            changed_.notify_all();
+          });
     } catch (const Error& error) {
       failure_ = error;
     } catch (const std::exception& error) {
@@ -382,9 +382,10 @@ class FilesIterator {
 // The model file, the CLI's way: the argument, $VOXPRINT_MODEL, the cache,
 // else a download into the cache.
 std::string FindModel(const std::string& model) {
-  return apps::ResolveModelPath(model, +[](const std::string& line) {
-    std::cerr << "voxprint: " << line << std::endl;
-  });
+  return apps::ResolveModelPath(
+      model, +[](const std::string& line) {
+        std::cerr << "voxprint: " << line << std::endl;
+      });
 }
 
 class PyExtractor {
@@ -465,12 +466,14 @@ class PyExtractor {
   std::shared_ptr<const Extractor> extractor_;
 };
 
-double Cosine(const py::array_t<float, py::array::c_style | py::array::forcecast>& a,
-              const py::array_t<float, py::array::c_style | py::array::forcecast>& b) {
+double Cosine(
+    const py::array_t<float, py::array::c_style | py::array::forcecast>& a,
+    const py::array_t<float, py::array::c_style | py::array::forcecast>& b) {
   if (a.ndim() != 1 || b.ndim() != 1)
-    throw Error(ErrorCode::kInvalidArgument,
-                "cosine_similarity takes two vectors (1-D arrays), got shapes " +
-                    ShapeText(a) + " and " + ShapeText(b));
+    throw Error(
+        ErrorCode::kInvalidArgument,
+        "cosine_similarity takes two vectors (1-D arrays), got shapes " +
+            ShapeText(a) + " and " + ShapeText(b));
   return CosineSimilarity(
       std::span<const float>(a.data(), static_cast<size_t>(a.size())),
       std::span<const float>(b.data(), static_cast<size_t>(b.size())));
