@@ -87,10 +87,11 @@ TEST_F(FilesFromTest, ShardsCoverTheListOnceWithTheSameEmbeddings) {
     for (const auto& result : shard) {
       const size_t index = seen.size();
       seen.push_back(result["path"]);
-      // Batched with other neighbours: the same numbers up to rounding.
+      // Batched with other neighbours: the same numbers up to rounding
+      // (other batch shapes take other convolution algorithms).
       EXPECT_TRUE(CloseInRelativeL2(
           result["embedding"].get<std::vector<float>>(),
-          all[index]["embedding"].get<std::vector<float>>(), 1e-5));
+          all[index]["embedding"].get<std::vector<float>>(), 1e-4));
     }
   }
   EXPECT_EQ(seen, files_);
