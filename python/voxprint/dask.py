@@ -97,7 +97,8 @@ def _embed_shard(index: int, paths: Sequence[str], output_dir: str, options: dic
     try:
         from distributed import get_worker
 
-        parallel_runs = get_worker().nthreads
+        worker = get_worker()
+        parallel_runs = getattr(getattr(worker, "state", worker), "nthreads", 1)
     except (ImportError, ValueError, AttributeError):
         pass
     extractor = _extractor(options["model"], options["device"], options["threads"],
