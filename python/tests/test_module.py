@@ -305,3 +305,34 @@ def test_help_reads_well():
     for words in ("embed(self, source", "sample_rate", "embed_files", "in input order", "model_sha256"):
         assert words in text
     assert "_core" not in text
+
+
+def test_ctrl_c_interrupts_a_long_call(model, audio):
+    """SIGINT during a long embed raises KeyboardInterrupt at once (the call
+    is cancelled), not after the whole job."""
+    import signal
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, time, voxprint\n"
+        f"e = voxprint.Extractor({model!r}, threads=1)\n"
+        "print('ready', flush=True)\n"
+        "started = time.monotonic()\n"
+        "try:\n"
+        f"    e.embed({str(audio / 'sample.wav')!r}, window='sliding', step=0.02)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', time.monotonic() - started, flush=True)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(0.5)
+        sent = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        out, _ = child.communicate(timeout=60)
+        assert out.startswith("interrupted"), out
+        # 1,500 windows on one thread take minutes; the cancel takes a moment.
+        assert time.monotonic() - sent < 5
+    finally:
+        child.kill()
