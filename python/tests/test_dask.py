@@ -153,3 +153,19 @@ def test_another_job_in_the_same_directory_is_refused(corpus, finished, client, 
                                    client=client, progress=False)
     with pytest.raises(voxprint.InvalidArgumentError, match="window step"):
         voxprint.dask.embed_corpus(corpus, finished[0], step=0, client=client)
+
+
+def test_bag_partitions_are_the_shards(corpus, finished, client, model, tmp_path):
+    import dask.bag
+
+    bag = dask.bag.from_sequence(corpus, npartitions=4)
+    summary = voxprint.dask.embed_corpus(bag, tmp_path, model=model, client=client, progress=False)
+    assert summary["shards"] == 4 and summary["files"] == 16 and summary["failed"] == 2
+    paths, embeddings, errors = voxprint.dask.load_corpus(tmp_path)
+    expected_paths, expected, expected_errors = voxprint.dask.load_corpus(finished[0])
+    assert paths == expected_paths and errors == expected_errors
+    # Other batches than the list's shards: the same numbers up to rounding.
+    error = np.linalg.norm(embeddings - expected, axis=1) / np.linalg.norm(expected, axis=1)
+    assert error.max() < 1e-4
+    again = voxprint.dask.embed_corpus(bag, tmp_path, model=model, client=client, progress=False)
+    assert again["shards_skipped"] == 4 and again["shards_written"] == 0
