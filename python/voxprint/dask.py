@@ -194,6 +194,8 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+        elif self.enabled and self.done < self.total:  # stopped early
+            sys.stderr.write("\n")
 
 
 def embed_corpus(
