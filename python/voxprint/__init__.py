@@ -194,8 +194,6 @@ def _finish(value, details):
 class Extractor:
     """Loads the model once and embeds audio; thread-safe.
 
-    Extractor(model=None, device="auto", threads=0, precision="fp32")
-
     model: the model file (pyannote ``pytorch_model.bin``, WeSpeaker
         ``avg_model.pt`` or ``.onnx``). None: as the CLI finds it:
         ``$VOXPRINT_MODEL``, else ``~/.cache/voxprint/pytorch_model.bin``,
