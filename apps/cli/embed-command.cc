@@ -39,6 +39,9 @@ struct EmbedFlags {
   std::string shard;       // "K/N": the K-th of N contiguous slices
 };
 
+// --shard's N at most: (K - 1) * files / N stays far from overflowing.
+constexpr long kMaxShards = 1000000;
+
 // The inputs: FILE arguments, then --files-from's lines (empty lines
 // skipped), then --shard's slice of them: files [(K-1)n/N, Kn/N), so that
 // shards 1..N of one list cover it exactly once (as `split -n l/K/N` does).
@@ -66,10 +69,11 @@ std::vector<std::string> InputFiles(const EmbedFlags& flags) {
     char slash = 0, rest = 0;
     std::istringstream text(flags.shard);
     if (!(text >> k >> slash >> n) || slash != '/' || text >> rest || n < 1 ||
-        k < 1 || k > n)
-      throw Error(
-          ErrorCode::kInvalidArgument,
-          "--shard " + flags.shard + " is not K/N with 1 <= K <= N (e.g. 3/8)");
+        k < 1 || k > n || n > kMaxShards)
+      throw Error(ErrorCode::kInvalidArgument,
+                  "--shard " + flags.shard +
+                      " is not K/N with 1 <= K <= N <= " +
+                      std::to_string(kMaxShards) + " (e.g. 3/8)");
     const auto bound = [&](long i) {
       return static_cast<size_t>(static_cast<unsigned long long>(i) *
                                  files.size() / static_cast<unsigned long>(n));

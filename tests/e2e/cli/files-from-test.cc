@@ -103,7 +103,8 @@ TEST_F(FilesFromTest, ShardsCoverTheListOnceWithTheSameEmbeddings) {
 }
 
 TEST_F(FilesFromTest, BadShardsAndListsAreErrors) {
-  for (const char* shard : {"0/3", "4/3", "1/0", "a/b", "1/3x", "2"}) {
+  for (const char* shard :
+       {"0/3", "4/3", "1/0", "a/b", "1/3x", "2", "1/2000000", "-1/3"}) {
     const CliRun run = Embed({files_[0], "--shard", shard});
     EXPECT_EQ(run.exit_code, 2) << shard;
     EXPECT_NE(run.err.find("--shard"), std::string::npos) << run.err;
