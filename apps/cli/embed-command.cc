@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <thread>
 
 #include "cli-common.h"
@@ -34,7 +36,57 @@ struct EmbedFlags {
   bool quiet = false;
   int jobs = 1;
   std::vector<std::string> files;
+  std::string files_from;  // a list of paths, one per line ("-": stdin)
+  std::string shard;       // "K/N": the K-th of N contiguous slices
 };
+
+// --shard's N at most: (K - 1) * files / N stays far from overflowing.
+constexpr long kMaxShards = 1000000;
+
+// The inputs: FILE arguments, then --files-from's lines (empty lines
+// skipped), then --shard's slice of them: files [(K-1)n/N, Kn/N), so that
+// shards 1..N of one list cover it exactly once (as `split -n l/K/N` does).
+std::vector<std::string> InputFiles(const EmbedFlags& flags) {
+  std::vector<std::string> files = flags.files;
+  if (!flags.files_from.empty()) {
+    std::ifstream file;
+    if (flags.files_from != "-") {
+      file.open(flags.files_from);
+      if (!file)
+        throw Error(ErrorCode::kIoError,
+                    flags.files_from + ": cannot open the --files-from list");
+    }
+    std::istream& list = flags.files_from == "-" ? std::cin : file;
+    for (std::string line; std::getline(list, line);) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (!line.empty()) files.push_back(line);
+    }
+    if (list.bad())
+      throw Error(ErrorCode::kIoError,
+                  flags.files_from + ": cannot read the --files-from list");
+  }
+  if (!flags.shard.empty()) {
+    long k = 0, n = 0;
+    char slash = 0, rest = 0;
+    std::istringstream text(flags.shard);
+    if (!(text >> k >> slash >> n) || slash != '/' || text >> rest || n < 1 ||
+        k < 1 || k > n || n > kMaxShards)
+      throw Error(ErrorCode::kInvalidArgument,
+                  "--shard " + flags.shard +
+                      " is not K/N with 1 <= K <= N <= " +
+                      std::to_string(kMaxShards) + " (e.g. 3/8)");
+    const auto bound = [&](long i) {
+      return static_cast<size_t>(static_cast<unsigned long long>(i) *
+                                 files.size() / static_cast<unsigned long>(n));
+    };
+    files = std::vector<std::string>(files.begin() + bound(k - 1),
+                                     files.begin() + bound(k));
+  } else if (files.empty()) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "no input: name audio files or give --files-from LIST");
+  }
+  return files;
+}
 
 // With several inputs, binary and CSV outputs go to a directory, one file per
 // input named after it: talk.mp3 -> DIR/talk.npy; a repeated name gets a
@@ -275,10 +327,20 @@ CLI::App* AddEmbedCommand(CLI::App& root, std::function<int()>& run) {
                        std::to_string(kMaxJobs) + ")")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  command->add_option("files", flags->files, "Audio files (any common format)")
-      ->required();
-  command->callback(
-      [flags, &run] { run = [flags] { return RunEmbed(*flags); }; });
+  command->add_option("files", flags->files, "Audio files (any common format)");
+  command->add_option("--files-from", flags->files_from,
+                      "More inputs: a file listing one path per line (- for "
+                      "stdin)");
+  command->add_option("--shard", flags->shard,
+                      "Embed only the K-th of N equal contiguous slices of the "
+                      "inputs (1 <= K <= N), for array jobs");
+  command->callback([flags, &run] {
+    run = [flags] {
+      EmbedFlags inputs = *flags;
+      inputs.files = InputFiles(*flags);
+      return RunEmbed(inputs);
+    };
+  });
   return command;
 }
 
