@@ -19,6 +19,7 @@ class VoiceprintIndex {
  public:
   explicit VoiceprintIndex(int dim = 0) : dim_(dim) {}
   VoiceprintIndex(VoiceprintIndex&& other) noexcept;
+  void Reserve(size_t speakers);
   // Adds or replaces a speaker's voiceprint (normalised, size dim).
   void Set(const std::string& name, std::vector<float> voiceprint);
   void Remove(const std::string& name);
