@@ -15,6 +15,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "speakers/store-common.h"
 #include "speakers/voiceprint-index.h"
 #include "voxprint/error.h"
 #include "voxprint/speakers.h"
@@ -26,7 +27,6 @@ namespace {
 // 'VXPR': marks a SQLite file as a voxprint speakers store.
 constexpr int kApplicationId = 0x56585052;
 constexpr int kSchemaVersion = 1;
-constexpr size_t kMaxMetadataBytes = 65536;
 
 // Schema migrations: kMigrations[v] brings a store from version v to v + 1.
 const char* const kMigrations[] = {
@@ -52,22 +52,6 @@ const char* const kMigrations[] = {
     "CREATE INDEX enrollments_by_speaker ON enrollments(speaker_id);",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
-
-std::string NowIso8601() {
-  const auto now = std::chrono::system_clock::now();
-  const std::time_t seconds = std::chrono::system_clock::to_time_t(now);
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      now.time_since_epoch())
-                      .count() %
-                  1000;
-  std::tm utc{};
-  gmtime_r(&seconds, &utc);
-  char text[40];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &utc);
-  char out[48];
-  std::snprintf(out, sizeof out, "%s.%03dZ", text, static_cast<int>(ms));
-  return out;
-}
 
 // A prepared statement, finalised on scope exit.
 class Statement {
@@ -183,35 +167,6 @@ class Statement {
 }
 
 void Statement::Fail() { ThrowSqlite(db_, where_); }
-
-void CheckEmbedding(std::span<const float> embedding, int dim,
-                    const std::string& what) {
-  if (embedding.size() != static_cast<size_t>(dim))
-    throw Error(ErrorCode::kInvalidArgument,
-                what + ": embedding of size " +
-                    std::to_string(embedding.size()) + ", the store holds " +
-                    std::to_string(dim));
-  double norm = 0.0;
-  for (const float x : embedding) {
-    if (!std::isfinite(x))
-      throw Error(ErrorCode::kInvalidArgument,
-                  what + ": embedding holds NaN or infinite values");
-    norm += static_cast<double>(x) * x;
-  }
-  if (norm == 0.0)
-    throw Error(ErrorCode::kInvalidArgument, what + ": embedding is all zeros");
-}
-
-void CheckMetadata(const std::string& metadata) {
-  if (metadata.empty()) return;
-  if (metadata.size() > kMaxMetadataBytes)
-    throw Error(ErrorCode::kInvalidArgument,
-                "speaker metadata is longer than 64 KiB");
-  const nlohmann::json json = nlohmann::json::parse(metadata, nullptr, false);
-  if (json.is_discarded() || !json.is_object())
-    throw Error(ErrorCode::kInvalidArgument,
-                "speaker metadata must be a JSON object");
-}
 
 class SqliteSpeakerStore final : public SpeakerStore {
  public:
@@ -699,94 +654,15 @@ Verification SqliteSpeakerStore::Verify(const std::string& name,
   return index_.Verify(name, embedding, threshold, cohort);
 }
 
-std::string SqliteSpeakerStore::Export() {
-  nlohmann::json speakers = nlohmann::json::array();
-  for (const SpeakerInfo& info : List()) {
-    nlohmann::json enrollments = nlohmann::json::array();
-    for (const Enrollment& e : Enrollments(info.name))
-      enrollments.push_back({{"source", e.source},
-                             {"audio_sha256", e.audio_sha256},
-                             {"duration_s", e.duration_s},
-                             {"speech_s", e.speech_s},
-                             {"created_at", e.created_at},
-                             {"embedding", e.embedding}});
-    nlohmann::json speaker = {{"name", info.name},
-                              {"created_at", info.created_at},
-                              {"enrollments", std::move(enrollments)}};
-    if (!info.metadata_json.empty())
-      speaker["metadata"] = nlohmann::json::parse(info.metadata_json);
-    speakers.push_back(std::move(speaker));
-  }
-  const nlohmann::json document = {{"format", "voxprint-voiceprints"},
-                                   {"version", 1},
-                                   {"model_sha256", model_sha256_},
-                                   {"embedding_dim", dim_},
-                                   {"speakers", std::move(speakers)}};
-  return document.dump(-1, ' ', false,
-                       nlohmann::json::error_handler_t::replace);
-}
+std::string SqliteSpeakerStore::Export() { return ExportDocument(*this); }
 
 size_t SqliteSpeakerStore::Import(const std::string& text) {
-  const nlohmann::json document = nlohmann::json::parse(text, nullptr, false);
-  const auto bad = [](const std::string& why) {
-    return Error(ErrorCode::kInvalidArgument,
-                 "not a voxprint voiceprints export: " + why);
-  };
-  if (document.is_discarded() || !document.is_object()) throw bad("not JSON");
-  const auto text_field = [&](const char* key) {
-    const auto found = document.find(key);
-    return found != document.end() && found->is_string()
-               ? found->get<std::string>()
-               : std::string();
-  };
-  if (text_field("format") != "voxprint-voiceprints")
-    throw bad("no \"format\": \"voxprint-voiceprints\"");
-  if (!document.contains("version") || document["version"] != 1)
-    throw bad("unknown version (this build reads version 1)");
-  const std::string model = text_field("model_sha256");
-  if (model.empty()) throw bad("no model_sha256");
-  if (model != model_sha256_)
-    throw Error(ErrorCode::kModelError,
-                "the export holds embeddings of the model with SHA-256 " +
-                    model + ", this store those of the model with SHA-256 " +
-                    model_sha256_ + "; nothing was imported");
-  if (!document.contains("speakers") || !document["speakers"].is_array())
-    throw bad("no speakers list");
-  struct Incoming {
-    std::string name, metadata;
-    std::vector<Enrollment> enrollments;
-  };
-  std::vector<Incoming> incoming;
-  try {
-    for (const nlohmann::json& speaker : document["speakers"]) {
-      Incoming in;
-      in.name = speaker.at("name").get<std::string>();
-      ValidateSpeakerName(in.name);
-      if (speaker.contains("metadata"))
-        in.metadata = speaker["metadata"].dump();
-      CheckMetadata(in.metadata);
-      for (const nlohmann::json& e : speaker.at("enrollments")) {
-        Enrollment enrollment;
-        enrollment.source = e.at("source").get<std::string>();
-        enrollment.audio_sha256 = e.at("audio_sha256").get<std::string>();
-        enrollment.duration_s = e.at("duration_s").get<double>();
-        enrollment.speech_s = e.at("speech_s").get<double>();
-        enrollment.created_at = e.value("created_at", "");
-        enrollment.embedding = e.at("embedding").get<std::vector<float>>();
-        CheckEmbedding(enrollment.embedding, dim_, in.name);
-        in.enrollments.push_back(std::move(enrollment));
-      }
-      if (in.enrollments.empty())
-        throw bad("speaker \"" + in.name + "\" has no enrollments");
-      incoming.push_back(std::move(in));
-    }
-  } catch (const nlohmann::json::exception& error) {
-    throw bad(error.what());
-  }
+  const std::vector<IncomingSpeaker> incoming =
+      ParseExportDocument(text, model_sha256_, dim_);
   Write(
       [&] {
         const std::string now = NowIso8601();
-        for (const Incoming& in : incoming) {
+        for (const IncomingSpeaker& in : incoming) {
           if (SpeakerId(in.name) >= 0)
             throw Error(ErrorCode::kAlreadyExists,
                         "speaker \"" + in.name +
