@@ -690,10 +690,23 @@ size_t SqliteSpeakerStore::Import(const std::string& text) {
 
 }  // namespace
 
+std::unique_ptr<SpeakerStore> OpenPostgresSpeakerStore(
+    const SpeakerStoreOptions& options);  // postgres-store.cc
+
 int SpeakerStore::SchemaVersion() { return kSchemaVersion; }
 
 std::unique_ptr<SpeakerStore> SpeakerStore::Open(
     const SpeakerStoreOptions& options) {
+  const std::string& location = options.location;
+  if (location.rfind("postgresql://", 0) == 0 ||
+      location.rfind("postgres://", 0) == 0) {
+#if VOXPRINT_HAVE_POSTGRES
+    return OpenPostgresSpeakerStore(options);
+#else
+    throw Error(ErrorCode::kInvalidArgument,
+                "this voxprint was built without PostgreSQL support (libpq)");
+#endif
+  }
   return std::make_unique<SqliteSpeakerStore>(options);
 }
 
