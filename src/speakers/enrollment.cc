@@ -56,21 +56,6 @@ double EnergySpeechSeconds(std::span<const float> samples) {
 
 }  // namespace
 
-std::string DefaultSpeakerStorePath() {
-  if (const char* db = std::getenv("VOXPRINT_DB"); db && *db) return db;
-  std::filesystem::path base;
-  if (const char* data = std::getenv("XDG_DATA_HOME"); data && *data) {
-    base = data;
-  } else if (const char* home = std::getenv("HOME"); home && *home) {
-    base = std::filesystem::path(home) / ".local" / "share";
-  } else {
-    throw Error(ErrorCode::kInvalidArgument,
-                "no place for the speakers store: set --db, $VOXPRINT_DB, "
-                "$XDG_DATA_HOME or $HOME");
-  }
-  return (base / "voxprint" / "speakers.db").string();
-}
-
 struct SpeechMeter::Vad {
   explicit Vad(const std::string& path) : detector(path) {}
   VoiceActivityDetector detector;
