@@ -4,7 +4,8 @@
 // written; and two servers on one store seeing each other's enrollments.
 // Node built-ins only: `node speakers.test.mjs`. Exit 77 without the kit.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -43,9 +44,6 @@ describe('speakers API', () => {
       assert.deepEqual(exit, { code: 0, signal: null }, s.stderr.slice(-2000));
     }
     rmSync(scratch, { recursive: true, force: true });
-    // fetch's pooled connections keep node alive for a minute after the
-    // servers are gone; the results are in by now.
-    setTimeout(() => process.exit(), 2000);
   });
 
   test('needs the API key, and is in the OpenAPI document', async () => {
@@ -143,3 +141,50 @@ describe('speakers API', () => {
     assertError(r, 404, 'not_found');
   });
 });
+
+// A throwaway PostgreSQL cluster (Debian's postgresql), as the postgres user
+// when we are root, on a unix socket in a temporary folder.
+const pgBin = '/usr/lib/postgresql/15/bin';
+function asPostgres(command) {
+  const args = process.getuid() === 0 ? ['runuser', '-u', 'postgres', '--', 'sh', '-c', command] : ['sh', '-c', command];
+  return spawnSync(args[0], args.slice(1), { encoding: 'utf8', timeout: 60000 });
+}
+
+describe('two servers on one PostgreSQL store', { skip: !existsSync(`${pgBin}/pg_ctl`) && `no ${pgBin}/pg_ctl (Debian's postgresql)` }, () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'voxprint-pg-'));
+  const servers = [];
+  let started = false;
+  before(async () => {
+    chmodSync(dir, 0o777);
+    let r = asPostgres(`${pgBin}/initdb -D ${dir}/data -A trust -U voxprint --no-sync`);
+    assert.equal(r.status, 0, r.stderr);
+    r = asPostgres(`${pgBin}/pg_ctl -D ${dir}/data -l ${dir}/log -o "-k ${dir} -c listen_addresses=" -w start`);
+    assert.equal(r.status, 0, r.stderr);
+    started = true;
+    const uri = `postgresql:///postgres?host=${dir}&user=voxprint`;
+    for (let i = 0; i < 2; i++)
+      servers.push(await new Server(['--db', uri, '--workers', '1'], { env: { VOXPRINT_API_KEY: KEY } }).start());
+  });
+  after(async () => {
+    for (const s of servers) assert.deepEqual(await s.stop(), { code: 0, signal: null }, s.stderr.slice(-2000));
+    if (started) asPostgres(`${pgBin}/pg_ctl -D ${dir}/data -m immediate stop`);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('an enrollment on one is identified and removed on the other', async () => {
+    const [a, b] = servers;
+    let r = await post(a, '/api/speakers', [['file', 'x.wav', short]], [['name', 'shared']]);
+    assert.equal(r.status, 201, r.text);
+    r = await post(b, '/api/identify', [['file', 'q.wav', short]], [['threshold', '0.99']]);
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.results[0].speaker, 'shared');
+    assertError(await post(b, '/api/speakers', [['file', 'x.wav', short]], [['name', 'shared']]), 409, 'already_exists');
+    r = await b.request('/api/speakers/shared', { method: 'DELETE', headers: auth });
+    assert.equal(r.status, 200, r.text);
+    assertError(await post(a, '/api/verify', [['file', 'q.wav', short]], [['name', 'shared']]), 404, 'not_found');
+  });
+});
+
+// fetch's pooled connections keep node alive for a minute after the servers
+// are gone; every result is in by then.
+after(() => setTimeout(() => process.exit(), 2000));
