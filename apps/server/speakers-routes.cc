@@ -103,6 +103,10 @@ std::shared_ptr<SpeakerStore> SpeakerRoutes::Store() {
   const std::shared_ptr<const Extractor> extractor = routes_.CurrentExtractor();
   if (!extractor)
     throw Error(ErrorCode::kBackendUnavailable, "the model is still loading");
+  if (extractor->Model().sha256.empty())
+    throw Error(ErrorCode::kInternal,
+                "the speakers store needs the model's SHA-256, and this "
+                "server loaded the model without it");
   SpeakerStoreOptions options;
   options.location = db_;
   options.model_sha256 = extractor->Model().sha256;

@@ -237,7 +237,7 @@ SqliteSpeakerStore::SqliteSpeakerStore(const SpeakerStoreOptions& options)
   std::error_code error;
   const bool exists = std::filesystem::exists(path_, error);
   if (!exists) {
-    if (!options.create)
+    if (!options.create || model_sha256_.empty())
       throw Error(ErrorCode::kIoError, path_ + ": no speakers store there");
     const auto folder = std::filesystem::path(path_).parent_path();
     if (!folder.empty()) {
