@@ -22,6 +22,10 @@ const char* ErrorCodeName(ErrorCode code) {
       return "internal";
     case ErrorCode::kCancelled:
       return "cancelled";
+    case ErrorCode::kNotFound:
+      return "not_found";
+    case ErrorCode::kAlreadyExists:
+      return "already_exists";
   }
   return "internal";
 }

@@ -32,6 +32,10 @@ int ExitCodeFor(ErrorCode code) {
       return kExitInternal;
     case ErrorCode::kCancelled:
       return kExitCancelled;
+    case ErrorCode::kNotFound:
+      return kExitNotFound;
+    case ErrorCode::kAlreadyExists:
+      return kExitUsage;
   }
   return kExitInternal;
 }

@@ -20,6 +20,7 @@ enum ExitCode : int {
   kExitDevice = 5,       // requested device unavailable
   kExitLimit = 6,        // input beyond a limit
   kExitIo = 7,           // file cannot be read or written
+  kExitNotFound = 8,     // unknown speaker name
   kExitCancelled = 130,  // stopped by SIGINT/SIGTERM (128 + SIGINT)
 };
 int ExitCodeFor(ErrorCode code);

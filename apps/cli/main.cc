@@ -8,6 +8,7 @@
 #include "compare-command.h"
 #include "embed-command.h"
 #include "info-command.h"
+#include "speakers-command.h"
 #include "vad-command.h"
 #include "version-info.h"
 #include "voxprint/backend.h"
@@ -40,7 +41,8 @@ int main(int argc, char** argv) {
       "pyannote.audio gives, from one binary.\n\n"
       "Exit codes: 0 ok, 1 internal error, 2 bad usage or parameters, 3 bad "
       "audio input, 4 model file problem, 5 device unavailable, 6 input over "
-      "a limit, 7 file read/write error, 130 interrupted (SIGINT/SIGTERM).",
+      "a limit, 7 file read/write error, 8 unknown speaker name, 130 "
+      "interrupted (SIGINT/SIGTERM).",
       "voxprint");
   app.require_subcommand(1);
   app.set_version_flag("--version", VersionText,
@@ -51,6 +53,8 @@ int main(int argc, char** argv) {
   AddCompareCommand(app, run);
   AddInfoCommand(app, run);
   AddVadCommand(app, run);
+  AddSpeakersCommands(app, run);
+  AddEvalCommand(app, run);
 #if VOXPRINT_HAVE_SERVER
   voxprint::cli::AddServeCommand(app, run);
 #endif

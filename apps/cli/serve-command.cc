@@ -79,6 +79,11 @@ CLI::App* AddServeCommand(CLI::App& root, std::function<int()>& run) {
       "--api-key", options.api_key,
       "Require 'Authorization: Bearer KEY' or 'X-API-Key: KEY' on /api/ "
       "(default: $VOXPRINT_API_KEY; the page and /healthz stay open)");
+  command->add_option("--db", options.speakers_db,
+                      "Speakers store for /api/speakers, /api/identify and "
+                      "/api/verify (default $VOXPRINT_DB, else "
+                      "$XDG_DATA_HOME/voxprint/speakers.db; opened at first "
+                      "use)");
   command->callback([flags, &run] {
     run = [flags] {
       server::ServerOptions options = flags->server;

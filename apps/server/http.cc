@@ -48,6 +48,7 @@
 #include "common/result-json.h"
 #include "routes.h"
 #include "server.h"
+#include "speakers-routes.h"
 #include "static-assets.h"
 #include "voxprint/error.h"
 
@@ -843,6 +844,9 @@ bool HasKey(const RequestHead& head, const std::string& key) {
 // The methods a path answers, for 405's Allow; empty: no such resource.
 std::string AllowedMethods(const std::string& path) {
   if (path == "/api/embed" || path == "/api/compare") return "POST";
+  if (path == "/api/identify" || path == "/api/verify") return "POST";
+  if (path == "/api/speakers") return "GET, HEAD, POST";
+  if (path.rfind("/api/speakers/", 0) == 0 && path.size() > 14) return "DELETE";
   if (path == "/healthz" || path == "/api/model" || path == "/api/openapi.json")
     return "GET, HEAD";
   if (path.rfind("/api/", 0) != 0 && FindStaticAsset(path) != nullptr)
@@ -900,14 +904,19 @@ std::optional<ApiResponse> Gatekeep(const httplib::Request& request,
   if (allowed.empty())
     return ErrorResponse(404, "not_found",
                          "no such page: " + Printable(request.path));
-  const bool upload = allowed == "POST";
-  const bool method_ok =
-      upload ? request.method == "POST"
-             : request.method == "GET" || request.method == "HEAD";
+  const bool upload = request.method == "POST";
+  bool method_ok = false;
+  for (size_t at = 0; at < allowed.size();) {
+    const size_t end = std::min(allowed.find(", ", at), allowed.size());
+    method_ok |= allowed.compare(at, end - at, request.method) == 0;
+    at = end + 2;
+  }
   if (!method_ok) {
     ApiResponse response = ErrorResponse(
         405, "method_not_allowed",
-        request.path + " takes " + (upload ? "POST" : "GET") + " requests");
+        request.path + " takes " +
+            (allowed == "GET, HEAD" ? std::string("GET") : allowed) +
+            " requests");
     response.headers.emplace_back("Allow", allowed);
     return response;
   }
@@ -1284,7 +1293,7 @@ int RunServer(const ServerOptions& options) {
              Send(response, routes->OpenApi());
            });
   // Both upload endpoints read the body alike and differ only in the route.
-  auto upload_route = [&](ApiResponse (Routes::*handle)(ApiRequest)) {
+  auto upload_route = [&](std::function<ApiResponse(ApiRequest)> handle) {
     return [&, handle](const httplib::Request& request,
                        httplib::Response& response,
                        const httplib::ContentReader& reader) {
@@ -1303,11 +1312,34 @@ int RunServer(const ServerOptions& options) {
         Send(response, *error);
         return;
       }
-      Send(response, ((*routes).*handle)(std::move(api)));
+      Send(response, handle(std::move(api)));
     };
   };
-  http.Post("/api/embed", upload_route(&Routes::Embed));
-  http.Post("/api/compare", upload_route(&Routes::Compare));
+  http.Post("/api/embed", upload_route([&routes](ApiRequest api) {
+              return routes->Embed(std::move(api));
+            }));
+  http.Post("/api/compare", upload_route([&routes](ApiRequest api) {
+              return routes->Compare(std::move(api));
+            }));
+  SpeakerRoutes speakers(*routes, options.speakers_db);
+  http.Get("/api/speakers",
+           [&speakers](const httplib::Request&, httplib::Response& response) {
+             Send(response, speakers.List());
+           });
+  http.Delete(R"(/api/speakers/(.+))",
+              [&speakers](const httplib::Request& request,
+                          httplib::Response& response) {
+                Send(response, speakers.Remove(request.matches[1]));
+              });
+  http.Post("/api/speakers", upload_route([&speakers](ApiRequest api) {
+              return speakers.Enroll(std::move(api));
+            }));
+  http.Post("/api/identify", upload_route([&speakers](ApiRequest api) {
+              return speakers.Identify(std::move(api));
+            }));
+  http.Post("/api/verify", upload_route([&speakers](ApiRequest api) {
+              return speakers.Verify(std::move(api));
+            }));
   http.Get(".*", ServeStatic);
 
   ConnectionHub::Limits hub_limits;

@@ -1,5 +1,7 @@
 #include "openapi.h"
 
+#include "speakers-routes.h"
+
 namespace voxprint::server {
 
 namespace {
@@ -254,7 +256,11 @@ constexpr const char* kDocument = R"json({
 }  // namespace
 
 const nlohmann::json& OpenApiDocument() {
-  static const nlohmann::json document = nlohmann::json::parse(kDocument);
+  static const nlohmann::json document = [] {
+    nlohmann::json parsed = nlohmann::json::parse(kDocument);
+    AddSpeakersToOpenApi(parsed);
+    return parsed;
+  }();
   return document;
 }
 

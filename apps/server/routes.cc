@@ -163,6 +163,10 @@ int HttpStatusFor(ErrorCode code) {
       return 500;
     case ErrorCode::kCancelled:  // the request's deadline passed
       return 504;
+    case ErrorCode::kNotFound:
+      return 404;
+    case ErrorCode::kAlreadyExists:
+      return 409;
   }
   return 500;
 }

@@ -101,6 +101,7 @@ class Routes {
   ApiResponse OpenApi() const;
 
  private:
+  friend class SpeakerRoutes;  // its routes run on the same pool
   using Work = std::function<ApiResponse(const Extractor&, const CancelToken&)>;
   // Runs `work` on the pool in the request's slot (or a new one: 503 +
   // Retry-After when the pool is full) and waits for it, cancelling it on

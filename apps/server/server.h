@@ -21,6 +21,9 @@ struct ServerOptions {
   int workers = 0;
   int queue = 16;       // waiting requests beyond the workers (503)
   std::string api_key;  // empty: no authentication
+  // The speakers store of /api/speakers, /api/identify and /api/verify
+  // ("" = DefaultSpeakerStorePath()), opened at its first use.
+  std::string speakers_db;
   double request_timeout_s = 600.0;  // longest wait for a job's result (504)
   int io_timeout_s = 30;             // socket read/write inactivity limit
   // Host header values accepted (names or addresses, no port; "*": any).

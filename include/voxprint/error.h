@@ -21,6 +21,8 @@ enum class ErrorCode {
   kIoError,             // file cannot be opened, read or written
   kInternal,            // an invariant of voxprint itself was broken
   kCancelled,           // the caller cancelled the work (CancelToken)
+  kNotFound,            // a named thing (a speaker) does not exist
+  kAlreadyExists,       // a named thing (a speaker) exists already
 };
 
 // Stable lower-case name of the code ("invalid_argument", ...), used in JSON.
