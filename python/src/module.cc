@@ -533,7 +533,8 @@ PYBIND11_MODULE(_voxprint, m) {
           voxprint::ErrorCode::kCorruptInput, voxprint::ErrorCode::kModelError,
           voxprint::ErrorCode::kBackendUnavailable,
           voxprint::ErrorCode::kResourceLimit, voxprint::ErrorCode::kIoError,
-          voxprint::ErrorCode::kInternal, voxprint::ErrorCode::kCancelled})
+          voxprint::ErrorCode::kInternal, voxprint::ErrorCode::kCancelled,
+          voxprint::ErrorCode::kNotFound, voxprint::ErrorCode::kAlreadyExists})
       names.push_back(voxprint::ErrorCodeName(code));
     return names;
   });

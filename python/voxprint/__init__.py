@@ -44,6 +44,8 @@ __all__ = [
     "FileError",
     "InternalError",
     "CancelledError",
+    "NotFoundError",
+    "AlreadyExistsError",
     "SAMPLE_RATE",
 ]
 
@@ -127,6 +129,18 @@ class CancelledError(Error):
     code, exit_status = "cancelled", 130
 
 
+class NotFoundError(Error, LookupError):
+    """A named thing (an enrolled speaker) does not exist (CLI exit 8)."""
+
+    code, exit_status = "not_found", 8
+
+
+class AlreadyExistsError(Error):
+    """A named thing (an enrolled speaker) exists already (CLI exit 2)."""
+
+    code, exit_status = "already_exists", 2
+
+
 _ERROR_CLASSES = {
     cls.code: cls
     for cls in (
@@ -139,6 +153,8 @@ _ERROR_CLASSES = {
         FileError,
         InternalError,
         CancelledError,
+        NotFoundError,
+        AlreadyExistsError,
     )
 }
 assert set(_ERROR_CLASSES) == set(_voxprint.error_code_names())
