@@ -88,7 +88,7 @@ struct ScoringFlags {
   std::string cohort;
   void AddTo(CLI::App& command) {
     command.add_option("--threshold", threshold,
-                       "Accept at or above this score (raw cosine: default "
+                       "Accept a score above this (raw cosine: default "
                        "0.7; with --cohort required, on AS-Norm's scale). "
                        "Choose it for your data with `voxprint eval`");
     command.add_option("--cohort", cohort,

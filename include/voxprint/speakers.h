@@ -5,7 +5,7 @@
 // speech) in a file (SQLite). A speaker's voiceprint is the mean of its
 // L2-normalised enrollment embeddings, re-normalised; identification scores
 // a query against every voiceprint (kept in memory as one matrix) and is
-// open-set: when the best score is below the threshold the answer is
+// open-set: when the best score is not above the threshold the answer is
 // "unknown". Scores are raw cosine similarities in [-1, 1] (pyannote's scale,
 // not WeSpeaker's (cos + 1) / 2), or, with a cohort (AsNorm), adaptive
 // symmetric normalised scores, whose scale is standard deviations.
@@ -90,7 +90,7 @@ struct Verification {
   std::string name;
   double score = 0.0;
   double threshold = 0.0;
-  bool accepted = false;  // score >= threshold
+  bool accepted = false;  // score > threshold, as `compare` decides
   bool as_norm = false;
 };
 

@@ -173,7 +173,7 @@ Identification VoiceprintIndex::Identify(std::span<const float> query,
     for (const size_t row : best)
       result.candidates.push_back({names_[row], scores[row]});
   }
-  if (!result.candidates.empty() && result.candidates[0].score >= threshold) {
+  if (!result.candidates.empty() && result.candidates[0].score > threshold) {
     result.speaker = result.candidates[0].name;
     result.unknown = false;
   }
@@ -207,7 +207,7 @@ Verification VoiceprintIndex::Verify(const std::string& name,
       dot += static_cast<double>(voiceprint[i]) * unit[i];
     result.score = dot;
   }
-  result.accepted = result.score >= threshold;
+  result.accepted = result.score > threshold;
   return result;
 }
 
