@@ -33,7 +33,7 @@ expect() {
   fi
 }
 
-expect "voxprint " = embed compare info vad serve
+expect "voxprint " = embed compare info vad speakers identify verify eval serve
 expect "voxprint em" = embed
 expect "voxprint --v" = --version
 expect "voxprint embed --mo" = --model
