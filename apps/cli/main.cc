@@ -6,6 +6,8 @@
 
 #include "cli-common.h"
 #include "compare-command.h"
+#include "der-command.h"
+#include "diarize-command.h"
 #include "embed-command.h"
 #include "info-command.h"
 #include "vad-command.h"
@@ -51,6 +53,8 @@ int main(int argc, char** argv) {
   AddCompareCommand(app, run);
   AddInfoCommand(app, run);
   AddVadCommand(app, run);
+  AddDiarizeCommand(app, run);
+  AddDerCommand(app, run);
 #if VOXPRINT_HAVE_SERVER
   voxprint::cli::AddServeCommand(app, run);
 #endif
