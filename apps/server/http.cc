@@ -842,7 +842,8 @@ bool HasKey(const RequestHead& head, const std::string& key) {
 
 // The methods a path answers, for 405's Allow; empty: no such resource.
 std::string AllowedMethods(const std::string& path) {
-  if (path == "/api/embed" || path == "/api/compare") return "POST";
+  if (path == "/api/embed" || path == "/api/compare" || path == "/api/diarize")
+    return "POST";
   if (path == "/healthz" || path == "/api/model" || path == "/api/openapi.json")
     return "GET, HEAD";
   if (path.rfind("/api/", 0) != 0 && FindStaticAsset(path) != nullptr)
@@ -1308,6 +1309,7 @@ int RunServer(const ServerOptions& options) {
   };
   http.Post("/api/embed", upload_route(&Routes::Embed));
   http.Post("/api/compare", upload_route(&Routes::Compare));
+  http.Post("/api/diarize", upload_route(&Routes::Diarize));
   http.Get(".*", ServeStatic);
 
   ConnectionHub::Limits hub_limits;

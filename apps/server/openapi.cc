@@ -1,5 +1,7 @@
 #include "openapi.h"
 
+#include "diarize-routes.h"
+
 namespace voxprint::server {
 
 namespace {
@@ -245,7 +247,11 @@ constexpr const char* kDocument = R"json({
 }  // namespace
 
 const nlohmann::json& OpenApiDocument() {
-  static const nlohmann::json document = nlohmann::json::parse(kDocument);
+  static const nlohmann::json document = [] {
+    nlohmann::json parsed = nlohmann::json::parse(kDocument);
+    parsed["paths"]["/api/diarize"] = DiarizeOpenApi();
+    return parsed;
+  }();
   return document;
 }
 
