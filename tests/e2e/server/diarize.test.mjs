@@ -42,7 +42,8 @@ function assertJsonError(response, status, code) {
 describe('POST /api/diarize', () => {
   let server;
   before(async () => {
-    server = await new Server().start();
+    // start's timeout is also how long node stays alive after the tests.
+    server = await new Server().start(30000);
   });
   after(async () => {
     const exit = await server.stop();
@@ -105,7 +106,7 @@ describe('POST /api/diarize', () => {
 describe('POST /api/diarize with --max-audio-seconds 10', () => {
   let server;
   before(async () => {
-    server = await new Server(['--max-audio-seconds', '10']).start();
+    server = await new Server(['--max-audio-seconds', '10']).start(30000);
   });
   after(async () => {
     const exit = await server.stop();
