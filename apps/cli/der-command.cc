@@ -41,8 +41,10 @@ int RunDer(const DerFlags& flags) {
                            ? CollarConvention::kMdEval
                            : CollarConvention::kPyannote;
   options.Validate();
-  const DerResult result = ComputeDer(ReadRttmFile(flags.reference),
-                                      ReadRttmFile(flags.hypothesis), options);
+  // Read in order, so that an error names the first bad file.
+  const std::vector<RttmTurn> reference = ReadRttmFile(flags.reference);
+  const std::vector<RttmTurn> hypothesis = ReadRttmFile(flags.hypothesis);
+  const DerResult result = ComputeDer(reference, hypothesis, options);
   if (flags.format == "json") {
     nlohmann::json mapping = nlohmann::json::array();
     for (const DerResult::Pair& pair : result.mapping)
