@@ -210,6 +210,14 @@ FileScore ScoreFile(const std::string& uri,
     ref_ids.emplace(turn->speaker, static_cast<int>(ref_ids.size()));
   for (const RttmTurn* turn : hypothesis)
     hyp_ids.emplace(turn->speaker, static_cast<int>(hyp_ids.size()));
+  // Bounds on the work a hostile file can ask for: the mapping is a dense
+  // speakers x speakers problem, the sweep visits each turn's intervals.
+  constexpr size_t kMaxSpeakers = 1000;
+  constexpr uint64_t kMaxWork = 100'000'000;
+  if (ref_ids.size() > kMaxSpeakers || hyp_ids.size() > kMaxSpeakers)
+    throw Error(ErrorCode::kResourceLimit,
+                uri + ": more than " + std::to_string(kMaxSpeakers) +
+                    " speakers in one file");
   // Boundaries: every turn's ends, and the collar zones' ends.
   const double half = options.convention == CollarConvention::kPyannote
                           ? options.collar / 2
@@ -239,6 +247,17 @@ FileScore ScoreFile(const std::string& uri,
     return static_cast<size_t>(std::lower_bound(times.begin(), times.end(), t) -
                                times.begin());
   };
+  uint64_t work = 0;
+  for (const auto* side : {&reference, &hypothesis})
+    for (const RttmTurn* turn : *side)
+      work += index_of(turn->start_s + turn->duration_s) -
+              index_of(turn->start_s);
+  for (const auto& [from, to] : zones) work += index_of(to) - index_of(from);
+  if (work > kMaxWork)
+    throw Error(ErrorCode::kResourceLimit,
+                uri + ": too many overlapping turns to score (" +
+                    std::to_string(work) + " turn-intervals, at most " +
+                    std::to_string(kMaxWork) + ")");
   std::vector<std::vector<int>> ref_active(intervals), hyp_active(intervals);
   std::vector<char> excluded(intervals, 0);
   for (const RttmTurn* turn : reference)
@@ -260,6 +279,12 @@ FileScore ScoreFile(const std::string& uri,
       list.erase(std::unique(list.begin(), list.end()), list.end());
     }
 
+  work = 0;
+  for (size_t k = 0; k < intervals; ++k)
+    work += static_cast<uint64_t>(ref_active[k].size()) * hyp_active[k].size();
+  if (work > kMaxWork)
+    throw Error(ErrorCode::kResourceLimit,
+                uri + ": too many overlapping speakers to score");
   std::vector<std::vector<double>> cooccurrence(
       ref_ids.size(), std::vector<double>(hyp_ids.size(), 0.0));
   for (size_t k = 0; k < intervals; ++k) {
