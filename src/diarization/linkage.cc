@@ -81,7 +81,8 @@ class KeyedHeap {
 
 // The nearest live cluster after x (SciPy's find_min_dist): {-1, inf} when
 // none.
-std::pair<int64_t, double> NearestAfter(int64_t n, const std::vector<double>& d,
+template <typename Real>
+std::pair<int64_t, double> NearestAfter(int64_t n, const std::vector<Real>& d,
                                         const std::vector<int64_t>& size,
                                         int64_t x) {
   double best = std::numeric_limits<double>::infinity();
@@ -108,14 +109,13 @@ inline double CentroidUpdate(double d_xi, double d_yi, double d_xy,
                    (sx + sy));
 }
 
-}  // namespace
-
-std::vector<LinkageMerge> CentroidLinkageOf(std::span<const double> vectors,
-                                            int64_t n, int dim,
-                                            const CancelToken& cancel) {
-  if (n < 2) return {};
+// The generic algorithm with distances stored as `Real` (double: SciPy's
+// numbers; float: half the memory for long inputs).
+template <typename Real>
+std::vector<LinkageMerge> Linkage(std::span<const double> vectors, int64_t n,
+                                  int dim, const CancelToken& cancel) {
   // The condensed distance matrix (SciPy's pdist, Euclidean).
-  std::vector<double> d(static_cast<size_t>(n) * (n - 1) / 2);
+  std::vector<Real> d(static_cast<size_t>(n) * (n - 1) / 2);
   for (int64_t i = 0; i < n; ++i) {
     if (i % 256 == 0) cancel.ThrowIfCancelled("clustering");
     const double* a = vectors.data() + i * dim;
@@ -127,7 +127,7 @@ std::vector<LinkageMerge> CentroidLinkageOf(std::span<const double> vectors,
         const double diff = a[k] - b[k];
         sum += diff * diff;
       }
-      d[index] = std::sqrt(sum);
+      d[index] = static_cast<Real>(std::sqrt(sum));
     }
   }
 
@@ -149,7 +149,7 @@ std::vector<LinkageMerge> CentroidLinkageOf(std::span<const double> vectors,
     for (int64_t i = 0; i < n - k; ++i) {
       std::tie(x, dist) = heap.Min();
       y = neighbor[x];
-      if (dist == d[Condensed(n, x, y)]) break;
+      if (dist == static_cast<double>(d[Condensed(n, x, y)])) break;
       std::tie(y, dist) = NearestAfter(n, d, size, x);
       neighbor[x] = y;
       min_dist[x] = dist;
@@ -167,8 +167,8 @@ std::vector<LinkageMerge> CentroidLinkageOf(std::span<const double> vectors,
     cluster_id[y] = n + k;
     for (int64_t z = 0; z < n; ++z) {
       if (size[z] == 0 || z == y) continue;
-      d[Condensed(n, z, y)] = CentroidUpdate(
-          d[Condensed(n, z, x)], d[Condensed(n, z, y)], dist, nx, ny);
+      d[Condensed(n, z, y)] = static_cast<Real>(CentroidUpdate(
+          d[Condensed(n, z, x)], d[Condensed(n, z, y)], dist, nx, ny));
     }
     for (int64_t z = 0; z < x; ++z)
       if (size[z] > 0 && neighbor[z] == x) neighbor[z] = y;
@@ -191,6 +191,17 @@ std::vector<LinkageMerge> CentroidLinkageOf(std::span<const double> vectors,
     }
   }
   return merges;
+}
+
+}  // namespace
+
+std::vector<LinkageMerge> CentroidLinkageOf(std::span<const double> vectors,
+                                            int64_t n, int dim,
+                                            const CancelToken& cancel) {
+  if (n < 2) return {};
+  if (n > kDoubleDistancesUpTo)
+    return Linkage<float>(vectors, n, dim, cancel);
+  return Linkage<double>(vectors, n, dim, cancel);
 }
 
 std::vector<int> FlatClustersOf(std::span<const LinkageMerge> merges, int64_t n,

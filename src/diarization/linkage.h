@@ -10,6 +10,13 @@
 
 namespace voxprint::diarization {
 
+// Up to this many inputs the linkage keeps its distances in double, as
+// SciPy does (N (N - 1) / 2 of them: 128 MB at 5,657); beyond, in float
+// (about 80 minutes of speech at the default step), so that a two-hour file
+// stays within memory. Merge order may then differ from SciPy's where two
+// distances are within float rounding.
+inline constexpr int64_t kDoubleDistancesUpTo = 5657;
+
 // SciPy's linkage(method="centroid") on `n` vectors of `dim` doubles.
 std::vector<LinkageMerge> CentroidLinkageOf(std::span<const double> vectors,
                                             int64_t n, int dim,
