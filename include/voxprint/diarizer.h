@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -25,6 +26,10 @@
 #include "voxprint/vad.h"
 
 namespace voxprint {
+
+namespace audio {
+class StreamDecoder;  // internal
+}
 
 // pyannote/speaker-diarization-3.1's clustering threshold (centroid linkage
 // on unit vectors: a Euclidean distance).
@@ -208,6 +213,11 @@ struct DiarizeRequest {
   CancelToken cancel;
   SpeakerNamer namer;            // optional
   DiarizationProgress progress;  // optional, called after every batch
+  // Files and bytes up to this long (by their header, or found while
+  // decoding) are decoded once and held at 16 kHz (3.8 MB a minute); longer
+  // ones are decoded twice, block by block (speech first, then the
+  // windows), so memory does not grow with their length. 0: always twice.
+  double hold_audio_up_to_s = 1200.0;
   // Validates every part (kInvalidArgument naming the option).
   void Validate() const;
 };
@@ -235,6 +245,19 @@ class Diarizer {
                              const DiarizeRequest& request = {}) const;
 
  private:
+  using WindowSamples =
+      std::function<std::span<const float>(size_t, const DiarizationWindow&)>;
+  using Opener = std::function<std::unique_ptr<audio::StreamDecoder>()>;
+  // Decodes once and holds the audio up to request.hold_audio_up_to_s;
+  // longer inputs are read twice block by block (VAD, then windows).
+  Diarization DiarizeOpened(const Opener& open, const std::string& name,
+                            const DiarizeRequest& request) const;
+  // Windows, embeddings, clustering and turns for found speech.
+  Diarization FromSpeech(const std::string& name, const DiarizeRequest& request,
+                         int64_t total_samples,
+                         std::vector<SpeechSegment> speech,
+                         const WindowSamples& window_samples) const;
+
   const Extractor& extractor_;
   const VoiceActivityDetector& vad_;
   AudioLimits limits_;

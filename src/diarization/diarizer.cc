@@ -4,10 +4,15 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <limits>
 #include <map>
+#include <optional>
 #include <set>
 
+#include "audio/stream-decoder.h"
+#include "audio/streaming-resampler.h"
 #include "diarization/linkage.h"
 #include "voxprint/error.h"
 #include "voxprint/features.h"
@@ -33,6 +38,69 @@ std::string SpeakerLabel(size_t index) {
   return text;
 }
 
+// An input decoded and resampled to 16 kHz block by block.
+class Stream16k {
+ public:
+  explicit Stream16k(std::unique_ptr<audio::StreamDecoder> decoder)
+      : decoder_(std::move(decoder)) {}
+  // Appends the next 16 kHz samples to *out; false once the input ended.
+  bool Next(std::vector<float>* out) {
+    if (ended_) return false;
+    if (decoder_->Next(&decoded_)) {
+      if (!resampler_)
+        resampler_ = std::make_unique<audio::StreamingResampler>(
+            decoder_->SampleRateHz(), kModelSampleRateHz);
+      resampler_->Push(decoded_, out);
+    } else {
+      if (resampler_) resampler_->Finish(out);
+      ended_ = true;
+    }
+    return true;
+  }
+  AudioInfo Info() const { return decoder_->Info(); }
+
+ private:
+  std::unique_ptr<audio::StreamDecoder> decoder_;
+  std::unique_ptr<audio::StreamingResampler> resampler_;
+  std::vector<float> decoded_;
+  bool ended_ = false;
+};
+
+// Hands out each window's samples in order from a second pass over the
+// input, keeping only what later windows still need.
+class StreamedWindows {
+ public:
+  StreamedWindows(Stream16k stream, std::span<const DiarizationWindow> windows,
+                  const std::string& name)
+      : stream_(std::move(stream)), name_(name), keep_from_(windows.size()) {
+    // The earliest start among windows i.. (windows are nearly sorted).
+    int64_t earliest = std::numeric_limits<int64_t>::max();
+    for (size_t i = windows.size(); i-- > 0;)
+      keep_from_[i] = earliest = std::min(earliest, windows[i].start_sample);
+  }
+  std::span<const float> Samples(size_t index, const DiarizationWindow& w) {
+    // Drop what no window from here on reads (in large steps).
+    const int64_t keep = keep_from_[index];
+    if (keep - begin_ > (int64_t{1} << 20)) {
+      buffer_.erase(buffer_.begin(), buffer_.begin() + (keep - begin_));
+      begin_ = keep;
+    }
+    while (begin_ + static_cast<int64_t>(buffer_.size()) < w.end_sample)
+      if (!stream_.Next(&buffer_))
+        throw Error(ErrorCode::kCorruptInput,
+                    "the input gave fewer samples on its second reading");
+    return std::span<const float>(buffer_).subspan(
+        w.start_sample - begin_, w.end_sample - w.start_sample);
+  }
+
+ private:
+  Stream16k stream_;
+  std::string name_;
+  std::vector<int64_t> keep_from_;
+  std::vector<float> buffer_;
+  int64_t begin_ = 0;  // sample index of buffer_[0]
+};
+
 }  // namespace
 
 void DiarizeRequest::Validate() const {
@@ -52,25 +120,71 @@ Diarizer::Diarizer(const Extractor& extractor, const VoiceActivityDetector& vad,
 
 Diarization Diarizer::DiarizeFile(const std::string& path,
                                   const DiarizeRequest& request) const {
-  request.Validate();
-  const auto started = std::chrono::steady_clock::now();
-  const Audio16k audio = LoadAudio16k(path, limits_);
-  Diarization result = DiarizeSamples(audio.samples, path, request);
-  result.audio = audio.info;
-  result.processing_s =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
-          .count();
-  return result;
+  return DiarizeOpened(
+      [&] { return audio::StreamDecoder::OpenFile(path, limits_); }, path,
+      request);
 }
 
 Diarization Diarizer::DiarizeBytes(std::span<const uint8_t> bytes,
                                    const std::string& name,
                                    const DiarizeRequest& request) const {
-  request.Validate();
+  return DiarizeOpened(
+      [&] { return audio::StreamDecoder::OpenBytes(bytes, name, limits_); },
+      name, request);
+}
+
+Diarization Diarizer::DiarizeOpened(const Opener& open, const std::string& name,
+                                    const DiarizeRequest& request) const {
   const auto started = std::chrono::steady_clock::now();
-  const Audio16k audio = LoadAudio16kFromBytes(bytes, name, limits_);
-  Diarization result = DiarizeSamples(audio.samples, name, request);
-  result.audio = audio.info;
+  Diarization result;
+  try {
+    request.Validate();
+    const double hold_s = request.hold_audio_up_to_s;
+    if (!(std::isfinite(hold_s) && hold_s >= 0.0))
+      throw Error(ErrorCode::kInvalidArgument,
+                  "hold_audio_up_to_s must be finite and >= 0");
+    auto opened = [&] {
+      std::unique_ptr<audio::StreamDecoder> decoder = open();
+      decoder->SetCancel(request.cancel);
+      return decoder;
+    };
+    std::unique_ptr<audio::StreamDecoder> decoder = opened();
+    std::optional<Audio16k> held;
+    if (hold_s > 0.0 && decoder->HeaderDurationSeconds() <= hold_s) {
+      held = decoder->DecodeAll16kUnlessLonger(
+          static_cast<int64_t>(std::ceil(hold_s * kModelSampleRateHz)));
+      if (!held) decoder = opened();  // longer than its header said
+    }
+    if (held) {
+      result = DiarizeSamples(held->samples, name, request);
+      result.audio = held->info;
+    } else {
+      // First reading: speech probabilities, block by block.
+      Stream16k first(std::move(decoder));
+      VoiceActivityDetector::ProbabilityStream vad(vad_);
+      std::vector<float> probabilities, block;
+      int64_t total = 0;
+      while (first.Next(&block)) {
+        vad.Push(block, &probabilities);
+        total += static_cast<int64_t>(block.size());
+        block.clear();
+      }
+      vad.Finish(&probabilities);
+      std::vector<SpeechSegment> speech =
+          SegmentsFromProbabilities(probabilities, total, request.vad);
+      // Second reading: the windows' samples, as they come.
+      const std::vector<DiarizationWindow> windows =
+          PlanDiarizationWindows(speech, total, request.windows);
+      StreamedWindows samples(Stream16k(opened()), windows, name);
+      result = FromSpeech(name, request, total, std::move(speech),
+                          [&](size_t i, const DiarizationWindow& window) {
+                            return samples.Samples(i, window);
+                          });
+      result.audio = first.Info();
+    }
+  } catch (const Error& error) {
+    Rethrow(error, name);
+  }
   result.processing_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
           .count();
@@ -80,13 +194,31 @@ Diarization Diarizer::DiarizeBytes(std::span<const uint8_t> bytes,
 Diarization Diarizer::DiarizeSamples(std::span<const float> samples,
                                      const std::string& name,
                                      const DiarizeRequest& request) const {
+  const auto started = std::chrono::steady_clock::now();
+  Diarization result;
   try {
     request.Validate();
+    std::vector<SpeechSegment> speech =
+        vad_.SpeechSegments(samples, request.vad, request.cancel);
+    result = FromSpeech(
+        name, request, static_cast<int64_t>(samples.size()), std::move(speech),
+        [&](size_t, const DiarizationWindow& window) {
+          return samples.subspan(window.start_sample,
+                                 window.end_sample - window.start_sample);
+        });
   } catch (const Error& error) {
     Rethrow(error, name);
   }
-  const auto started = std::chrono::steady_clock::now();
-  const auto total = static_cast<int64_t>(samples.size());
+  result.processing_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
+          .count();
+  return result;
+}
+
+Diarization Diarizer::FromSpeech(const std::string& name,
+                                 const DiarizeRequest& request, int64_t total,
+                                 std::vector<SpeechSegment> speech,
+                                 const WindowSamples& window_samples) const {
   Diarization result;
   result.source = name;
   result.audio.sample_rate_hz = kModelSampleRateHz;
@@ -94,8 +226,8 @@ Diarization Diarizer::DiarizeSamples(std::span<const float> samples,
   result.audio.frames = total;
   result.duration_s = static_cast<double>(total) / kModelSampleRateHz;
   result.method = request.clustering.method;
-  try {
-    result.speech = vad_.SpeechSegments(samples, request.vad, request.cancel);
+  result.speech = std::move(speech);
+  {
     for (const SpeechSegment& segment : result.speech)
       result.speech_s += segment.EndSeconds() - segment.StartSeconds();
     const std::vector<DiarizationWindow> windows =
@@ -104,9 +236,9 @@ Diarization Diarizer::DiarizeSamples(std::span<const float> samples,
     if (windows.empty()) return result;  // no speech: nobody spoke
 
     const FbankOptions& fbank = extractor_.Fbank();
-    const int64_t window_samples =
+    const int64_t window_length =
         windows.front().end_sample - windows.front().start_sample;
-    const int64_t frames = fbank.NumFrames(window_samples);
+    const int64_t frames = fbank.NumFrames(window_length);
     if (frames < kMinFrames)
       throw Error(
           ErrorCode::kCorruptInput,
@@ -129,10 +261,8 @@ Diarization Diarizer::DiarizeSamples(std::span<const float> samples,
       batch_features.resize(count * frames * bins);
       for (size_t w = 0; w < count; ++w) {
         const DiarizationWindow& window = windows[first + w];
-        Features features = ComputeFbank(
-            samples.subspan(window.start_sample,
-                            window.end_sample - window.start_sample),
-            fbank);
+        Features features =
+            ComputeFbank(window_samples(first + w, window), fbank);
         SubtractMeanOverTime(features);
         std::copy(features.values.begin(), features.values.end(),
                   batch_features.begin() + w * frames * bins);
@@ -194,12 +324,7 @@ Diarization Diarizer::DiarizeSamples(std::span<const float> samples,
     for (const SpeakerTurn& turn : result.turns)
       result.speakers[turn.speaker].speech_s +=
           turn.EndSeconds() - turn.StartSeconds();
-  } catch (const Error& error) {
-    Rethrow(error, name);
   }
-  result.processing_s =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
-          .count();
   return result;
 }
 

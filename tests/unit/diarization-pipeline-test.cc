@@ -349,6 +349,41 @@ TEST_F(DiarizerOnKit, SpeechBecomesTurnsInsideIt) {
       diarizer.DiarizeSamples(excerpt, "excerpt", request).speakers.size(), 2u);
 }
 
+TEST_F(DiarizerOnKit, TwoReadingsGiveTheHeldResult) {
+  // The VAD fed in pieces of odd sizes gives Probabilities' values.
+  const Audio16k audio = LoadAudio16k(Audio("stereo_44k.wav"));
+  VoiceActivityDetector::ProbabilityStream stream(*vad_);
+  std::vector<float> pieces;
+  const std::span<const float> all(audio.samples);
+  for (size_t at = 0, size = 1; at < all.size();
+       at += size, size = size * 7 % 5000 + 1)
+    stream.Push(all.subspan(at, std::min(size, all.size() - at)), &pieces);
+  stream.Finish(&pieces);
+  EXPECT_EQ(pieces, vad_->Probabilities(audio.samples));
+
+  // A long input's path (two readings, block by block) on a short file: the
+  // same speech, windows, embeddings and turns as holding it.
+  const Diarizer diarizer(*extractor_, *vad_);
+  DiarizeRequest held;
+  DiarizeRequest streamed;
+  streamed.hold_audio_up_to_s = 0.0;
+  const Diarization a = diarizer.DiarizeFile(Audio("stereo_44k.wav"), held);
+  const Diarization b = diarizer.DiarizeFile(Audio("stereo_44k.wav"), streamed);
+  EXPECT_EQ(a.speech, b.speech);
+  EXPECT_EQ(a.turns, b.turns);
+  EXPECT_EQ(a.num_windows, b.num_windows);
+  ASSERT_EQ(a.speakers.size(), b.speakers.size());
+  for (size_t s = 0; s < a.speakers.size(); ++s)
+    EXPECT_EQ(a.speakers[s].centroid, b.speakers[s].centroid);
+  EXPECT_EQ(a.audio.sample_rate_hz, 44100);
+  EXPECT_EQ(b.audio.sample_rate_hz, 44100);
+  EXPECT_EQ(b.audio.frames, a.audio.frames);
+  const std::vector<uint8_t> bytes =
+      testing::ReadFileBytes(Audio("stereo_44k.wav"));
+  EXPECT_EQ(diarizer.DiarizeBytes(bytes, "upload.wav", streamed).turns,
+            a.turns);
+}
+
 TEST_F(DiarizerOnKit, NamerHookLabelsSpeakers) {
   const Diarizer diarizer(*extractor_, *vad_);
   DiarizeRequest request;
