@@ -215,9 +215,9 @@ FileScore ScoreFile(const std::string& uri,
   constexpr size_t kMaxSpeakers = 1000;
   constexpr uint64_t kMaxWork = 100'000'000;
   if (ref_ids.size() > kMaxSpeakers || hyp_ids.size() > kMaxSpeakers)
-    throw Error(ErrorCode::kResourceLimit,
-                uri + ": more than " + std::to_string(kMaxSpeakers) +
-                    " speakers in one file");
+    throw Error(ErrorCode::kResourceLimit, uri + ": more than " +
+                                               std::to_string(kMaxSpeakers) +
+                                               " speakers in one file");
   // Boundaries: every turn's ends, and the collar zones' ends.
   const double half = options.convention == CollarConvention::kPyannote
                           ? options.collar / 2
@@ -250,8 +250,8 @@ FileScore ScoreFile(const std::string& uri,
   uint64_t work = 0;
   for (const auto* side : {&reference, &hypothesis})
     for (const RttmTurn* turn : *side)
-      work += index_of(turn->start_s + turn->duration_s) -
-              index_of(turn->start_s);
+      work +=
+          index_of(turn->start_s + turn->duration_s) - index_of(turn->start_s);
   for (const auto& [from, to] : zones) work += index_of(to) - index_of(from);
   if (work > kMaxWork)
     throw Error(ErrorCode::kResourceLimit,

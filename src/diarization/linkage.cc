@@ -199,8 +199,7 @@ std::vector<LinkageMerge> CentroidLinkageOf(std::span<const double> vectors,
                                             int64_t n, int dim,
                                             const CancelToken& cancel) {
   if (n < 2) return {};
-  if (n > kDoubleDistancesUpTo)
-    return Linkage<float>(vectors, n, dim, cancel);
+  if (n > kDoubleDistancesUpTo) return Linkage<float>(vectors, n, dim, cancel);
   return Linkage<double>(vectors, n, dim, cancel);
 }
 

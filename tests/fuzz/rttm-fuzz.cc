@@ -16,8 +16,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         std::string_view(reinterpret_cast<const char*>(data), size),
         "fuzz-input.rttm", limits);
     for (double collar : {0.0, 0.5}) {
-      const voxprint::DerResult result = voxprint::ComputeDer(
-          turns, turns, voxprint::DerOptions{collar, {}});
+      const voxprint::DerResult result =
+          voxprint::ComputeDer(turns, turns, voxprint::DerOptions{collar, {}});
       if (result.missed_s != 0.0 || result.false_alarm_s != 0.0 ||
           result.confusion_s > 1e-6 * (1.0 + result.total_s))
         __builtin_trap();
