@@ -131,13 +131,17 @@ TEST(DiarizationClustering, SpeakerCountsAreHonouredByBothMethods) {
     const int at_most =
         CountOf(ClusterEmbeddings(data.embeddings, data.count, kDim, options));
     EXPECT_LE(at_most, 2);
-    if (ahc) EXPECT_EQ(at_most, 2);
+    if (ahc) {
+      EXPECT_EQ(at_most, 2);
+    }
     options.max_speakers.reset();
     options.min_speakers = 4;
     const int at_least =
         CountOf(ClusterEmbeddings(data.embeddings, data.count, kDim, options));
     EXPECT_GE(at_least, 4);
-    if (ahc) EXPECT_EQ(at_least, 4);
+    if (ahc) {
+      EXPECT_EQ(at_least, 4);
+    }
     // Bounds that hold the true count leave it alone.
     options.min_speakers = 2;
     options.max_speakers = 6;
