@@ -6,6 +6,8 @@
 
 #include "cli-common.h"
 #include "compare-command.h"
+#include "der-command.h"
+#include "diarize-command.h"
 #include "embed-command.h"
 #include "info-command.h"
 #include "speakers-command.h"
@@ -53,6 +55,8 @@ int main(int argc, char** argv) {
   AddCompareCommand(app, run);
   AddInfoCommand(app, run);
   AddVadCommand(app, run);
+  AddDiarizeCommand(app, run);
+  AddDerCommand(app, run);
   AddSpeakersCommands(app, run);
   AddEvalCommand(app, run);
 #if VOXPRINT_HAVE_SERVER

@@ -843,7 +843,8 @@ bool HasKey(const RequestHead& head, const std::string& key) {
 
 // The methods a path answers, for 405's Allow; empty: no such resource.
 std::string AllowedMethods(const std::string& path) {
-  if (path == "/api/embed" || path == "/api/compare") return "POST";
+  if (path == "/api/embed" || path == "/api/compare" || path == "/api/diarize")
+    return "POST";
   if (path == "/api/identify" || path == "/api/verify") return "POST";
   if (path == "/api/speakers") return "GET, HEAD, POST";
   if (path.rfind("/api/speakers/", 0) == 0 && path.size() > 14) return "DELETE";
@@ -1339,6 +1340,9 @@ int RunServer(const ServerOptions& options) {
             }));
   http.Post("/api/verify", upload_route([&speakers](ApiRequest api) {
               return speakers.Verify(std::move(api));
+            }));
+  http.Post("/api/diarize", upload_route([&routes](ApiRequest api) {
+              return routes->Diarize(std::move(api));
             }));
   http.Get(".*", ServeStatic);
 

@@ -1,5 +1,6 @@
 #include "openapi.h"
 
+#include "diarize-routes.h"
 #include "speakers-routes.h"
 
 namespace voxprint::server {
@@ -259,6 +260,7 @@ const nlohmann::json& OpenApiDocument() {
   static const nlohmann::json document = [] {
     nlohmann::json parsed = nlohmann::json::parse(kDocument);
     AddSpeakersToOpenApi(parsed);
+    parsed["paths"]["/api/diarize"] = DiarizeOpenApi();
     return parsed;
   }();
   return document;

@@ -93,6 +93,10 @@ class Routes {
   ApiResponse Embed(ApiRequest request);
   // POST /api/compare: uploads "a" and "b"; param threshold.
   ApiResponse Compare(ApiRequest request);
+  // POST /api/diarize: one upload "file" (or a raw body); params
+  // num_speakers, min_speakers, max_speakers, clustering, threshold, window,
+  // step (diarize-routes.cc).
+  ApiResponse Diarize(ApiRequest request);
   // GET /api/model.
   ApiResponse Model() const;
   // GET /healthz: 200 {"status":"ok"} or 503 {"status":"loading"}.

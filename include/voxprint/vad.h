@@ -130,6 +130,23 @@ class VoiceActivityDetector {
   // The path or name the model was loaded from.
   const std::string& source() const;
 
+  // Probabilities of audio given in pieces (a long file decoded block by
+  // block): Push(a), Push(b), Finish() append exactly Probabilities(a ++ b).
+  // The detector must outlive the stream; one stream per thread.
+  class ProbabilityStream {
+   public:
+    explicit ProbabilityStream(const VoiceActivityDetector& detector);
+    ~ProbabilityStream();
+    // Appends one probability per complete 512-sample chunk now available.
+    void Push(std::span<const float> samples_16k, std::vector<float>* out);
+    // Appends the last partial chunk's (zero-padded), if any.
+    void Finish(std::vector<float>* out);
+
+   private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+  };
+
  private:
   struct Model;
   std::shared_ptr<const Model> model_;

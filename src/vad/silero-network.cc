@@ -186,4 +186,37 @@ std::vector<float> SileroNetwork::Run(std::span<const float> samples,
   return probabilities;
 }
 
+SileroNetwork::Stream::Stream(const SileroNetwork& network)
+    : network_(network),
+      scratch_(std::make_unique<Scratch>()),
+      window_(kWindowSamples, 0.0f) {}
+
+SileroNetwork::Stream::~Stream() = default;
+
+void SileroNetwork::Stream::Step(std::vector<float>* out) {
+  network_.Encode(window_.data(), *scratch_);
+  out->push_back(network_.Decode(*scratch_));
+  std::copy(window_.end() - kVadContextSamples, window_.end(), window_.begin());
+  filled_ = 0;
+}
+
+void SileroNetwork::Stream::Push(std::span<const float> samples,
+                                 std::vector<float>* out) {
+  while (!samples.empty()) {
+    const size_t take = std::min(samples.size(), kVadChunkSamples - filled_);
+    std::copy_n(samples.data(), take,
+                window_.begin() + kVadContextSamples + filled_);
+    filled_ += take;
+    samples = samples.subspan(take);
+    if (filled_ == static_cast<size_t>(kVadChunkSamples)) Step(out);
+  }
+}
+
+void SileroNetwork::Stream::Finish(std::vector<float>* out) {
+  if (filled_ == 0) return;
+  std::fill(window_.begin() + kVadContextSamples + filled_, window_.end(),
+            0.0f);
+  Step(out);
+}
+
 }  // namespace voxprint::vad

@@ -1,6 +1,7 @@
 // Silero VAD v5's 16 kHz forward pass in plain C++.
 #pragma once
 
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -12,6 +13,8 @@ namespace voxprint::vad {
 // Immutable after construction; Run keeps its state on its own stack, so
 // concurrent calls are safe.
 class SileroNetwork {
+  struct Scratch;  // one stream's working memory and state
+
  public:
   explicit SileroNetwork(const SileroWeights& weights);
 
@@ -21,8 +24,26 @@ class SileroNetwork {
   std::vector<float> Run(std::span<const float> samples,
                          const CancelToken& cancel) const;
 
+  // Run's computation on audio given in pieces: Push(a), Push(b), Finish()
+  // gives exactly Run(a ++ b), chunk by chunk with the same state.
+  class Stream {
+   public:
+    explicit Stream(const SileroNetwork& network);
+    ~Stream();
+    // Appends one probability per complete 512-sample chunk now available.
+    void Push(std::span<const float> samples, std::vector<float>* out);
+    // The last partial chunk, zero-padded (nothing when there is none).
+    void Finish(std::vector<float>* out);
+
+   private:
+    void Step(std::vector<float>* out);
+    const SileroNetwork& network_;
+    std::unique_ptr<Scratch> scratch_;
+    std::vector<float> window_;  // context + chunk
+    size_t filled_ = 0;          // samples of the chunk present
+  };
+
  private:
-  struct Scratch;
   // 576 samples (context + chunk) -> the 128 features the LSTM reads.
   void Encode(const float* window, Scratch& scratch) const;
   // One LSTM step and the head: updates h and c, returns the probability.

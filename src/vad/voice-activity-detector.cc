@@ -78,6 +78,29 @@ std::vector<SpeechSegment> VoiceActivityDetector::SpeechSegments(
                                    options);
 }
 
+struct VoiceActivityDetector::ProbabilityStream::Impl {
+  std::shared_ptr<const Model> model;  // keeps the network alive
+  vad::SileroNetwork::Stream stream;
+};
+
+VoiceActivityDetector::ProbabilityStream::ProbabilityStream(
+    const VoiceActivityDetector& detector) {
+  VOXPRINT_CHECK(detector.model_ != nullptr,
+                 "VoiceActivityDetector used after move");
+  impl_.reset(new Impl{detector.model_,
+                       vad::SileroNetwork::Stream(detector.model_->network)});
+}
+VoiceActivityDetector::ProbabilityStream::~ProbabilityStream() = default;
+
+void VoiceActivityDetector::ProbabilityStream::Push(
+    std::span<const float> samples_16k, std::vector<float>* out) {
+  impl_->stream.Push(samples_16k, out);
+}
+
+void VoiceActivityDetector::ProbabilityStream::Finish(std::vector<float>* out) {
+  impl_->stream.Finish(out);
+}
+
 const std::string& VoiceActivityDetector::source() const {
   VOXPRINT_CHECK(model_ != nullptr, "VoiceActivityDetector used after move");
   return model_->source;

@@ -33,7 +33,9 @@ expect() {
   fi
 }
 
-expect "voxprint " = embed compare info vad speakers identify verify eval serve
+expect "voxprint " = embed compare info vad diarize der speakers identify verify eval serve
+expect "voxprint diarize --clustering " = ahc spectral
+expect "voxprint der --collar-convention " = pyannote md-eval
 expect "voxprint em" = embed
 expect "voxprint --v" = --version
 expect "voxprint embed --mo" = --model
