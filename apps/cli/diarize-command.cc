@@ -9,6 +9,7 @@
 #include "common/result-json.h"
 #include "output-writers.h"
 #include "voxprint/diarizer.h"
+#include "voxprint/speakers.h"
 
 namespace voxprint::cli {
 namespace {
@@ -25,7 +26,28 @@ struct DiarizeFlags {
   std::string output;
   bool quiet = false;
   std::vector<std::string> files;
+  std::string speakers_db;
+  double speaker_threshold = 0.7;
 };
+
+// Names a cluster after the enrolled speaker its centroid is closest to,
+// when that voiceprint's cosine is above the threshold (open-set, as
+// `voxprint identify`); the store must hold this model's embeddings.
+SpeakerNamer NamerFromStore(const std::string& location,
+                            const Extractor& extractor, double threshold) {
+  SpeakerStoreOptions options;
+  options.location = location;
+  options.model_sha256 = extractor.Model().sha256;
+  options.embedding_dim = extractor.EmbeddingDim();
+  options.create = false;
+  std::shared_ptr<SpeakerStore> store = SpeakerStore::Open(options);
+  return [store, threshold](
+             std::span<const float> centroid) -> std::optional<SpeakerMatch> {
+    const Identification found = store->Identify(centroid, 1, threshold);
+    if (found.unknown) return std::nullopt;
+    return SpeakerMatch{found.speaker, found.candidates.front().score};
+  };
+}
 
 // Progress on stderr every 10 % of a file's windows, for inputs long
 // enough to wait for.
@@ -58,6 +80,9 @@ int RunDiarize(const DiarizeFlags& flags) {
   const std::unique_ptr<Extractor> extractor =
       flags.model.MakeExtractor(flags.quiet);
   const Diarizer diarizer(*extractor, vad);
+  if (!flags.speakers_db.empty())
+    request.namer =
+        NamerFromStore(flags.speakers_db, *extractor, flags.speaker_threshold);
 
   nlohmann::json results = nlohmann::json::array();
   std::string text;
@@ -143,6 +168,16 @@ CLI::App* AddDiarizeCommand(CLI::App& root, std::function<int()>& run) {
       ->capture_default_str();
   command->add_option("--output,-o", flags->output,
                       "Output file; default stdout");
+  command->add_option("--speakers-db", flags->speakers_db,
+                      "Name the speakers enrolled in this store (SQLite file "
+                      "or postgresql://, see `voxprint speakers`); clusters "
+                      "that match no one keep SPEAKER_nn");
+  command
+      ->add_option("--speaker-threshold", flags->speaker_threshold,
+                   "A cluster takes an enrolled name when the cosine of its "
+                   "centroid to that voiceprint is above this")
+      ->check(CLI::Range(-1.0, 1.0))
+      ->capture_default_str();
   command->add_flag("--quiet,-q", flags->quiet, "Nothing on stderr but errors");
   command->add_option("files", flags->files, "Audio files (any common format)")
       ->required();

@@ -98,6 +98,49 @@ TEST_F(DiarizeCliTest, RttmJsonAndCsvAgree) {
   EXPECT_NE(der.out.find("pyannote.metrics collar=0"), std::string::npos);
 }
 
+// --speakers-db names a cluster after the enrolled voiceprint its centroid
+// is closest to, above --speaker-threshold; the store must be this model's.
+TEST_F(DiarizeCliTest, EnrolledSpeakersNameTheirClusters) {
+  const std::string model =
+      (ReferenceDir() / "models" / "pytorch_model.bin").string();
+  const std::string db = (scratch_ / "speakers.db").string();
+  const CliRun enroll = RunCommand(
+      Quote(VOXPRINT_CLI_PATH) + " speakers enroll",
+      {"--model", model, "--db", db, "alice", Audio("sample.wav")}, scratch_);
+  ASSERT_EQ(enroll.exit_code, 0) << enroll.err;
+
+  // Any similarity is above -1: the one cluster takes the name.
+  const CliRun named =
+      Voxprint("diarize", {"-q", "--num-speakers", "1", "--format", "json",
+                           "--speakers-db", db, "--speaker-threshold", "-1",
+                           Audio("sample.wav")});
+  ASSERT_EQ(named.exit_code, 0) << named.err;
+  const auto speakers =
+      nlohmann::json::parse(named.out)["results"][0]["speakers"];
+  ASSERT_EQ(speakers.size(), 1u);
+  EXPECT_EQ(speakers[0]["label"], "alice");
+  EXPECT_EQ(speakers[0]["name"], "alice");
+  EXPECT_GT(speakers[0]["similarity"].get<double>(), -1.0);
+
+  // No cosine is above 1: the cluster keeps its number.
+  const CliRun unnamed =
+      Voxprint("diarize", {"-q", "--num-speakers", "1", "--speakers-db", db,
+                           "--speaker-threshold", "1", Audio("sample.wav")});
+  ASSERT_EQ(unnamed.exit_code, 0) << unnamed.err;
+  EXPECT_NE(unnamed.out.find(" SPEAKER_00 "), std::string::npos) << unnamed.out;
+  EXPECT_EQ(unnamed.out.find("alice"), std::string::npos) << unnamed.out;
+
+  // A store of another model file is refused, naming both checksums.
+  const CliRun other = RunCommand(
+      Quote(VOXPRINT_CLI_PATH) + " diarize",
+      {"-q", "--model", (ReferenceDir() / "models" / "avg_model.pt").string(),
+       "--speakers-db", db, Audio("sample.wav")},
+      scratch_);
+  EXPECT_EQ(other.exit_code, 4) << other.err;
+  EXPECT_NE(other.err.find("voxprint: error: "), std::string::npos)
+      << other.err;
+}
+
 TEST_F(DiarizeCliTest, BadInputGetsOneLineAndItsExitCode) {
   // A VAD file that is not Silero's: exit 4, naming it.
   const std::string speaker_model =
