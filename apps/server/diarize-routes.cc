@@ -2,55 +2,17 @@
 // limits, timeouts and errors as /api/embed (RunOnPool); the Silero VAD
 // model is found as `voxprint diarize` finds it ($VOXPRINT_VAD_MODEL, the
 // npm install, the installed copy) and loaded once, on the first request.
-#include <charconv>
 #include <chrono>
-#include <cmath>
 #include <memory>
 #include <mutex>
-#include <new>
 
 #include "common/diarization-json.h"
+#include "route-helpers.h"
 #include "routes.h"
 #include "voxprint/diarizer.h"
 
 namespace voxprint::server {
 namespace {
-
-Error BadParameter(const std::string& name, const std::string& why) {
-  return Error(ErrorCode::kInvalidArgument, "parameter '" + name + "': " + why);
-}
-
-std::optional<std::string> TextParam(
-    const std::map<std::string, std::string>& params, const std::string& name) {
-  const auto it = params.find(name);
-  if (it == params.end()) return std::nullopt;
-  return it->second;
-}
-
-std::optional<double> NumberParam(
-    const std::map<std::string, std::string>& params, const std::string& name) {
-  const std::optional<std::string> text = TextParam(params, name);
-  if (!text) return std::nullopt;
-  double value = 0.0;
-  const char* end = text->data() + text->size();
-  const auto [ptr, ec] = std::from_chars(text->data(), end, value);
-  if (text->empty() || ec != std::errc() || ptr != end || !std::isfinite(value))
-    throw BadParameter(name, "'" + text->substr(0, 40) + "' is not a number");
-  return value;
-}
-
-std::optional<int> CountParam(const std::map<std::string, std::string>& params,
-                              const std::string& name) {
-  const std::optional<std::string> text = TextParam(params, name);
-  if (!text) return std::nullopt;
-  int value = 0;
-  const char* end = text->data() + text->size();
-  const auto [ptr, ec] = std::from_chars(text->data(), end, value);
-  if (text->empty() || ec != std::errc() || ptr != end || value < 1)
-    throw BadParameter(
-        name, "'" + text->substr(0, 40) + "' is not a whole number >= 1");
-  return value;
-}
 
 DiarizeRequest ParseDiarizeRequest(
     const std::map<std::string, std::string>& params) {
@@ -86,7 +48,7 @@ std::shared_ptr<const VoiceActivityDetector> SharedVad() {
 }  // namespace
 
 ApiResponse Routes::Diarize(ApiRequest request) {
-  try {
+  return Guarded([&] {
     const DiarizeRequest parsed = ParseDiarizeRequest(request.params);
     auto upload = std::make_shared<Upload>();
     int files = 0;
@@ -113,9 +75,7 @@ ApiResponse Routes::Diarize(ApiRequest request) {
           cancellable.cancel = cancel;
           const Diarizer diarizer(extractor, *vad, audio_limits);
           const Diarization diarization = diarizer.DiarizeBytes(
-              {reinterpret_cast<const uint8_t*>(upload->bytes.data()),
-               upload->bytes.size()},
-              upload->filename, cancellable);
+              UploadBytes(*upload), upload->filename, cancellable);
           nlohmann::json result = apps::DiarizationToJson(diarization);
           result["rttm"] =
               DiarizationRttm(diarization, apps::RttmUri(upload->filename));
@@ -128,15 +88,7 @@ ApiResponse Routes::Diarize(ApiRequest request) {
                                    .count()}};
           return response;
         });
-  } catch (const Error& error) {
-    return ErrorResponse(HttpStatusFor(error.code()),
-                         ErrorCodeName(error.code()), error.what());
-  } catch (const std::bad_alloc&) {
-    return ErrorResponse(503, "out_of_memory",
-                         "the server ran out of memory for this request");
-  } catch (const std::exception& error) {
-    return ErrorResponse(500, "internal", error.what());
-  }
+  });
 }
 
 // The /api/diarize entry of the OpenAPI document.

@@ -13,6 +13,7 @@
 
 #include "common/result-json.h"
 #include "openapi.h"
+#include "route-helpers.h"
 
 namespace voxprint::server {
 
@@ -26,60 +27,6 @@ constexpr size_t kMaxFilesPerRequest = 64;
 
 double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-// Runs `body`, turning every exception into an error response.
-template <typename Body>
-ApiResponse Guarded(Body&& body) noexcept {
-  try {
-    try {
-      return body();
-    } catch (const Error& error) {
-      return ErrorResponse(HttpStatusFor(error.code()),
-                           ErrorCodeName(error.code()), error.what());
-    } catch (const std::bad_alloc&) {
-      return ErrorResponse(503, "out_of_memory",
-                           "the server ran out of memory for this request");
-    } catch (const std::exception& error) {
-      return ErrorResponse(500, "internal", error.what());
-    } catch (...) {
-      return ErrorResponse(500, "internal", "unknown failure");
-    }
-  } catch (...) {
-    // Building the error response itself failed (out of memory).
-    ApiResponse response;
-    response.status = 500;
-    return response;
-  }
-}
-
-Error BadParameter(const std::string& name, const std::string& why) {
-  return Error(ErrorCode::kInvalidArgument, "parameter '" + name + "': " + why);
-}
-
-// A finite decimal number, the whole string (no units, no spaces).
-std::optional<double> NumberParam(
-    const std::map<std::string, std::string>& params, const std::string& name) {
-  const auto it = params.find(name);
-  if (it == params.end()) return std::nullopt;
-  const std::string& text = it->second;
-  double value = 0.0;
-  const char* end = text.data() + text.size();
-  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
-  if (text.empty() || ec != std::errc() || ptr != end || !std::isfinite(value))
-    throw BadParameter(name, "'" + text.substr(0, 40) + "' is not a number");
-  return value;
-}
-
-// "true"/"1" or "false"/"0"; absent: false.
-bool BoolParam(const std::map<std::string, std::string>& params,
-               const std::string& name) {
-  const auto it = params.find(name);
-  if (it == params.end() || it->second == "false" || it->second == "0")
-    return false;
-  if (it->second == "true" || it->second == "1") return true;
-  throw BadParameter(name, "must be 'true' or 'false', not '" +
-                               it->second.substr(0, 40) + "'");
 }
 
 EmbedRequest ParseEmbedRequest(
@@ -115,11 +62,6 @@ EmbedRequest ParseEmbedRequest(
     throw BadParameter("end", "must be after start");
   request.Validate();
   return request;
-}
-
-std::span<const uint8_t> BytesOf(const Upload& upload) {
-  return {reinterpret_cast<const uint8_t*>(upload.bytes.data()),
-          upload.bytes.size()};
 }
 
 json Citations() {
@@ -359,7 +301,7 @@ ApiResponse Routes::Embed(ApiRequest request) {
       std::vector<std::span<const uint8_t>> buffers;
       std::vector<std::string> names;
       for (const Upload& upload : *files) {
-        buffers.push_back(BytesOf(upload));
+        buffers.push_back(UploadBytes(upload));
         names.push_back(upload.filename);
       }
       json results = json::array();
@@ -417,10 +359,10 @@ ApiResponse Routes::Compare(ApiRequest request) {
       EmbedRequest whole;
       whole.cancel = cancel;
       const EmbeddingResult result_a =
-          extractor.EmbedBytes(BytesOf(*a), a->filename, whole);
+          extractor.EmbedBytes(UploadBytes(*a), a->filename, whole);
       cancel.ThrowIfCancelled("compare");
       const EmbeddingResult result_b =
-          extractor.EmbedBytes(BytesOf(*b), b->filename, whole);
+          extractor.EmbedBytes(UploadBytes(*b), b->filename, whole);
       const double similarity =
           CosineSimilarity(result_a.embedding, result_b.embedding);
       ApiResponse response;

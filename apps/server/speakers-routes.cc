@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/speakers-json.h"
+#include "route-helpers.h"
 
 namespace voxprint::server {
 
@@ -13,53 +14,13 @@ namespace {
 
 using nlohmann::json;
 
-template <typename Body>
-ApiResponse Guard(Body&& body) noexcept {
-  try {
-    try {
-      return body();
-    } catch (const Error& error) {
-      return ErrorResponse(HttpStatusFor(error.code()),
-                           ErrorCodeName(error.code()), error.what());
-    } catch (const std::bad_alloc&) {
-      return ErrorResponse(503, "out_of_memory",
-                           "the server ran out of memory for this request");
-    } catch (const std::exception& error) {
-      return ErrorResponse(500, "internal", error.what());
-    }
-  } catch (...) {
-    ApiResponse response;
-    response.status = 500;
-    return response;
-  }
-}
-
-Error BadParameter(const std::string& name, const std::string& why) {
-  return Error(ErrorCode::kInvalidArgument, "parameter '" + name + "': " + why);
-}
-
-std::optional<double> Number(const std::map<std::string, std::string>& params,
-                             const std::string& name) {
-  const auto it = params.find(name);
-  if (it == params.end()) return std::nullopt;
-  const std::string& text = it->second;
-  double value = 0.0;
-  const char* end = text.data() + text.size();
-  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
-  if (text.empty() || ec != std::errc() || ptr != end || !std::isfinite(value))
-    throw BadParameter(name, "'" + text.substr(0, 40) + "' is not a number");
-  return value;
-}
-
-std::string Text(const std::map<std::string, std::string>& params,
-                 const std::string& name) {
-  const auto it = params.find(name);
-  return it == params.end() ? "" : it->second;
+std::string Text(const Params& params, const std::string& name) {
+  return TextParam(params, name).value_or("");
 }
 
 double Threshold(const std::map<std::string, std::string>& params) {
   const double threshold =
-      Number(params, "threshold").value_or(kDefaultSameSpeakerThreshold);
+      NumberParam(params, "threshold").value_or(kDefaultSameSpeakerThreshold);
   if (threshold < -1.0 || threshold > 1.0)
     throw BadParameter("threshold", "must be within [-1, 1] (raw cosine)");
   return threshold;
@@ -85,11 +46,6 @@ std::vector<std::shared_ptr<Upload>> AudioParts(ApiRequest& request,
                                            " audio files") +
             " as multipart field 'file'");
   return parts;
-}
-
-std::span<const uint8_t> Bytes(const Upload& upload) {
-  return {reinterpret_cast<const uint8_t*>(upload.bytes.data()),
-          upload.bytes.size()};
 }
 
 }  // namespace
@@ -122,7 +78,7 @@ std::shared_ptr<const SpeechMeter> SpeakerRoutes::Meter() {
 }
 
 ApiResponse SpeakerRoutes::List() {
-  return Guard([&] {
+  return Guarded([&] {
     const std::shared_ptr<SpeakerStore> store = Store();
     json speakers = json::array();
     for (const SpeakerInfo& info : store->List())
@@ -136,7 +92,7 @@ ApiResponse SpeakerRoutes::List() {
 }
 
 ApiResponse SpeakerRoutes::Remove(const std::string& name) {
-  return Guard([&] {
+  return Guarded([&] {
     Store()->Remove(name);
     ApiResponse response;
     response.body = {{"removed", name}};
@@ -145,7 +101,7 @@ ApiResponse SpeakerRoutes::Remove(const std::string& name) {
 }
 
 ApiResponse SpeakerRoutes::Enroll(ApiRequest request) {
-  return Guard([&] {
+  return Guarded([&] {
     const std::string name = Text(request.params, "name");
     ValidateSpeakerName(name);
     const std::string metadata = Text(request.params, "metadata");
@@ -174,8 +130,9 @@ ApiResponse SpeakerRoutes::Enroll(ApiRequest request) {
       json added = json::array();
       for (const auto& part : parts) {
         SpeechMeasure measure;
-        enrollments.push_back(PrepareEnrollment(
-            extractor, *meter, Bytes(*part), part->filename, &measure, cancel));
+        enrollments.push_back(
+            PrepareEnrollment(extractor, *meter, UploadBytes(*part),
+                              part->filename, &measure, cancel));
         added.push_back(apps::EnrollmentToJson(enrollments.back(), measure));
       }
       cancel.ThrowIfCancelled("enrollment");
@@ -190,9 +147,9 @@ ApiResponse SpeakerRoutes::Enroll(ApiRequest request) {
 }
 
 ApiResponse SpeakerRoutes::Identify(ApiRequest request) {
-  return Guard([&] {
+  return Guarded([&] {
     const double threshold = Threshold(request.params);
-    const double top_k = Number(request.params, "top_k").value_or(5);
+    const double top_k = NumberParam(request.params, "top_k").value_or(5);
     if (top_k < 1 || top_k > 1e6 || top_k != std::floor(top_k))
       throw BadParameter("top_k", "must be a whole number from 1 to 1000000");
     const std::shared_ptr<SpeakerStore> store = Store();
@@ -205,7 +162,7 @@ ApiResponse SpeakerRoutes::Identify(ApiRequest request) {
           json results = json::array();
           for (const auto& part : parts) {
             const EmbeddingResult result =
-                extractor.EmbedBytes(Bytes(*part), part->filename, whole);
+                extractor.EmbedBytes(UploadBytes(*part), part->filename, whole);
             json item = apps::IdentificationToJson(store->Identify(
                 result.embedding, static_cast<int>(top_k), threshold));
             item["path"] = result.source;
@@ -223,7 +180,7 @@ ApiResponse SpeakerRoutes::Identify(ApiRequest request) {
 }
 
 ApiResponse SpeakerRoutes::Verify(ApiRequest request) {
-  return Guard([&] {
+  return Guarded([&] {
     const std::string name = Text(request.params, "name");
     const double threshold = Threshold(request.params);
     const std::shared_ptr<SpeakerStore> store = Store();
@@ -234,8 +191,8 @@ ApiResponse SpeakerRoutes::Verify(ApiRequest request) {
                                                  const CancelToken& cancel) {
           EmbedRequest whole;
           whole.cancel = cancel;
-          const EmbeddingResult result =
-              extractor.EmbedBytes(Bytes(*parts[0]), parts[0]->filename, whole);
+          const EmbeddingResult result = extractor.EmbedBytes(
+              UploadBytes(*parts[0]), parts[0]->filename, whole);
           ApiResponse response;
           response.body = apps::VerificationToJson(
               store->Verify(name, result.embedding, threshold));
