@@ -35,6 +35,10 @@ struct DiarizeFlags {
 // `voxprint identify`); the store must hold this model's embeddings.
 SpeakerNamer NamerFromStore(const std::string& location,
                             const Extractor& extractor, double threshold) {
+  // Without the checksum the store would take any model's embeddings.
+  if (extractor.Model().sha256.empty())
+    throw Error(ErrorCode::kInternal,
+                "naming speakers needs the model file's SHA-256");
   SpeakerStoreOptions options;
   options.location = location;
   options.model_sha256 = extractor.Model().sha256;
@@ -78,7 +82,8 @@ int RunDiarize(const DiarizeFlags& flags) {
   const std::string vad_path = FindVadModel(flags.vad_model);
   const VoiceActivityDetector vad(vad_path);
   const std::unique_ptr<Extractor> extractor =
-      flags.model.MakeExtractor(flags.quiet);
+      flags.model.MakeExtractor(flags.quiet, 1,
+                                /*model_checksum=*/!flags.speakers_db.empty());
   const Diarizer diarizer(*extractor, vad);
   if (!flags.speakers_db.empty())
     request.namer =
