@@ -123,10 +123,7 @@ int RunDiarize(const DiarizeFlags& flags) {
   }
   if (flags.format == "json")
     text = apps::DumpJson(nlohmann::json{{"results", results}}) + "\n";
-  if (flags.output.empty())
-    std::cout << text << std::flush;
-  else
-    WriteFile(flags.output, text);
+  WriteOutput(flags.output, text);
   return exit_code;
 }
 

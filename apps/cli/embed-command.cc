@@ -264,10 +264,7 @@ int RunEmbed(const EmbedFlags& flags) {
   if (flags.format == "json") {
     const std::string document =
         apps::DumpJson(nlohmann::json{{"results", results}});
-    if (flags.output.empty())
-      std::cout << document << std::endl;
-    else
-      WriteFile(flags.output, document + "\n");
+    WriteOutput(flags.output, document + "\n");
   }
   return exit_code;
 }

@@ -3,6 +3,7 @@
 #include <bit>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 
 #include "voxprint/error.h"
@@ -86,6 +87,13 @@ void WriteFile(const std::string& path, const std::string& content) {
   out.write(content.data(), static_cast<std::streamsize>(content.size()));
   out.close();
   if (!out) throw Error(ErrorCode::kIoError, path + ": write failed");
+}
+
+void WriteOutput(const std::string& path, const std::string& content) {
+  if (path.empty())
+    std::cout << content << std::flush;
+  else
+    WriteFile(path, content);
 }
 
 }  // namespace voxprint::cli

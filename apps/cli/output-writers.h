@@ -27,4 +27,8 @@ std::string EncodeCsv(const EmbeddingResult& result);
 // Writes `content` to `path`; throws Error(kIoError) naming the path.
 void WriteFile(const std::string& path, const std::string& content);
 
+// A command's output: `content` on stdout when `path` is empty (the
+// default of --output), else WriteFile.
+void WriteOutput(const std::string& path, const std::string& content);
+
 }  // namespace voxprint::cli

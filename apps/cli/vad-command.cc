@@ -183,10 +183,7 @@ int RunVad(VadFlags flags) {
   if (flags.format == "json")
     text = apps::DumpJson(nlohmann::json{{"results", results}}) + "\n";
   if (lab_per_file) return exit_code;
-  if (flags.output.empty())
-    std::cout << text << std::flush;
-  else
-    WriteFile(flags.output, text);
+  WriteOutput(flags.output, text);
   return exit_code;
 }
 
