@@ -16,7 +16,9 @@
 #include <string>
 #include <vector>
 
+#include "backends/cpu/cpu-backend.h"
 #include "bench-support.h"
+#include "model/model-file.h"
 #include "voxprint/audio.h"
 #include "voxprint/extractor.h"
 #include "voxprint/features.h"
@@ -163,6 +165,49 @@ BENCHMARK(BM_NetworkSliding3s1s)
     ->ArgName("threads")
     ->Arg(1)
     ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// The network alone at one input shape (batch x frames, untiled), with one
+// convolution algorithm, 1 thread: the per-frame cost against the shape that
+// the tiling and batching choices rest on. Args: batch, frames, kernels
+// (0: the automatic rule, 1: direct everywhere, 2: Winograd F(2x2) where
+// oneDNN offers it, 3: Winograd F(4x4)). Counter: seconds per second of
+// audio (100 frames).
+void BM_NetworkShape(benchmark::State& state) {
+  namespace cpu = voxprint::backends::cpu;
+  static const auto weights =
+      voxprint::model::LoadModelFile(ModelPath(), {.checksum = false}).weights;
+  const int batch = static_cast<int>(state.range(0));
+  const int64_t frames = state.range(1);
+  cpu::CpuTuning tuning;
+  tuning.algorithm =
+      state.range(2) == 1 ? cpu::ConvAlgorithm::kDirect : cpu::ConvAlgorithm::kAuto;
+  if (state.range(2) == 2) tuning.winograd_kernel = cpu::WinogradKernelChoice::kF2x2;
+  if (state.range(2) == 3) tuning.winograd_kernel = cpu::WinogradKernelChoice::kF4x4;
+  tuning.max_untiled_frames = 1 << 20;
+  tuning.max_batch_frames = 1 << 20;
+  voxprint::BackendOptions options;
+  options.num_threads = 1;
+  auto session = cpu::CreateCpuBackend(options, tuning)->Prepare(weights)->NewSession();
+  const auto& fbank = SampleFbank();
+  const int bins = static_cast<int>(fbank.shape[1]);
+  std::vector<float> input(static_cast<size_t>(batch) * frames * bins);
+  for (size_t i = 0; i < input.size(); ++i)
+    input[i] = fbank.values[i % fbank.values.size()];
+  benchmark::DoNotOptimize(session->Run(input, batch, frames));
+  for (auto _ : state) benchmark::DoNotOptimize(session->Run(input, batch, frames).data());
+  state.counters["s_per_audio_s"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * batch * frames / 100.0,
+      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_NetworkShape)
+    ->ArgNames({"batch", "frames", "kernels"})
+    ->ArgsProduct({{1}, {300, 1000, 3000, 6000}, {1, 2, 3}})
+    ->ArgsProduct({{1}, {100, 200, 300, 500, 800, 1300, 2100, 3000, 4096, 6000}, {0}})
+    ->ArgsProduct({{1}, {2048, 2560, 3072, 3584, 4000, 4096, 4608, 5120}, {3}})
+    ->Args({28, 298, 0})
+    ->Args({4, 750, 0})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

@@ -13,6 +13,10 @@
 // timed and measured against the kit (key "opt_in"); with --many, the .wav
 // files of DIR as one many-file job (Extractor::EmbedFiles, the network
 // batched across files) and one file after another (key "many_files").
+// Length row (key "length_row"): on a new Extractor warmed up on 7 s, the
+// first L seconds of the long file for L = 1 ... 600 s, each length new to
+// the process as every request is to a server ("first"), then the same
+// excerpt again ("repeat").
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
@@ -38,6 +42,7 @@ using voxprint::bench::Timing;
 using voxprint::bench::ToJson;
 
 constexpr double kCheckTolerance = 1e-4;
+constexpr double kLengthRowSeconds[] = {1, 2, 3, 5, 8, 13, 21, 25, 30, 60, 120, 600};
 
 // Smallest cosine similarity between matching windows of two results.
 double MinWindowCosine(const voxprint::EmbeddingResult& a,
@@ -96,6 +101,37 @@ json OptInAccuracy(const voxprint::Extractor& extractor, const fs::path& kit,
         extractor.EmbedFile(audio.string()).embedding,
         voxprint::bench::LoadNpy(expected / "sample_wav.whole.npy").values);
   return accuracy;
+}
+
+// Seconds of embedding the first L seconds of `long_file` (samples in
+// memory: decoding is not timed), per L: the first time the process sees
+// that length and once more.
+json LengthRow(const voxprint::ExtractorOptions& options,
+               const std::string& long_file, bool quick) {
+  const std::vector<float> samples =
+      voxprint::LoadAudio16k(long_file).samples;
+  const voxprint::Extractor extractor(options);
+  const auto excerpt = [&](double seconds) {
+    const size_t count = std::min(
+        samples.size(),
+        static_cast<size_t>(seconds * voxprint::kModelSampleRateHz));
+    return std::span<const float>(samples.data(), count);
+  };
+  extractor.EmbedSamples(excerpt(7.0), voxprint::kModelSampleRateHz);
+  json rows = json::array();
+  for (const double seconds : kLengthRowSeconds) {
+    const auto audio = excerpt(seconds);
+    const auto embed = [&] {
+      extractor.EmbedSamples(audio, voxprint::kModelSampleRateHz);
+    };
+    const Timing first = TimeRuns(embed, 1, 0.0);
+    const Timing repeat = TimeRuns(embed, quick || seconds > 60 ? 1 : 2, 0.0);
+    rows.push_back({{"audio_s", static_cast<double>(audio.size()) /
+                                    voxprint::kModelSampleRateHz},
+                    {"first_s", first.median_s},
+                    {"repeat_s", repeat.min_s}});
+  }
+  return rows;
 }
 
 int Run(int argc, char** argv) {
@@ -252,6 +288,7 @@ int Run(int argc, char** argv) {
                              {"files", many_files.size()},
                              {"audio_s", audio_s}};
     }
+    entry["length_row"] = LengthRow(options, long_file, quick);
     result["threads"][std::to_string(threads)] = entry;
   }
   result["peak_rss_mib"] = voxprint::bench::PeakRssMib();

@@ -40,6 +40,7 @@
 #include <utility>
 
 #include "backends/network-plan.h"
+#include "backends/cpu/winograd-choice.h"
 #include "backends/run-cancel.h"
 #include "memory/large-buffer.h"
 #include "voxprint/error.h"
@@ -332,6 +333,36 @@ class CpuPreparedModel final
     return reordered;
   }
 
+  // The Winograd kernel for shapes where oneDNN offers both (measured on
+  // first use when the tuning asks for the faster).
+  WinogradKernel winograd_kernel() const {
+    std::call_once(winograd_kernel_once_, [this] {
+      switch (tuning_.winograd_kernel) {
+        case WinogradKernelChoice::kF2x2:
+          winograd_kernel_ = WinogradKernel::kF2x2;
+          break;
+        case WinogradKernelChoice::kF4x4:
+          winograd_kernel_ = WinogradKernel::kF4x4;
+          break;
+        case WinogradKernelChoice::kMeasured:
+          winograd_kernel_ = FasterWinogradKernel(num_threads_);
+          break;
+      }
+    });
+    return winograd_kernel_;
+  }
+
+  // Winograd layouts of layer `index`'s weights that some compiled shape
+  // holds now. Thread-safe.
+  std::vector<memory::desc> HeldWinogradLayouts(size_t index) const {
+    std::vector<memory::desc> held;
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& [desc, cached] : reordered_.at(index))
+      if (desc.data.format_kind == dnnl_format_kind_wino && !cached.expired())
+        held.push_back(desc);
+    return held;
+  }
+
   // Bytes of weights held: plain copies plus the reordered layouts in use.
   size_t WeightBytes() const {
     size_t bytes = linear_plain_weights_.get_desc().get_size() +
@@ -376,10 +407,11 @@ class CpuPreparedModel final
         break;
     }
     // Rule measured on ResNet34 (AVX-512; 1x30 s, 28x3 s, 64x1.5 s, 1x1.5 s):
-    // oneDNN's Winograd F(4x4, 3x3) runs every 3x3 stride-1 trunk conv
-    // (32..256 channels) in about half the time of direct, and the whole
-    // network in 0.5-0.6x, at 9e-6 relative error against the reference
-    // (direct: 7e-6). The stem (1 input channel), the strided and the 1x1
+    // oneDNN's Winograd runs every 3x3 stride-1 trunk conv (32..256
+    // channels) in about half the time of direct, and the whole network in
+    // 0.5-0.6x, at 9e-6 relative error against the reference (direct:
+    // 7e-6); which of its two kernels runs a single input is chosen per CPU
+    // (winograd_kernel()). The stem (1 input channel), the strided and the 1x1
     // convs have no Winograd kernel and stay direct. Layers with fewer
     // output positions than CpuTuning::min_winograd_positions still run
     // direct (ShapeCompiler): their share of the one-time Winograd weight
@@ -402,6 +434,8 @@ class CpuPreparedModel final
   memory linear_plain_weights_;
   memory linear_bias_memory_;
   mutable std::mutex mutex_;
+  mutable std::once_flag winograd_kernel_once_;
+  mutable WinogradKernel winograd_kernel_ = WinogradKernel::kF2x2;
   // Per layer (convs, then the linear layer): reordered copies, alive while
   // some compiled shape holds them.
   mutable std::vector<
@@ -482,7 +516,7 @@ class ShapeCompiler {
       std::optional<dnnl::convolution_forward::primitive_desc> pd, reference;
       dnnl::algorithm used = direct, reference_used = direct;
       for (const auto& [algorithm, src, dst] : attempts) {
-        auto candidate = CreateConv(step, algorithm, src, dst);
+        auto candidate = CreateConv(i, algorithm, src, dst);
         if (!candidate) continue;
         if (std::string(candidate->impl_info_str()).rfind("ref", 0) != 0) {
           pd = std::move(candidate);
@@ -610,8 +644,9 @@ class ShapeCompiler {
 
   // Empty when no implementation supports the combination.
   std::optional<dnnl::convolution_forward::primitive_desc> CreateConv(
-      const ConvStep& step, dnnl::algorithm algorithm, const memory::desc& src,
+      size_t index, dnnl::algorithm algorithm, const memory::desc& src,
       const memory::desc& dst) {
+    const ConvStep& step = plan_.steps[index];
     // Only the chosen precision: bf16 reads the f32 input through a reorder.
     const DataType type = model_.conv_type();
     if (src.data_type() != type || dst.data_type() != type) return std::nullopt;
@@ -629,11 +664,32 @@ class ShapeCompiler {
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     const memory::dims strides = {step.stride, step.stride};
     const memory::dims padding = {step.padding, step.padding};
+    const auto describe = [&](const memory::desc& weights_desc) {
+      return dnnl::convolution_forward::desc(
+          dnnl::prop_kind::forward_inference, algorithm, src, weights_desc,
+          bias, dst, strides, padding, padding);
+    };
+    const bool want_f4x4 = algorithm == dnnl::algorithm::convolution_winograd &&
+                           model_.winograd_kernel() == WinogradKernel::kF4x4;
+    // Winograd weights already transformed for another input length, when
+    // the kernel takes them for this one: a new length would otherwise pay
+    // the layer's weight transform again (~40 ms for 256 channels).
+    if (algorithm == dnnl::algorithm::convolution_winograd) {
+      for (const memory::desc& held : model_.HeldWinogradLayouts(index)) {
+        try {
+          dnnl::convolution_forward::primitive_desc pd(describe(held), attr,
+                                                       model_.engine());
+          if (!(want_f4x4 && IsF2x2Winograd(pd))) return pd;
+        } catch (const dnnl::error& e) {
+          if (e.status != dnnl_unimplemented) throw;
+        }
+      }
+    }
     try {
-      const dnnl::convolution_forward::desc desc(
-          dnnl::prop_kind::forward_inference, algorithm, src, weights, bias,
-          dst, strides, padding, padding);
+      const auto desc = describe(weights);
       dnnl::convolution_forward::primitive_desc pd(desc, attr, model_.engine());
+      if (want_f4x4 && IsF2x2Winograd(pd))
+        return F4x4Winograd(desc, attr, model_.engine()).value_or(pd);
       return pd;
     } catch (const dnnl::error& e) {
       if (e.status != dnnl_unimplemented) throw;

@@ -26,9 +26,18 @@ enum class ActivationLayout {
   kBlocked16,  // nChw16c everywhere
 };
 
+// Where oneDNN offers both fp32 Winograd kernels (small batches), which
+// one runs.
+enum class WinogradKernelChoice {
+  kMeasured,  // the faster on this CPU, timed once and cached (winograd-choice.h)
+  kF2x2,      // oneDNN's own first choice
+  kF4x4,
+};
+
 struct CpuTuning {
   ConvAlgorithm algorithm = ConvAlgorithm::kAuto;
   ActivationLayout layout = ActivationLayout::kAuto;
+  WinogradKernelChoice winograd_kernel = WinogradKernelChoice::kMeasured;
   // Inputs longer than this run as overlapping time tiles of tile_frames
   // input frames (same result: the halo covers the receptive field).
   int64_t max_untiled_frames = 6000;
