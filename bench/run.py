@@ -156,6 +156,55 @@ def measure_processes(cmd_of, audio, runs):
             "peak_rss_30s_mib": rss_30s, "peak_rss_10min_mib": rss_10min}
 
 
+LENGTHS_S = [1, 2, 3, 5, 8, 13, 21, 25, 30, 60, 120, 600]
+
+
+def length_excerpts(long_wav, out_dir):
+    """The first L seconds of the 10 min file, for L in LENGTHS_S."""
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {}
+    with wave.open(long_wav) as source:
+        rate = source.getframerate()
+        width = source.getsampwidth() * source.getnchannels()
+        frames = source.readframes(source.getnframes())
+        params = source.getparams()
+    for seconds in LENGTHS_S:
+        path = os.path.join(out_dir, f"{seconds}s.wav")
+        paths[seconds] = path
+        if os.path.exists(path):
+            continue
+        with wave.open(path, "wb") as out:
+            out.setparams(params)
+            out.writeframes(frames[:seconds * rate * width])
+    return paths
+
+
+def measure_fresh_lengths(cmd_of, excerpts):
+    """Wall time of a fresh `voxprint embed` process per length (model load
+    and start included)."""
+    return [{"audio_s": seconds, "wall_s": run_process(cmd_of(path))[0]}
+            for seconds, path in sorted(excerpts.items())]
+
+
+def line_fit(points):
+    """The straight line t = a + b L closest to the points in relative terms
+    (least squares of (t - a - b L) / t), and the largest relative distance
+    of a point from it."""
+    sw = swl = swll = swt = swlt = 0.0
+    for length, t in points:
+        w = 1.0 / (t * t)
+        sw += w
+        swl += w * length
+        swll += w * length * length
+        swt += w * t
+        swlt += w * length * t
+    det = sw * swll - swl * swl
+    a = (swt * swll - swl * swlt) / det
+    b = (sw * swlt - swl * swt) / det
+    worst = max(abs(t / (a + b * length) - 1.0) for length, t in points)
+    return a, b, worst
+
+
 def stage_benchmarks(args):
     exe = os.path.join(args.build_dir, "bench", "voxprint-stages-bench")
     cmd = [exe, "--benchmark_format=json"]
@@ -300,6 +349,44 @@ def opt_in_table(results, threads):
     return "\n".join(lines)
 
 
+def length_table(results, threads, process_threads):
+    """Cost per second of audio against the length, and how far each column
+    strays from a straight line in L."""
+    vox = results.get("voxprint") or {}
+    columns = []
+    for t in threads:
+        row = get(vox, "threads", str(t), "length_row")
+        if row:
+            plural = "s" * (t > 1)
+            columns.append((f"warm, new length, {t} thread{plural}",
+                            {r["audio_s"]: r["first_s"] for r in row}))
+            columns.append((f"warm, repeated, {t} thread{plural}",
+                            {r["audio_s"]: r["repeat_s"] for r in row}))
+    fresh = get(vox, "process", "lengths")
+    if fresh:
+        columns.append((f"fresh process, {process_threads} thread"
+                        f"{'s' * (process_threads > 1)}",
+                        {r["audio_s"]: r["wall_s"] for r in fresh}))
+    if not columns:
+        return ""
+    lengths = sorted({length for _, col in columns for length in col})
+    lines = ["| L (s) | " + " | ".join(name for name, _ in columns) + " |",
+             "| ---: | " + " | ".join("---:" for _ in columns) + " |"]
+    for length in lengths:
+        cells = [f"{length:g}"]
+        for _, col in columns:
+            t = col.get(length)
+            cells.append(f"{t:.3f} s ({t / length:.4f} s/s)"
+                         if t is not None else "n/a")
+        lines.append("| " + " | ".join(cells) + " |")
+    fits = [line_fit(sorted(col.items())) for _, col in columns]
+    lines.append("| line a + b L | " + " | ".join(
+        f"{a:.3f} + {b:.4f} L" for a, b, _ in fits) + " |")
+    lines.append("| largest distance from the line | " + " | ".join(
+        f"{worst:.0%}" for _, _, worst in fits) + " |")
+    return "\n".join(lines)
+
+
 def stages_table(stages):
     lines = ["| stage | real time (ms) | rate |", "| --- | ---: | ---: |"]
     for b in stages:
@@ -339,6 +426,86 @@ def machine_details():
     return details
 
 
+def cpu_family(machine):
+    """'Intel Xeon', 'AMD EPYC', ...: the part of the CPU's name that names
+    a family of machines measured alike."""
+    name = machine.get("Model name", "")
+    for vendor, family in [("Xeon", "Intel Xeon"), ("EPYC", "AMD EPYC"),
+                           ("Ryzen", "AMD Ryzen"), ("Core", "Intel Core")]:
+        if vendor in name:
+            return family
+    return machine.get("Vendor ID", "unknown CPU")
+
+
+def family_file(family):
+    slug = re.sub(r"[^a-z0-9]+", "-", family.lower()).strip("-")
+    return os.path.join(HERE, "results", f"cpu-{slug}.md")
+
+
+def summary_of(path):
+    """(heading facts, {label: (voxprint, vs PyTorch, vs ORT)}) read back
+    from one family's results file."""
+    with open(path) as source:
+        text = source.read()
+    facts = {}
+    for key, pattern in [("date", r"Measured by .*? on (.+?)\.\n"),
+                         ("cpu", r"^- CPU: (.+)$"),
+                         ("device", r"^- voxprint device: (.+)$")]:
+        m = re.search(pattern, text, re.M)
+        facts[key] = m.group(1) if m else "?"
+    rows = {}
+    results = text.split("## Results", 1)[-1]
+    for line in results.splitlines():
+        if line.startswith("| metric") or line.startswith("| ---"):
+            continue
+        if not line.startswith("| "):
+            if rows:
+                break
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) >= 6:
+            rows[cells[0]] = (cells[1], cells[3], cells[5])
+    m = re.search(r"^\| largest distance from the line \| (.+) \|$", text,
+                  re.M)
+    if m:
+        rows["length row: largest distance from a straight line"] = (
+            " / ".join(c.strip() for c in m.group(1).split("|")), "", "")
+    return facts, rows
+
+
+def write_summary(path):
+    """RESULTS.md: the last run of every CPU family side by side."""
+    files = sorted(f for f in os.listdir(os.path.join(HERE, "results"))
+                   if f.startswith("cpu-") and f.endswith(".md"))
+    summaries = [(f, *summary_of(os.path.join(HERE, "results", f)))
+                 for f in files]
+    lines = ["# voxprint benchmark results", "",
+             "The last `bench/run.py` of each CPU family, side by side; each "
+             "family's file has the whole run (machine, every row, opt-in "
+             "modes, stages, cost against length). GPU results: "
+             "[RESULTS-GPU.md](RESULTS-GPU.md).", ""]
+    for f, facts, _ in summaries:
+        lines.append(f"- [{f}](results/{f}): {facts['cpu']}; "
+                     f"{facts['device']}; measured {facts['date']}")
+    lines += ["", "Cells: voxprint's value (voxprint / PyTorch, voxprint / "
+              "ONNX Runtime); below 1 favours voxprint except on ↑ rows.", "",
+              "| metric | " + " | ".join(
+                  f[len("cpu-"):-len(".md")] for f, _, _ in summaries) + " |",
+              "| --- | " + " | ".join("---:" for _ in summaries) + " |"]
+    labels = []
+    for _, _, rows in summaries:
+        labels += [label for label in rows if label not in labels]
+    for label in labels:
+        cells = []
+        for _, _, rows in summaries:
+            value, torch_ratio, ort_ratio = rows.get(label, ("n/a", "", ""))
+            ratios = ", ".join(r for r in (torch_ratio, ort_ratio) if r)
+            cells.append(f"{value} ({ratios})" if ratios else value)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    with open(path, "w") as out:
+        out.write("\n".join(lines) + "\n")
+
+
 def write_results(path, machine, results, table, stages, args):
     versions = {s: get(results, s, "version") for s in PEERS}
     errors = {s: results[s]["error"] for s in SYSTEMS
@@ -349,7 +516,9 @@ def write_results(path, machine, results, table, stages, args):
         f"Measured by `bench/run.py{' --quick' if args.quick else ''}` on "
         f"{machine['date']}.",
         "",
-        "CPU only; the GPU results are in [RESULTS-GPU.md](RESULTS-GPU.md).",
+        "CPU only; the GPU results are in [RESULTS-GPU.md]("
+        + os.path.relpath(os.path.join(HERE, "RESULTS-GPU.md"),
+                          os.path.dirname(os.path.abspath(path))) + ").",
         "",
         "## Machine",
         "",
@@ -419,6 +588,17 @@ def write_results(path, machine, results, table, stages, args):
                   "against exact fp32 windows. Speed-up = exact median / "
                   "opt-in median, same process, same thread count.", "",
                   opt_in]
+    lengths = length_table(results, args.threads, args.process_threads)
+    if lengths:
+        lines += ["", "## Cost against length (voxprint)", "",
+                  "The first L seconds of 10min.wav, whole mode, from samples "
+                  "in memory. *Warm, new length*: an Extractor warmed up on "
+                  "7 s meets each length for the first time, as a server "
+                  "meets every request; *repeated*: the same excerpt again. "
+                  "*Fresh process*: `voxprint embed` on the excerpt as a "
+                  "file, start and model load included. The line is the "
+                  "least-squares fit in relative terms; the target is every "
+                  "point within 15 % of it.", "", lengths]
     if errors:
         lines += ["", "Failures in this run:", ""]
         lines += [f"- {s}: {e}" for s, e in errors.items()]
@@ -452,7 +632,10 @@ def main():
                         help="one repetition per timing (a smoke test)")
     parser.add_argument("--skip-build", action="store_true")
     parser.add_argument("--no-stages", action="store_true")
-    parser.add_argument("--results", default=os.path.join(HERE, "RESULTS.md"))
+    parser.add_argument("--results",
+                        help="write the run here (default: bench/results/"
+                        "cpu-<family>.md, and RESULTS.md side by side with "
+                        "the other families)")
     args = parser.parse_args()
     args.kit = os.path.abspath(args.kit)
     args.build_dir = os.path.abspath(args.build_dir)
@@ -498,6 +681,11 @@ def main():
                     audio["2h"]))
                 results[system]["process"]["whole_2h"] = {
                     "wall_s": wall_s, "peak_rss_mib": rss, "audio_s": 7200.0}
+                log("voxprint: length row, one fresh process per length")
+                results[system]["process"]["lengths"] = measure_fresh_lengths(
+                    cmds[system]["process"],
+                    length_excerpts(audio["10min"],
+                                    os.path.join(audio_dir, "lengths")))
         except (subprocess.CalledProcessError, RuntimeError, OSError,
                 json.JSONDecodeError) as error:
             log(f"{system} failed: {error}")
@@ -519,9 +707,12 @@ def main():
     with open(os.path.join(args.out, "results.json"), "w") as out:
         json.dump({"machine": machine, "results": results, "stages": stages},
                   out, indent=1)
-    write_results(args.results, machine, results, table, stages, args)
+    results_path = args.results or family_file(cpu_family(machine))
+    write_results(results_path, machine, results, table, stages, args)
+    if not args.results:
+        write_summary(os.path.join(HERE, "RESULTS.md"))
     print(table)
-    log(f"wrote {args.results} and {os.path.join(args.out, 'results.json')}")
+    log(f"wrote {results_path} and {os.path.join(args.out, 'results.json')}")
     return 1 if any(results.get(s, {}).get("error") for s in systems) else 0
 
 
