@@ -10,8 +10,7 @@
 // Exit status 77 (CTest skip) when Chromium, playwright-core or the
 // reference kit is absent.
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import os from 'node:os';
+import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
@@ -24,72 +23,30 @@ import {
   relativeL2,
   repoRoot,
   requireKitAndBinary,
-  requireOrSkip,
   Server,
   sleep,
 } from './harness.mjs';
 
 requireKitAndBinary();
-const chromiumPath = process.env.VOXPRINT_CHROMIUM || '/usr/bin/chromium';
-requireOrSkip(existsSync(chromiumPath),
-  `Chromium not found at ${chromiumPath} (apt-get install chromium, or set VOXPRINT_CHROMIUM)`);
-let chromium;
-try {
-  ({ chromium } = await import('playwright-core'));
-} catch {
-  requireOrSkip(false, 'playwright-core is not installed: run `npm ci` in tests/e2e/server');
-}
+const { contrastFailures, openPage, sidewaysOverflow } = await import('./browser-harness.mjs');
 
 const screenshotDir = process.env.VOXPRINT_SCREENSHOT_DIR || path.join(repoRoot, 'build/e2e-screenshots');
 const TOLERANCE = 1e-4;
 
 let server;
-let context;
 let page;
-let profile;
-const problems = [];  // console errors and page exceptions
+let problems;  // console errors and page exceptions
+let closeBrowser;
 
 before(async () => {
   mkdirSync(screenshotDir, { recursive: true });
   // One worker: a cancelled job that kept running would hold up the next.
   server = await new Server(['--workers', '1', '--queue', '4']).start();
-  profile = mkdtempSync(path.join(os.tmpdir(), 'voxprint-chromium-'));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: chromiumPath,
-    headless: true,
-    acceptDownloads: true,
-    viewport: { width: 1280, height: 900 },
-    colorScheme: 'light',
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      // A synthetic microphone (a beep) for the recording test.
-      '--use-fake-ui-for-media-stream',
-      '--use-fake-device-for-media-stream',
-    ],
-  });
-  await context.grantPermissions(['microphone', 'clipboard-read', 'clipboard-write'], { origin: server.url });
-  page = context.pages()[0] || (await context.newPage());
-  page.setDefaultTimeout(120000);
-  page.on('console', (message) => {
-    // Chromium logs every non-2xx XHR as an error; the tests provoke some.
-    if (message.type() === 'error' && !/Failed to load resource/.test(message.text()))
-      problems.push(`console: ${message.text()}`);
-  });
-  page.on('pageerror', (error) => problems.push(`exception: ${error.message}`));
-  await page.goto(server.url);
-  await page.waitForFunction(() => document.getElementById('health').textContent === 'ready');
+  ({ page, problems, close: closeBrowser } = await openPage(server));
 });
 
 after(async () => {
-  await context?.close();
-  if (profile) rmSync(profile, { recursive: true, force: true });
+  await closeBrowser?.();
   const exit = await server?.stop();
   if (exit) assert.deepEqual(exit, { code: 0, signal: null });
 });
@@ -404,52 +361,6 @@ test('model info: sha256, license, citations, limits, version, curl examples', a
   await page.screenshot({ path: path.join(screenshotDir, 'model.png'), fullPage: true });
 });
 
-// Contrast of text (4.5:1) and field borders (3:1) against what is behind
-// them, computed in the page from the rendered colours (WCAG 2 luminance).
-async function contrastFailures() {
-  return page.evaluate(() => {
-    const parse = (text) => {
-      const m = text.match(/rgba?\(([\d.]+),\s*([\d.]+),\s*([\d.]+)(?:,\s*([\d.]+))?\)/);
-      return m ? [Number(m[1]), Number(m[2]), Number(m[3]), m[4] === undefined ? 1 : Number(m[4])] : null;
-    };
-    const background = (element) => {
-      for (let node = element; node; node = node.parentElement) {
-        const colour = parse(getComputedStyle(node).backgroundColor);
-        if (colour && colour[3] > 0.5) return colour;
-      }
-      return [255, 255, 255, 1];
-    };
-    const luminance = ([r, g, b]) => {
-      const channel = (v) => {
-        const c = v / 255;
-        return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
-      };
-      return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
-    };
-    const ratio = (a, b) => {
-      const [x, y] = [luminance(a), luminance(b)].sort((p, q) => q - p);
-      return (x + 0.05) / (y + 0.05);
-    };
-    const failures = [];
-    const visible = (element) => element.getClientRects().length > 0 && getComputedStyle(element).visibility !== 'hidden';
-    const texts = document.querySelectorAll(
-      '#health, .tabs button, .hint, .foot, .verdict, .similarity, .rule, .warning p, .error, label, legend, .file-name, dt, dd, button, h2, p',
-    );
-    for (const element of texts) {
-      if (!visible(element) || element.disabled || !element.textContent.trim()) continue;
-      const style = getComputedStyle(element);
-      const value = ratio(parse(style.color), background(element));
-      if (value < 4.5) failures.push(`${element.id || element.className || element.tagName} "${element.textContent.trim().slice(0, 30)}": ${value.toFixed(2)}`);
-    }
-    for (const element of document.querySelectorAll('input[type="number"], input[type="password"], select, .drop')) {
-      if (!visible(element)) continue;
-      const value = ratio(parse(getComputedStyle(element).borderTopColor), background(element.parentElement));
-      if (value < 3) failures.push(`border of ${element.id}: ${value.toFixed(2)}`);
-    }
-    return failures;
-  });
-}
-
 test('access: tabs, drop zones, file inputs and charts have roles and names; arrow keys and Back move between tabs', async () => {
   await page.click('#tab-extract');
   const snapshot = await page.locator('body').ariaSnapshot();
@@ -497,17 +408,9 @@ test('layout and colour: no sideways scrolling at 320 and 390 px; AA contrast in
       await page.setViewportSize({ width, height: 844 });
       for (const tab of tabs) {
         await page.click(`#tab-${tab}`);
-        // Measured at once, before charts catch up with the new size: the
-        // first frame a user sees must not scroll either.
-        const { overflow, wide } = await page.evaluate(() => ({
-          overflow: document.documentElement.scrollWidth - window.innerWidth,
-          wide: [...document.querySelectorAll('body *')]
-            .filter((element) => element.getBoundingClientRect().right > window.innerWidth + 0.5)
-            .map((element) => element.id || element.className || element.tagName)
-            .slice(0, 5),
-        }));
+        const { overflow, wide } = await sidewaysOverflow(page);
         assert.ok(overflow <= 0, `${tab} at ${width} px scrolls sideways by ${overflow} px (${wide.join(', ')})`);
-        assert.deepEqual(await contrastFailures(), [], `${tab} at ${width} px, ${scheme}`);
+        assert.deepEqual(await contrastFailures(page), [], `${tab} at ${width} px, ${scheme}`);
       }
     }
     const ground = await page.evaluate(() => getComputedStyle(document.body.parentElement).backgroundColor);
