@@ -159,8 +159,8 @@ void ModelFlags::AddTo(CLI::App& command) {
       ->capture_default_str();
   command
       .add_option("--precision", precision,
-                  "fp32 (reference parity); opt-in, faster and less exact: "
-                  "bf16 (cpu) or tf32 (cuda)")
+                  "fp32 (reference parity); opt-in and less exact: bf16 "
+                  "(cpu; faster only with AMX) or tf32 (cuda)")
       ->check(CLI::IsMember({"fp32", "bf16", "tf32"}))
       ->capture_default_str();
 }
