@@ -34,6 +34,7 @@ const screenshotDir = process.env.VOXPRINT_SCREENSHOT_DIR || path.join(repoRoot,
 const TOLERANCE = 1e-4;
 
 let server;
+let context;
 let page;
 let problems;  // console errors and page exceptions
 let closeBrowser;
@@ -42,7 +43,7 @@ before(async () => {
   mkdirSync(screenshotDir, { recursive: true });
   // One worker: a cancelled job that kept running would hold up the next.
   server = await new Server(['--workers', '1', '--queue', '4']).start();
-  ({ page, problems, close: closeBrowser } = await openPage(server));
+  ({ page, context, problems, close: closeBrowser } = await openPage(server));
 });
 
 after(async () => {
