@@ -181,22 +181,26 @@ void BM_NetworkShape(benchmark::State& state) {
   const int batch = static_cast<int>(state.range(0));
   const int64_t frames = state.range(1);
   cpu::CpuTuning tuning;
-  tuning.algorithm =
-      state.range(2) == 1 ? cpu::ConvAlgorithm::kDirect : cpu::ConvAlgorithm::kAuto;
-  if (state.range(2) == 2) tuning.winograd_kernel = cpu::WinogradKernelChoice::kF2x2;
-  if (state.range(2) == 3) tuning.winograd_kernel = cpu::WinogradKernelChoice::kF4x4;
+  tuning.algorithm = state.range(2) == 1 ? cpu::ConvAlgorithm::kDirect
+                                         : cpu::ConvAlgorithm::kAuto;
+  if (state.range(2) == 2)
+    tuning.winograd_kernel = cpu::WinogradKernelChoice::kF2x2;
+  if (state.range(2) == 3)
+    tuning.winograd_kernel = cpu::WinogradKernelChoice::kF4x4;
   tuning.max_untiled_frames = 1 << 20;
   tuning.max_batch_frames = 1 << 20;
   voxprint::BackendOptions options;
   options.num_threads = 1;
-  auto session = cpu::CreateCpuBackend(options, tuning)->Prepare(weights)->NewSession();
+  auto session =
+      cpu::CreateCpuBackend(options, tuning)->Prepare(weights)->NewSession();
   const auto& fbank = SampleFbank();
   const int bins = static_cast<int>(fbank.shape[1]);
   std::vector<float> input(static_cast<size_t>(batch) * frames * bins);
   for (size_t i = 0; i < input.size(); ++i)
     input[i] = fbank.values[i % fbank.values.size()];
   benchmark::DoNotOptimize(session->Run(input, batch, frames));
-  for (auto _ : state) benchmark::DoNotOptimize(session->Run(input, batch, frames).data());
+  for (auto _ : state)
+    benchmark::DoNotOptimize(session->Run(input, batch, frames).data());
   state.counters["s_per_audio_s"] = benchmark::Counter(
       static_cast<double>(state.iterations()) * batch * frames / 100.0,
       benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
@@ -204,7 +208,9 @@ void BM_NetworkShape(benchmark::State& state) {
 BENCHMARK(BM_NetworkShape)
     ->ArgNames({"batch", "frames", "kernels"})
     ->ArgsProduct({{1}, {300, 1000, 3000, 6000}, {1, 2, 3}})
-    ->ArgsProduct({{1}, {100, 200, 300, 500, 800, 1300, 2100, 3000, 4096, 6000}, {0}})
+    ->ArgsProduct({{1},
+                   {100, 200, 300, 500, 800, 1300, 2100, 3000, 4096, 6000},
+                   {0}})
     ->ArgsProduct({{1}, {2048, 2560, 3072, 3584, 4000, 4096, 4608, 5120}, {3}})
     ->Args({28, 298, 0})
     ->Args({4, 750, 0})

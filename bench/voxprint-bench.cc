@@ -42,7 +42,8 @@ using voxprint::bench::Timing;
 using voxprint::bench::ToJson;
 
 constexpr double kCheckTolerance = 1e-4;
-constexpr double kLengthRowSeconds[] = {1, 2, 3, 5, 8, 13, 21, 25, 30, 60, 120, 600};
+constexpr double kLengthRowSeconds[] = {1,  2,  3,  5,  8,   13,
+                                        21, 25, 30, 60, 120, 600};
 
 // Smallest cosine similarity between matching windows of two results.
 double MinWindowCosine(const voxprint::EmbeddingResult& a,
@@ -108,13 +109,12 @@ json OptInAccuracy(const voxprint::Extractor& extractor, const fs::path& kit,
 // that length and once more.
 json LengthRow(const voxprint::ExtractorOptions& options,
                const std::string& long_file, bool quick) {
-  const std::vector<float> samples =
-      voxprint::LoadAudio16k(long_file).samples;
+  const std::vector<float> samples = voxprint::LoadAudio16k(long_file).samples;
   const voxprint::Extractor extractor(options);
   const auto excerpt = [&](double seconds) {
-    const size_t count = std::min(
-        samples.size(),
-        static_cast<size_t>(seconds * voxprint::kModelSampleRateHz));
+    const size_t count =
+        std::min(samples.size(),
+                 static_cast<size_t>(seconds * voxprint::kModelSampleRateHz));
     return std::span<const float>(samples.data(), count);
   };
   extractor.EmbedSamples(excerpt(7.0), voxprint::kModelSampleRateHz);

@@ -29,6 +29,7 @@ using model::ResNetWeights;
 using testing::CloseInRelativeL2;
 using testing::RandomFeatures;
 using testing::RandomWeights;
+using testing::WideBasic;
 
 // ---------------------------------------------------------------------------
 // Random weights shaped like WeSpeaker's ResNet.
@@ -54,17 +55,6 @@ ResNetArchitecture SmallBottleneck() {
   return arch;
 }
 
-// Wide enough for oneDNN's Winograd kernels (>= 64 channels in stages 3-4),
-// with the real 80 bins.
-ResNetArchitecture WideBasic() {
-  ResNetArchitecture arch;
-  arch.name = "test-wide";
-  arch.blocks_per_stage = {1, 1, 2, 2};
-  arch.base_channels = 16;
-  arch.feature_dim = 80;
-  arch.embedding_dim = 16;
-  return arch;
-}
 
 // ---------------------------------------------------------------------------
 // Naive reference forward: plain loops, double accumulation, one item.

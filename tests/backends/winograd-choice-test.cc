@@ -61,8 +61,8 @@ TEST(WinogradChoice, MeasuresOnceThenReadsTheCache) {
   const fs::path cache = dir.path() / "sub" / "cpu-kernels.txt";
   const WinogradKernel measured = CachedOrTimedWinogradKernel(cache, 1);
   const std::string key = backends::cpu::CpuIdentity() + "/threads 1";
-  EXPECT_EQ(ReadAll(cache), std::string(KernelWord(measured)) + "\t" + key +
-                                "\n");
+  EXPECT_EQ(ReadAll(cache),
+            std::string(KernelWord(measured)) + "\t" + key + "\n");
 
   // The file is believed: the opposite answer written there comes back,
   // and other CPUs' lines are kept when this one's is rewritten.
@@ -93,8 +93,8 @@ TEST(WinogradChoice, DamagedOrHugeCacheIsMeasuredAgain) {
     }
     const WinogradKernel kernel = CachedOrTimedWinogradKernel(cache, 1);
     // A measurement was made and recorded in place of the junk.
-    EXPECT_NE(ReadAll(cache).find(std::string(KernelWord(kernel)) + "\t" +
-                                  key + "\n"),
+    EXPECT_NE(ReadAll(cache).find(std::string(KernelWord(kernel)) + "\t" + key +
+                                  "\n"),
               std::string::npos);
   }
   // A cache that cannot be written (a directory in its place) still answers.
@@ -118,24 +118,13 @@ TEST(WinogradChoice, CachePathFollowsTheEnvironment) {
     ::unsetenv("VOXPRINT_CACHE_DIR");
 }
 
-// Wide enough for oneDNN's Winograd kernels, with the real 80 bins.
-ResNetArchitecture WideArchitecture() {
-  ResNetArchitecture arch;
-  arch.name = "test-wide";
-  arch.blocks_per_stage = {1, 1, 1, 1};
-  arch.base_channels = 16;
-  arch.feature_dim = 80;
-  arch.embedding_dim = 16;
-  return arch;
-}
-
 // Each kernel, forced, gives direct convolution's embeddings on a network
 // wide enough for them; F(4x4) replaces F(2x2) wherever oneDNN offers both.
 class ForcedWinogradKernel
     : public ::testing::TestWithParam<WinogradKernelChoice> {};
 
 TEST_P(ForcedWinogradKernel, MatchesDirectConvolution) {
-  const model::ResNetWeights w = testing::RandomWeights(WideArchitecture(), 21);
+  const model::ResNetWeights w = testing::RandomWeights(testing::WideBasic(), 21);
   backends::cpu::CpuTuning direct;
   direct.algorithm = backends::cpu::ConvAlgorithm::kDirect;
   backends::cpu::CpuTuning winograd;

@@ -82,4 +82,14 @@ std::vector<float> RandomFeatures(size_t count, uint32_t seed) {
   return v;
 }
 
+ResNetArchitecture WideBasic() {
+  ResNetArchitecture arch;
+  arch.name = "test-wide";
+  arch.blocks_per_stage = {1, 1, 2, 2};
+  arch.base_channels = 16;
+  arch.feature_dim = 80;
+  arch.embedding_dim = 16;
+  return arch;
+}
+
 }  // namespace voxprint::testing

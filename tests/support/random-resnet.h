@@ -20,6 +20,10 @@ model::FoldedConv RandomConv(int in, int out, int kernel, int stride,
 model::ResNetWeights RandomWeights(const ResNetArchitecture& arch,
                                    uint32_t seed);
 
+// ResNet34's layout shrunk (one or two blocks per stage, 16 base channels)
+// but wide enough for oneDNN's Winograd kernels, with the real 80 bins.
+ResNetArchitecture WideBasic();
+
 // `count` standard-normal values, e.g. features [batch, frames, bins].
 std::vector<float> RandomFeatures(size_t count, uint32_t seed);
 

@@ -39,8 +39,8 @@
 #include <unordered_map>
 #include <utility>
 
-#include "backends/network-plan.h"
 #include "backends/cpu/winograd-choice.h"
+#include "backends/network-plan.h"
 #include "backends/run-cancel.h"
 #include "memory/large-buffer.h"
 #include "voxprint/error.h"
@@ -176,8 +176,8 @@ void ZeroColumnsFrom(const memory::desc& desc, void* data,
     if (from == columns) continue;
     for (int64_t cb = 0; cb < channel_blocks; ++cb)
       for (int64_t h = 0; h < rows; ++h) {
-        uint8_t* row = base + (n * stride[0] + cb * stride[1] +
-                               h * stride[2]) * element;
+        uint8_t* row =
+            base + (n * stride[0] + cb * stride[1] + h * stride[2]) * element;
         if (stride[3] == block) {  // the tail is one run
           std::memset(row + from * block * element, 0,
                       (columns - from) * block * element);
@@ -272,9 +272,9 @@ class CpuPreparedModel final
     linear_plain_weights_ = memory(
         {{plan_.embedding_dim, plan_.pooled_dim}, DataType::f32, Tag::oi},
         engine_, const_cast<float*>(weights_.embedding_weight.data()));
-    linear_bias_memory_ = memory({{plan_.embedding_dim}, DataType::f32, Tag::x},
-                                 engine_,
-                                 const_cast<float*>(weights_.embedding_bias.data()));
+    linear_bias_memory_ =
+        memory({{plan_.embedding_dim}, DataType::f32, Tag::x}, engine_,
+               const_cast<float*>(weights_.embedding_bias.data()));
     reordered_.resize(convs_.size() + 1);
     const int64_t tile = tuning_.tile_frames;
     if (tile % plan_.time_stride != 0 ||
@@ -282,8 +282,7 @@ class CpuPreparedModel final
                    4 * plan_.time_stride ||
         tuning_.max_untiled_frames < 1 || tuning_.max_batch_frames < 1 ||
         tuning_.max_cached_shapes < 1 || tuning_.min_winograd_positions < 0 ||
-        tuning_.max_mixed_batch_frames < 1 ||
-        !(tuning_.max_mixed_padding >= 0))
+        tuning_.max_mixed_batch_frames < 1 || !(tuning_.max_mixed_padding >= 0))
       throw Error(ErrorCode::kInvalidArgument,
                   "cpu backend tuning: tile_frames " + std::to_string(tile) +
                       " must be a multiple of " +
@@ -482,9 +481,9 @@ class ShapeCompiler {
       const int64_t out_rows = step.OutputLength(rows[step.src_buffer]);
       const int64_t out_cols = step.OutputLength(cols[step.src_buffer]);
       VOXPRINT_CHECK(out_rows > 0 && out_cols > 0, step.name + " too short");
-      const bool few_positions = tuning.algorithm == ConvAlgorithm::kAuto &&
-                                 batch * out_rows * out_cols <
-                                     tuning.min_winograd_positions;
+      const bool few_positions =
+          tuning.algorithm == ConvAlgorithm::kAuto &&
+          batch * out_rows * out_cols < tuning.min_winograd_positions;
       const dnnl::algorithm algorithm =
           few_positions ? dnnl::algorithm::convolution_direct : conv.algorithm;
       const memory::dims src_dims = {b, step.in_channels, rows[step.src_buffer],
@@ -665,9 +664,9 @@ class ShapeCompiler {
     const memory::dims strides = {step.stride, step.stride};
     const memory::dims padding = {step.padding, step.padding};
     const auto describe = [&](const memory::desc& weights_desc) {
-      return dnnl::convolution_forward::desc(
-          dnnl::prop_kind::forward_inference, algorithm, src, weights_desc,
-          bias, dst, strides, padding, padding);
+      return dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
+                                             algorithm, src, weights_desc, bias,
+                                             dst, strides, padding, padding);
     };
     const bool want_f4x4 = algorithm == dnnl::algorithm::convolution_winograd &&
                            model_.winograd_kernel() == WinogradKernel::kF4x4;
@@ -782,11 +781,12 @@ class CpuSession final : public Session {
           halo, std::min(model_->tuning().tile_frames, kStreamingTileFrames));
       stream_tile_frames_ =
           CeilDiv(narrow, plan.time_stride) * plan.time_stride;
-      RunTiles({}, frames, 0, 1, total_out,
-               [&](const TileOutput& tile, int64_t begin, int64_t end) {
-                 MergeFrames(tile, begin, end, state);
-               },
-               &source);
+      RunTiles(
+          {}, frames, 0, 1, total_out,
+          [&](const TileOutput& tile, int64_t begin, int64_t end) {
+            MergeFrames(tile, begin, end, state);
+          },
+          &source);
       std::vector<float> embedding(plan.embedding_dim);
       Embed(state, 1, embedding);
       return embedding;
@@ -827,9 +827,9 @@ class CpuSession final : public Session {
                         " frames is outside the input's " +
                         std::to_string(frames) + " frames or too short");
       Range range;
-      range.first = std::min(
-          total_out - 1,
-          (2 * window.first_frame + plan.time_stride) / (2 * plan.time_stride));
+      range.first =
+          std::min(total_out - 1, (2 * window.first_frame + plan.time_stride) /
+                                      (2 * plan.time_stride));
       range.last = std::min(total_out, range.first + count);
       if (!ranges.empty() && (range.first < ranges.back().first ||
                               range.last < ranges.back().last))
@@ -847,8 +847,7 @@ class CpuSession final : public Session {
       size_t done = 0;  // windows embedded so far (in order of their end)
       const auto consume = [&](const TileOutput& tile, int64_t begin,
                                int64_t end) {
-        for (size_t w = done; w < ranges.size() && ranges[w].first < end;
-             ++w) {
+        for (size_t w = done; w < ranges.size() && ranges[w].first < end; ++w) {
           const int64_t from = std::max(begin, ranges[w].first);
           const int64_t to = std::min(end, ranges[w].last);
           if (from >= to) continue;
@@ -940,8 +939,8 @@ class CpuSession final : public Session {
     Bind(shape);
 
     // Valid columns per virtual buffer and item, starting with the input's.
-    std::vector<std::vector<int64_t>> valid(
-        plan.num_buffers, std::vector<int64_t>(count, 0));
+    std::vector<std::vector<int64_t>> valid(plan.num_buffers,
+                                            std::vector<int64_t>(count, 0));
     const int bins = plan.feature_dim;
     float* input = slots_[shape.input_slot].floats();
     std::memset(input, 0, sizeof(float) * count * bins * width);
@@ -1047,11 +1046,10 @@ class CpuSession final : public Session {
                 const FeatureSource* source = nullptr) {
     const NetworkPlan& plan = model_->plan();
     const int64_t stride = plan.time_stride;
-    const int64_t width =
-        source != nullptr ? stream_tile_frames_
-        : frames <= model_->tuning().max_untiled_frames
-            ? frames
-            : model_->tuning().tile_frames;
+    const int64_t width = source != nullptr ? stream_tile_frames_
+                          : frames <= model_->tuning().max_untiled_frames
+                              ? frames
+                              : model_->tuning().tile_frames;
     int64_t taken = 0;
     int64_t start = 0;
     while (taken < total_out) {
@@ -1127,12 +1125,10 @@ class CpuSession final : public Session {
                           PoolingState& state) {
     const int64_t local_begin = begin - tile.first_frame;
     const int64_t n = end - begin;
-    VOXPRINT_CHECK(local_begin >= 0 && n > 0 &&
-                       local_begin + n <= tile.columns,
+    VOXPRINT_CHECK(local_begin >= 0 && n > 0 && local_begin + n <= tile.columns,
                    "frames outside the tile's trunk output");
     for (size_t r = 0; r < state.mean.size(); ++r) {
-      const float* x =
-          tile.data + r * tile.columns + local_begin;
+      const float* x = tile.data + r * tile.columns + local_begin;
       double sum = 0.0;
       for (int64_t j = 0; j < n; ++j) sum += x[j];
       const double mean = sum / n;

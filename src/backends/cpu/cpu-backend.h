@@ -29,7 +29,8 @@ enum class ActivationLayout {
 // Where oneDNN offers both fp32 Winograd kernels (small batches), which
 // one runs.
 enum class WinogradKernelChoice {
-  kMeasured,  // the faster on this CPU, timed once and cached (winograd-choice.h)
+  kMeasured,  // the faster on this CPU, timed once and cached
+              // (winograd-choice.h)
   kF2x2,      // oneDNN's own first choice
   kF4x4,
 };

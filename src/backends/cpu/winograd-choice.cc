@@ -53,8 +53,7 @@ std::string CpuinfoFields() {
         found[name] = line.substr(std::min(colon + 2, line.size()));
   }
   std::string identity;
-  for (const char* field : fields)
-    identity += found[field] + "/";
+  for (const char* field : fields) identity += found[field] + "/";
   return identity;
 }
 
@@ -69,8 +68,9 @@ struct Candidate {
 };
 
 std::optional<dnnl::convolution_forward::primitive_desc> FindImpl(
-    const dnnl::convolution_forward::desc& desc, const dnnl::primitive_attr& attr,
-    const dnnl::engine& engine, const char* prefix) {
+    const dnnl::convolution_forward::desc& desc,
+    const dnnl::primitive_attr& attr, const dnnl::engine& engine,
+    const char* prefix) {
   dnnl::convolution_forward::primitive_desc pd(desc, attr, engine);
   do {
     if (StartsWith(pd.impl_info_str(), prefix)) return pd;
@@ -96,12 +96,11 @@ const char* WinogradKernelName(WinogradKernel kernel) {
 
 std::string CpuIdentity() {
   const dnnl::version_t* v = dnnl::version();
-  std::string identity = CpuinfoFields() + "isa " +
-                         std::to_string(static_cast<unsigned>(
-                             dnnl::get_effective_cpu_isa())) +
-                         "/oneDNN " + std::to_string(v->major) + "." +
-                         std::to_string(v->minor) + "." +
-                         std::to_string(v->patch);
+  std::string identity =
+      CpuinfoFields() + "isa " +
+      std::to_string(static_cast<unsigned>(dnnl::get_effective_cpu_isa())) +
+      "/oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) +
+      "." + std::to_string(v->patch);
   std::replace_if(
       identity.begin(), identity.end(),
       [](char c) { return c == '\t' || c == '\n' || c == '\r'; }, ' ');
@@ -150,7 +149,8 @@ WinogradKernel TimeWinogradKernels(int num_threads) {
   } catch (const dnnl::error&) {
     // No Winograd here at all: nothing to choose, any answer is unused.
   }
-  if (!f2x2 || !f4x4) return f4x4 ? WinogradKernel::kF4x4 : WinogradKernel::kF2x2;
+  if (!f2x2 || !f4x4)
+    return f4x4 ? WinogradKernel::kF4x4 : WinogradKernel::kF2x2;
 
   std::mt19937 random(7);
   std::normal_distribution<float> normal(0.0f, 1.0f);
