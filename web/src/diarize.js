@@ -85,6 +85,9 @@ function updateEstimate() {
 function selectFile(file) {
   selectedFile = file;
   selectedDurationS = null;
+  // Forgotten by the input, so that choosing the same file again (after a
+  // recording, say) is a change the page hears.
+  $('diarize-file').value = '';
   $('diarize-file-name').textContent = `${file.name} · ${formatBytes(file.size)}`;
   $('diarize-btn').disabled = Boolean(running);
   showError($('diarize-error'), null);

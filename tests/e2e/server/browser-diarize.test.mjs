@@ -276,6 +276,51 @@ test('sample.wav, 2 speakers: lanes, turns, speaking time and downloads are what
   assert.ok(await page.isHidden('#diarize-stale'));
 });
 
+test('Cancel: a run in flight is abandoned with a plain message, and the page is ready for the next', async () => {
+  // The request is held in the browser, so that Cancel is pressed while it
+  // is surely in flight (the server side of a cancel is /api/embed's, tested
+  // in browser.test.mjs).
+  let held = null;
+  await page.route('**/api/diarize', (route) => {
+    held = route;
+  });
+  try {
+    await page.click('#diarize-btn');
+    await page.waitForFunction(() => !document.getElementById('diarize-cancel').hidden);
+    assert.ok(await page.isVisible('#diarize-progress'));
+    assert.ok(await page.isDisabled('#diarize-btn'));
+    while (!held) await page.waitForTimeout(20);
+    await page.click('#diarize-cancel');
+    await page.waitForSelector('#diarize-error:not([hidden])');
+    assert.match(await page.textContent('#diarize-error'), /^Cancelled/);
+    assert.ok(await page.isHidden('#diarize-progress'));
+    assert.ok(await page.isHidden('#diarize-cancel'));
+    assert.ok(await page.isHidden('#diarize-results'));
+    assert.ok(await page.isEnabled('#diarize-btn'));
+  } finally {
+    await page.unroute('**/api/diarize');
+  }
+  await run();
+  assert.ok(await page.isHidden('#diarize-error'));
+  assert.equal(await page.$$eval('#diarize-timeline rect.segment', (rects) => rects.length), (await shownSegments()).length);
+  assert.ok((await shownSegments()).length > 1);
+});
+
+test('a microphone recording is uploaded and diarized', async () => {
+  await page.click('#diarize-record-btn');
+  await page.waitForTimeout(1500);
+  await page.click('#diarize-record-btn');
+  await page.waitForFunction(() => /^recording-/.test(document.getElementById('diarize-file-name').textContent));
+  await run();
+  assert.ok(await page.isHidden('#diarize-error'), await page.textContent('#diarize-error'));
+  assert.match(await page.textContent('#diarize-title'), /^Who spoke when in recording-.*\.(webm|ogg|m4a)$/);
+  // The fake microphone beeps: no speech, or a turn of a beep; either way a
+  // result, not an error. sample.wav again for the tests that follow.
+  await page.setInputFiles('#diarize-file', audioPath('sample.wav'));
+  await run();
+  assert.ok(await page.isVisible('#diarize-timeline-box'));
+});
+
 test('access: a WAI-ARIA tab between Compare and Model; named drop zone, file input and tables', async () => {
   assert.equal(await page.getAttribute('#tab-diarize', 'role'), 'tab');
   assert.equal(await page.getAttribute('#tab-diarize', 'aria-controls'), 'panel-diarize');
