@@ -26,6 +26,8 @@ let last = null;  // {result, device, file, settings, roundTripS, speakers}
 let audioUrl = null;  // the player's source: the file of the shown result
 let secondsPerAudioSecond = null;  // server time per second of audio, last run
 let playing = false;
+// The geometry of the drawn timeline, for the cursor and for clicks.
+let geometry = null;
 
 function countMode() {
   return document.querySelector('input[name="diarize-count"]:checked').value;
@@ -57,7 +59,13 @@ function markStale() {
 
 function clearResults() {
   last = null;
-  $('diarize-audio').pause();
+  geometry = null;
+  const audio = $('diarize-audio');
+  audio.pause();
+  audio.removeAttribute('src');
+  audio.load();
+  if (audioUrl) URL.revokeObjectURL(audioUrl);
+  audioUrl = null;
   show($('diarize-results'), false);
 }
 
@@ -161,9 +169,6 @@ function svgElement(name, attributes = {}, parent = null) {
   if (parent) parent.append(element);
   return element;
 }
-
-// The geometry of the drawn timeline, for the cursor and for clicks.
-let geometry = null;
 
 function drawTimeline() {
   const svg = $('diarize-timeline');
