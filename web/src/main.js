@@ -3,11 +3,12 @@ import './style.css';
 import { getApiKey, hasApiKey, onFailure, onUnauthorized, serverLimits, setApiKey } from './api.js';
 import { applyChartTheme } from './charts.js';
 import { initCompare, showCompareLimits } from './compare.js';
+import { diarizeShown, initDiarize, showDiarizeLimits } from './diarize.js';
 import { $ } from './dom.js';
 import { extractShown, initExtract, showLimits } from './extract.js';
 import { initModel, loadModel } from './model.js';
 
-const TABS = ['extract', 'compare', 'model'];
+const TABS = ['extract', 'compare', 'diarize', 'model'];
 // How often the badge asks /healthz: soon while the model loads or the
 // server is away, at leisure once it is ready.
 const POLL_WAITING_MS = 2000;
@@ -26,6 +27,7 @@ function selectTab(name, { focus = false } = {}) {
   if (focus) $(`tab-${name}`).focus();
   if (name === 'model') loadModel();
   if (name === 'extract') extractShown();
+  if (name === 'diarize') diarizeShown();
 }
 
 // Each tab is a history entry, so Back returns to the previous tab.
@@ -85,6 +87,7 @@ async function checkHealth() {
     serverLimits.authRequired = Boolean(health.auth_required);
     showLimits();
     showCompareLimits();
+    showDiarizeLimits();
   }
   const needsKey = status === 'ok' && serverLimits.authRequired && !hasApiKey();
   if (status === 'ok' && !needsKey) loadModel();
@@ -141,6 +144,7 @@ initTabs();
 initKeyPanel();
 initExtract();
 initCompare();
+initDiarize();
 initModel();
 onFailure(checkAfterFailure);
 selectTab(location.hash.slice(1));
