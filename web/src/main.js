@@ -1,4 +1,4 @@
-// voxprint's page: three tabs over the server's JSON API.
+// voxprint's page: one tab per task over the server's JSON API.
 import './style.css';
 import { getApiKey, hasApiKey, onFailure, onUnauthorized, serverLimits, setApiKey } from './api.js';
 import { applyChartTheme } from './charts.js';

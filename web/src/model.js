@@ -44,6 +44,13 @@ function curlExamples(model) {
     '# Same speaker?',
     `curl${auth} -F a=@one.wav -F b=@two.wav -F threshold=0.7 ${origin}/api/compare`,
     '',
+    '# Who spoke when (two speakers), as RTTM and turns',
+    `curl${auth} -F file=@meeting.wav -F num_speakers=2 ${origin}/api/diarize`,
+    '',
+    '# Enroll a speaker, then ask who is speaking (a server started with --db)',
+    `curl${auth} -F name=alice -F file=@alice1.wav -F file=@alice2.wav ${origin}/api/speakers`,
+    `curl${auth} -F file=@unknown.wav -F top_k=3 ${origin}/api/identify`,
+    '',
     '# This model',
     `curl${auth} ${origin}/api/model`,
   ].join('\n');

@@ -357,6 +357,9 @@ test('model info: sha256, license, citations, limits, version, curl examples', a
   assert.match(await page.textContent('#server-device-choice'), /cpu/);
   assert.match(await page.textContent('#curl-examples'), new RegExp(`curl -F file=@speech.wav ${server.url}/api/embed`));
   assert.match(await page.textContent('.api-table'), /POST \/api\/compare/);
+  for (const route of [/POST \/api\/diarize/, /DELETE \/api\/speakers\/\{name\}/, /POST \/api\/identify/])
+    assert.match(await page.textContent('.api-table'), route);
+  assert.match(await page.textContent('#curl-examples'), new RegExp(`-F num_speakers=2 ${server.url}/api/diarize`));
   await page.click('#copy-curl');
   assert.equal(await page.evaluate(() => navigator.clipboard.readText()), await page.textContent('#curl-examples'));
   await page.screenshot({ path: path.join(screenshotDir, 'model.png'), fullPage: true });
@@ -450,10 +453,11 @@ test('long jobs: dense windowing is warned of, and Cancel stops the work on the 
 
 test('API key: a server that wants one says so before a run, and a wrong key is told apart from none', async () => {
   const guarded = await new Server(['--api-key', 'right-key']).start();
-  const keyed = await context.newPage();
-  const healthChecks = [];
-  keyed.on('request', (request) => request.url().endsWith('/healthz') && healthChecks.push(Date.now()));
+  let keyed;
   try {
+    keyed = await context.newPage();
+    const healthChecks = [];
+    keyed.on('request', (request) => request.url().endsWith('/healthz') && healthChecks.push(Date.now()));
     await keyed.goto(guarded.url);
     await keyed.waitForFunction(() => document.getElementById('health').textContent === 'ready · API key needed');
     await keyed.setInputFiles('#extract-file', audioPath('short_1s.wav'));
@@ -477,7 +481,7 @@ test('API key: a server that wants one says so before a run, and a wrong key is 
     await keyed.click('#extract-btn');
     await keyed.waitForSelector('#extract-results:not([hidden])');
   } finally {
-    await keyed.close();
+    await keyed?.close();
     await guarded.stop();
   }
 });
