@@ -7,6 +7,7 @@
 #include "cli-common.h"
 #include "common/diarization-json.h"
 #include "common/result-json.h"
+#include "common/speaker-naming.h"
 #include "output-writers.h"
 #include "voxprint/diarizer.h"
 #include "voxprint/speakers.h"
@@ -30,11 +31,9 @@ struct DiarizeFlags {
   double speaker_threshold = 0.7;
 };
 
-// Names a cluster after the enrolled speaker its centroid is closest to,
-// when that voiceprint's cosine is above the threshold (open-set, as
-// `voxprint identify`); the store must hold this model's embeddings.
-SpeakerNamer NamerFromStore(const std::string& location,
-                            const Extractor& extractor, double threshold) {
+// The store's enrolled speakers name the clusters (see NamerFromStore).
+SpeakerNamer NamerFromStoreFile(const std::string& location,
+                                const Extractor& extractor, double threshold) {
   // Without the checksum the store would take any model's embeddings.
   if (extractor.Model().sha256.empty())
     throw Error(ErrorCode::kInternal,
@@ -44,13 +43,7 @@ SpeakerNamer NamerFromStore(const std::string& location,
   options.model_sha256 = extractor.Model().sha256;
   options.embedding_dim = extractor.EmbeddingDim();
   options.create = false;
-  std::shared_ptr<SpeakerStore> store = SpeakerStore::Open(options);
-  return [store, threshold](
-             std::span<const float> centroid) -> std::optional<SpeakerMatch> {
-    const Identification found = store->Identify(centroid, 1, threshold);
-    if (found.unknown) return std::nullopt;
-    return SpeakerMatch{found.speaker, found.candidates.front().score};
-  };
+  return apps::NamerFromStore(SpeakerStore::Open(options), threshold);
 }
 
 // Progress on stderr every 10 % of a file's windows, for inputs long
@@ -87,7 +80,8 @@ int RunDiarize(const DiarizeFlags& flags) {
   const Diarizer diarizer(*extractor, vad);
   if (!flags.speakers_db.empty())
     request.namer =
-        NamerFromStore(flags.speakers_db, *extractor, flags.speaker_threshold);
+        NamerFromStoreFile(flags.speakers_db, *extractor,
+                           flags.speaker_threshold);
 
   nlohmann::json results = nlohmann::json::array();
   std::string text;

@@ -47,9 +47,18 @@ std::shared_ptr<const VoiceActivityDetector> SharedVad() {
 
 }  // namespace
 
-ApiResponse Routes::Diarize(ApiRequest request) {
+ApiResponse Routes::Diarize(ApiRequest request, const NamerFactory& namer_for) {
   return Guarded([&] {
-    const DiarizeRequest parsed = ParseDiarizeRequest(request.params);
+    DiarizeRequest parsed = ParseDiarizeRequest(request.params);
+    const double speaker_threshold =
+        NumberParam(request.params, "speaker_threshold")
+            .value_or(kDefaultSameSpeakerThreshold);
+    if (speaker_threshold < -1.0 || speaker_threshold > 1.0)
+      throw BadParameter("speaker_threshold",
+                         "must be within [-1, 1] (raw cosine)");
+    // The store opens (and is checked against the model) before any work.
+    if (BoolParam(request.params, "name_speakers"))
+      parsed.namer = namer_for(speaker_threshold);
     auto upload = std::make_shared<Upload>();
     int files = 0;
     for (Upload& part : request.uploads) {
@@ -105,6 +114,8 @@ nlohmann::json DiarizeOpenApi() {
       {"name": "threshold", "in": "query", "schema": {"type": "number", "default": 0.7045654963945799, "minimum": 0, "maximum": 2}, "description": "ahc: centroid distance between unit embeddings at which merging stops"},
       {"name": "window", "in": "query", "schema": {"type": "number", "default": 1.5, "minimum": 0.1, "maximum": 60}, "description": "Window length, seconds"},
       {"name": "step", "in": "query", "schema": {"type": "number", "default": 0.75, "minimum": 0.01}, "description": "Window step, seconds (at most the window)"},
+      {"name": "name_speakers", "in": "query", "schema": {"type": "boolean", "default": false}, "description": "Name each speaker after the enrolled speaker (the server's store, --db) its voice is closest to, above speaker_threshold"},
+      {"name": "speaker_threshold", "in": "query", "schema": {"type": "number", "default": 0.7, "minimum": -1, "maximum": 1}, "description": "Raw cosine a speaker's centroid must exceed to take an enrolled name"},
       {"$ref": "#/components/parameters/name"}
     ],
     "requestBody": {

@@ -1341,8 +1341,10 @@ int RunServer(const ServerOptions& options) {
   http.Post("/api/verify", upload_route([&speakers](ApiRequest api) {
               return speakers.Verify(std::move(api));
             }));
-  http.Post("/api/diarize", upload_route([&routes](ApiRequest api) {
-              return routes->Diarize(std::move(api));
+  http.Post("/api/diarize", upload_route([&routes, &speakers](ApiRequest api) {
+              return routes->Diarize(std::move(api), [&speakers](double t) {
+                return speakers.Namer(t);
+              });
             }));
   http.Get(".*", ServeStatic);
 

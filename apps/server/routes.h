@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "server.h"
+#include "voxprint/diarizer.h"
 #include "voxprint/error.h"
 #include "voxprint/extractor.h"
 #include "work-pool.h"
@@ -95,8 +96,11 @@ class Routes {
   ApiResponse Compare(ApiRequest request);
   // POST /api/diarize: one upload "file" (or a raw body); params
   // num_speakers, min_speakers, max_speakers, clustering, threshold, window,
-  // step (diarize-routes.cc).
-  ApiResponse Diarize(ApiRequest request);
+  // step, and name_speakers with speaker_threshold, which name the clusters
+  // after enrolled speakers through `namer_for(speaker_threshold)`
+  // (diarize-routes.cc).
+  using NamerFactory = std::function<SpeakerNamer(double threshold)>;
+  ApiResponse Diarize(ApiRequest request, const NamerFactory& namer_for);
   // GET /api/model.
   ApiResponse Model() const;
   // GET /healthz: 200 {"status":"ok"} or 503 {"status":"loading"}.

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "common/speaker-naming.h"
 #include "common/speakers-json.h"
 #include "route-helpers.h"
 
@@ -98,6 +99,10 @@ ApiResponse SpeakerRoutes::Remove(const std::string& name) {
     response.body = {{"removed", name}};
     return response;
   });
+}
+
+SpeakerNamer SpeakerRoutes::Namer(double threshold) {
+  return apps::NamerFromStore(Store(), threshold);
 }
 
 ApiResponse SpeakerRoutes::Enroll(ApiRequest request) {

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "routes.h"
+#include "voxprint/diarizer.h"
 #include "voxprint/speakers.h"
 
 namespace voxprint::server {
@@ -28,6 +29,10 @@ class SpeakerRoutes {
   ApiResponse Remove(const std::string& name);  // DELETE /api/speakers/{name}
   ApiResponse Identify(ApiRequest request);     // POST /api/identify
   ApiResponse Verify(ApiRequest request);       // POST /api/verify
+
+  // Names diarized clusters after this store's speakers (POST /api/diarize
+  // with name_speakers); opens the store as the routes above do.
+  SpeakerNamer Namer(double threshold);
 
  private:
   // The open store; kIoError/kModelError when it cannot be opened, 503

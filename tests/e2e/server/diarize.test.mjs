@@ -1,9 +1,10 @@
 // POST /api/diarize against a real `voxprint serve`: the same RTTM as
-// `voxprint diarize`, speaker counts, no speech, and the errors and limits
-// /api/embed has. Built-ins only.
+// `voxprint diarize`, speaker counts, no speech, speakers named from the
+// server's store, and the errors and limits /api/embed has. Built-ins only.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
@@ -119,5 +120,52 @@ describe('POST /api/diarize with --max-audio-seconds 10', () => {
       413,
       'resource_limit',
     );
+  });
+});
+
+describe('POST /api/diarize?name_speakers=true', () => {
+  let server;
+  const scratch = mkdtempSync(path.join(os.tmpdir(), 'voxprint-diarize-names-'));
+  before(async () => {
+    server = await new Server(['--db', path.join(scratch, 'speakers.db')]).start(30000);
+    const enrolled = await server.request('/api/speakers', {
+      method: 'POST',
+      body: form([['file', 'sample.wav', audioBytes('sample.wav')]], [['name', 'alice']]),
+    });
+    assert.equal(enrolled.status, 201, enrolled.text);
+  });
+  after(async () => {
+    const exit = await server.stop();
+    rmSync(scratch, { recursive: true, force: true });
+    assert.deepEqual(exit, { code: 0, signal: null }, server.stderr);
+  });
+
+  const diarize = (query) =>
+    server.request(`/api/diarize?num_speakers=1&${query}`, {
+      method: 'POST',
+      body: form([['file', 'sample.wav', audioBytes('sample.wav')]]),
+    });
+
+  test('the enrolled speaker names the cluster above the threshold, as voxprint diarize --speakers-db does', async () => {
+    const named = await diarize('name_speakers=true&speaker_threshold=-1');
+    assert.equal(named.status, 200, named.text);
+    const [speaker] = named.json.results[0].speakers;
+    assert.equal(speaker.name, 'alice');
+    assert.equal(speaker.label, 'alice');
+    assert.ok(speaker.similarity > -1 && speaker.similarity <= 1);
+    assert.match(named.json.results[0].rttm, / alice <NA> <NA>\n/);
+
+    // No cosine is above 1; and without name_speakers the store is not asked.
+    for (const query of ['name_speakers=true&speaker_threshold=1', 'speaker_threshold=-1']) {
+      const plain = await diarize(query);
+      assert.equal(plain.status, 200, plain.text);
+      assert.equal(plain.json.results[0].speakers[0].label, 'SPEAKER_00', query);
+      assert.equal(plain.json.results[0].speakers[0].name, undefined, query);
+    }
+  });
+
+  test('a bad speaker_threshold or name_speakers is 422', async () => {
+    for (const query of ['name_speakers=true&speaker_threshold=1.5', 'name_speakers=maybe'])
+      assertJsonError(await diarize(query), 422, 'invalid_argument');
   });
 });
