@@ -6,8 +6,9 @@ import { initCompare, showCompareLimits } from './compare.js';
 import { $ } from './dom.js';
 import { extractShown, initExtract, showLimits } from './extract.js';
 import { initModel, loadModel } from './model.js';
+import { initSpeakers, showSpeakersLimits, speakersServerReady, speakersShown } from './speakers.js';
 
-const TABS = ['extract', 'compare', 'model'];
+const TABS = ['extract', 'compare', 'speakers', 'model'];
 // How often the badge asks /healthz: soon while the model loads or the
 // server is away, at leisure once it is ready.
 const POLL_WAITING_MS = 2000;
@@ -26,6 +27,7 @@ function selectTab(name, { focus = false } = {}) {
   if (focus) $(`tab-${name}`).focus();
   if (name === 'model') loadModel();
   if (name === 'extract') extractShown();
+  if (name === 'speakers') speakersShown();
 }
 
 // Each tab is a history entry, so Back returns to the previous tab.
@@ -85,9 +87,13 @@ async function checkHealth() {
     serverLimits.authRequired = Boolean(health.auth_required);
     showLimits();
     showCompareLimits();
+    showSpeakersLimits();
   }
   const needsKey = status === 'ok' && serverLimits.authRequired && !hasApiKey();
-  if (status === 'ok' && !needsKey) loadModel();
+  if (status === 'ok' && !needsKey) {
+    loadModel();
+    speakersServerReady();
+  }
   let text = 'server offline';
   if (status === 'loading') text = 'loading model…';
   else if (needsKey) text = 'ready · API key needed';
@@ -141,6 +147,7 @@ initTabs();
 initKeyPanel();
 initExtract();
 initCompare();
+initSpeakers();
 initModel();
 onFailure(checkAfterFailure);
 selectTab(location.hash.slice(1));
