@@ -36,13 +36,14 @@ const TOLERANCE = 1e-4;
 let server;
 let page;
 let problems;  // console errors and page exceptions
+let context;  // the browser's, for a second page
 let closeBrowser;
 
 before(async () => {
   mkdirSync(screenshotDir, { recursive: true });
   // One worker: a cancelled job that kept running would hold up the next.
   server = await new Server(['--workers', '1', '--queue', '4']).start();
-  ({ page, problems, close: closeBrowser } = await openPage(server));
+  ({ page, context, problems, close: closeBrowser } = await openPage(server));
 });
 
 after(async () => {
