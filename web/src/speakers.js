@@ -119,7 +119,8 @@ function renderList() {
   list.replaceChildren();
   show($('speakers-empty'), listLoaded && speakers.length === 0);
   $('speakers-count').textContent = listLoaded
-    ? `${speakers.length} speaker${speakers.length === 1 ? '' : 's'} · ${formatDuration(recommendedS)} of speech recommended for each`
+    ? `${speakers.length} speaker${speakers.length === 1 ? '' : 's'} · ` +
+      `${formatDuration(recommendedS)} of speech recommended for each`
     : '';
   for (const speaker of speakers) {
     const item = document.createElement('li');
@@ -138,7 +139,10 @@ function renderList() {
     bar.className = 'speaker-speech';
     bar.max = recommendedS;
     bar.value = Math.min(speaker.speech_s, recommendedS);
-    bar.setAttribute('aria-label', `${speaker.name}: ${speechText(speaker.speech_s)} of ${formatDuration(recommendedS)} recommended`);
+    bar.setAttribute(
+      'aria-label',
+      `${speaker.name}: ${speechText(speaker.speech_s)} of ${formatDuration(recommendedS)} recommended`,
+    );
 
     const add = document.createElement('button');
     add.type = 'button';
@@ -173,7 +177,8 @@ function setStoreUsable(usable, error = null) {
     showError(notice, null);
   } else {
     notice.textContent =
-      `This server has no usable speakers store, so nobody can be enrolled or identified here: ${error.message.replace(/\.?$/, '.')} ` +
+      'This server has no usable speakers store, so nobody can be enrolled or identified here: ' +
+      `${error.message.replace(/\.?$/, '.')} ` +
       'Start the server with a store, e.g. voxprint serve --db speakers.db (a SQLite file, or postgresql://…).';
     show(notice);
   }
