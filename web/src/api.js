@@ -90,10 +90,16 @@ function authHeaders() {
   return key ? { Authorization: `Bearer ${key}` } : {};
 }
 
-export async function getJson(url) {
+export function getJson(url) {
+  return requestJson('GET', url);
+}
+
+// A request without a body (GET, DELETE) answered with JSON; errors as
+// ApiError, like postForm's.
+export async function requestJson(method, url) {
   let response;
   try {
-    response = await fetch(url, { headers: authHeaders(), cache: 'no-store' });
+    response = await fetch(url, { method, headers: authHeaders(), cache: 'no-store' });
   } catch {
     throw new ApiError('Cannot reach the voxprint server.');
   }

@@ -7,8 +7,9 @@ import { diarizeShown, initDiarize, showDiarizeLimits } from './diarize.js';
 import { $ } from './dom.js';
 import { extractShown, initExtract, showLimits } from './extract.js';
 import { initModel, loadModel } from './model.js';
+import { initSpeakers, showSpeakersLimits, speakersServerReady, speakersShown } from './speakers.js';
 
-const TABS = ['extract', 'compare', 'diarize', 'model'];
+const TABS = ['extract', 'compare', 'speakers', 'diarize', 'model'];
 // How often the badge asks /healthz: soon while the model loads or the
 // server is away, at leisure once it is ready.
 const POLL_WAITING_MS = 2000;
@@ -27,6 +28,7 @@ function selectTab(name, { focus = false } = {}) {
   if (focus) $(`tab-${name}`).focus();
   if (name === 'model') loadModel();
   if (name === 'extract') extractShown();
+  if (name === 'speakers') speakersShown();
   if (name === 'diarize') diarizeShown();
 }
 
@@ -87,10 +89,14 @@ async function checkHealth() {
     serverLimits.authRequired = Boolean(health.auth_required);
     showLimits();
     showCompareLimits();
+    showSpeakersLimits();
     showDiarizeLimits();
   }
   const needsKey = status === 'ok' && serverLimits.authRequired && !hasApiKey();
-  if (status === 'ok' && !needsKey) loadModel();
+  if (status === 'ok' && !needsKey) {
+    loadModel();
+    speakersServerReady();
+  }
   let text = 'server offline';
   if (status === 'loading') text = 'loading model…';
   else if (needsKey) text = 'ready · API key needed';
@@ -144,6 +150,7 @@ initTabs();
 initKeyPanel();
 initExtract();
 initCompare();
+initSpeakers();
 initDiarize();
 initModel();
 onFailure(checkAfterFailure);

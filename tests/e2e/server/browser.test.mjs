@@ -34,9 +34,9 @@ const screenshotDir = process.env.VOXPRINT_SCREENSHOT_DIR || path.join(repoRoot,
 const TOLERANCE = 1e-4;
 
 let server;
-let context;
 let page;
 let problems;  // console errors and page exceptions
+let context;  // the browser's, for a second page
 let closeBrowser;
 
 before(async () => {
