@@ -5,6 +5,7 @@ import { checkUploadSize, formatBytes, formatDuration, limitsText, postForm } fr
 import { $, announce, Progress, show, showError, wireDropZone } from './dom.js';
 import { baseName, download, withProvenance } from './formats.js';
 import { modelProvenance } from './model.js';
+import { wireRecorder } from './recorder.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
 // Colours (--speaker-0 ... in style.css) before they repeat; lanes, labels
@@ -422,59 +423,11 @@ async function diarize() {
   }
 }
 
-// Microphone -> MediaRecorder -> a file, handled like a chosen one.
-function wireRecorder() {
-  const button = $('diarize-record-btn');
-  const state = $('diarize-record-state');
-  let recorder = null;
-  let timer = null;
-  button.addEventListener('click', async () => {
-    if (recorder) {
-      recorder.stop();
-      return;
-    }
-    if (!navigator.mediaDevices || !window.MediaRecorder) {
-      showError($('diarize-error'), new Error('Recording needs a browser with MediaRecorder and a secure page (https or localhost).'));
-      return;
-    }
-    let stream;
-    try {
-      stream = await navigator.mediaDevices.getUserMedia({ audio: true });
-    } catch (failure) {
-      showError($('diarize-error'), new Error(`Microphone not available: ${failure.message || failure.name}`));
-      return;
-    }
-    const type = ['audio/webm;codecs=opus', 'audio/webm', 'audio/ogg;codecs=opus', 'audio/mp4'].find((t) =>
-      MediaRecorder.isTypeSupported(t),
-    );
-    recorder = new MediaRecorder(stream, type ? { mimeType: type } : undefined);
-    const chunks = [];
-    recorder.ondataavailable = (event) => event.data.size && chunks.push(event.data);
-    recorder.onstop = () => {
-      stream.getTracks().forEach((track) => track.stop());
-      clearInterval(timer);
-      const mime = recorder.mimeType || 'audio/webm';
-      const extension = mime.includes('ogg') ? 'ogg' : mime.includes('mp4') ? 'm4a' : 'webm';
-      const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
-      selectFile(new File(chunks, `recording-${stamp}.${extension}`, { type: mime.split(';')[0] }));
-      recorder = null;
-      button.textContent = '● Record from microphone';
-      button.classList.remove('recording');
-      state.textContent = '';
-    };
-    const begin = performance.now();
-    recorder.start(250);
-    button.textContent = '■ Stop recording';
-    button.classList.add('recording');
-    timer = setInterval(() => {
-      state.textContent = `recording… ${((performance.now() - begin) / 1000).toFixed(1)} s`;
-    }, 100);
-  });
-}
-
 export function initDiarize() {
   wireDropZone($('diarize-drop'), $('diarize-file'), ([file]) => selectFile(file));
-  wireRecorder();
+  wireRecorder($('diarize-record-btn'), $('diarize-record-state'), selectFile, (error) =>
+    showError($('diarize-error'), error),
+  );
   for (const radio of document.querySelectorAll('input[name="diarize-count"]'))
     radio.addEventListener('change', () => {
       updateOptions();

@@ -4,6 +4,7 @@ import { embeddingChart, setEmbedding, setSimilarities, similarityChart } from '
 import { $, announce, copyText, fillInfo, Progress, show, showError, showWarnings, wireDropZone } from './dom.js';
 import { baseName, cosine, download, encodeCsv, encodeNpy, friendlyFormat, withProvenance } from './formats.js';
 import { drawHeatmap } from './heatmap.js';
+import { wireRecorder } from './recorder.js';
 import { modelProvenance } from './model.js';
 
 const TABLE_DIMS = 16;
@@ -109,61 +110,6 @@ function updateEstimate() {
     `(${formatDuration(inputS)} of network input${estimateS ? `, about ${formatDuration(estimateS)} on this server` : ''}).`;
   show(estimate);
   return estimateS;
-}
-
-// Microphone -> MediaRecorder -> a WebM (or whatever the browser records)
-// file, handled like a picked one.
-function wireRecorder() {
-  const button = $('record-btn');
-  const state = $('record-state');
-  let recorder = null;
-  let timer = null;
-
-  button.addEventListener('click', async () => {
-    if (recorder) {
-      recorder.stop();
-      return;
-    }
-    if (!navigator.mediaDevices || !window.MediaRecorder) {
-      showError(
-        $('extract-error'),
-        new Error('Recording needs a browser with MediaRecorder and a secure page (https or localhost).'),
-      );
-      return;
-    }
-    let stream;
-    try {
-      stream = await navigator.mediaDevices.getUserMedia({ audio: true });
-    } catch (error) {
-      showError($('extract-error'), new Error(`Microphone not available: ${error.message || error.name}`));
-      return;
-    }
-    const type = ['audio/webm;codecs=opus', 'audio/webm', 'audio/ogg;codecs=opus', 'audio/mp4'].find((t) =>
-      MediaRecorder.isTypeSupported(t),
-    );
-    recorder = new MediaRecorder(stream, type ? { mimeType: type } : undefined);
-    const chunks = [];
-    recorder.ondataavailable = (event) => event.data.size && chunks.push(event.data);
-    recorder.onstop = () => {
-      stream.getTracks().forEach((track) => track.stop());
-      clearInterval(timer);
-      const mime = recorder.mimeType || 'audio/webm';
-      const extension = mime.includes('ogg') ? 'ogg' : mime.includes('mp4') ? 'm4a' : 'webm';
-      const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
-      selectFiles([new File(chunks, `recording-${stamp}.${extension}`, { type: mime.split(';')[0] })]);
-      recorder = null;
-      button.textContent = '● Record from microphone';
-      button.classList.remove('recording');
-      state.textContent = '';
-    };
-    const begin = performance.now();
-    recorder.start(250);
-    button.textContent = '■ Stop recording';
-    button.classList.add('recording');
-    timer = setInterval(() => {
-      state.textContent = `recording… ${((performance.now() - begin) / 1000).toFixed(1)} s`;
-    }, 100);
-  });
 }
 
 function renderTable(result) {
@@ -401,7 +347,9 @@ function currentEmbedding() {
 
 export function initExtract() {
   wireDropZone($('extract-drop'), $('extract-file'), selectFiles);
-  wireRecorder();
+  wireRecorder($('record-btn'), $('record-state'), (file) => selectFiles([file]), (error) =>
+    showError($('extract-error'), error),
+  );
   for (const radio of document.querySelectorAll('input[name="mode"]'))
     radio.addEventListener('change', () => {
       show($('sliding-options'), mode() === 'sliding');
