@@ -45,6 +45,11 @@ function settingsFromInputs() {
   }
   const threshold = $('diarize-threshold').value.trim();
   if (settings.clustering === 'ahc' && threshold !== '') settings.threshold = threshold;
+  if ($('diarize-name-speakers').checked) {
+    settings.name_speakers = 'true';
+    const above = $('diarize-name-threshold').value.trim();
+    if (above !== '') settings.speaker_threshold = above;
+  }
   return settings;
 }
 
@@ -439,6 +444,12 @@ export function initDiarize() {
     updateOptions();
     markStale();
   });
+  $('diarize-name-speakers').addEventListener('change', () => {
+    $('diarize-name-threshold').disabled = !$('diarize-name-speakers').checked;
+    markStale();
+  });
+  $('diarize-name-threshold').disabled = true;
+  $('diarize-name-threshold').addEventListener('input', markStale);
   updateOptions();
   $('diarize-btn').addEventListener('click', diarize);
   $('diarize-cancel').addEventListener('click', () => {

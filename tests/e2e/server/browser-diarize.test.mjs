@@ -5,11 +5,13 @@
 // player; no speech is an empty result, not an error; a non-audio file a
 // readable error; and the tab meets the others' bar (WAI-ARIA tab, names,
 // no sideways scrolling at 320 and 390 px, AA contrast in light and dark
-// mode, speaker colours 3:1 against their lane). Exit status 77 (CTest skip)
+// mode, speaker colours 3:1 against their lane); speakers enrolled on the
+// server name the lanes when asked. Exit status 77 (CTest skip)
 // when Chromium, playwright-core, the reference kit or the VAD model is
 // absent.
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
@@ -39,9 +41,12 @@ let page;
 let problems;  // console errors and page exceptions
 let closeBrowser;
 
+// The server's own speakers store, thrown away afterwards.
+const scratch = mkdtempSync(path.join(os.tmpdir(), 'voxprint-browser-diarize-'));
+
 before(async () => {
   mkdirSync(screenshotDir, { recursive: true });
-  server = await new Server(['--workers', '1', '--queue', '4']).start();
+  server = await new Server(['--workers', '1', '--queue', '4', '--db', path.join(scratch, 'speakers.db')]).start();
   ({ page, problems, close: closeBrowser } = await openPage(server));
   await page.click('#tab-diarize');
 });
@@ -49,6 +54,7 @@ before(async () => {
 after(async () => {
   await closeBrowser?.();
   const exit = await server?.stop();
+  rmSync(scratch, { recursive: true, force: true });
   if (exit) assert.deepEqual(exit, { code: 0, signal: null });
 });
 
@@ -225,6 +231,7 @@ test('sample.wav, 2 speakers: lanes, turns, speaking time and downloads are what
   assert.equal(parsed.provenance.device, 'cpu');
 
   // A click on a turn moves the player (and its cursor) there.
+  await page.locator('#diarize-timeline').scrollIntoViewIfNeeded();
   const longest = expected.segments.reduce((a, b) => (b.end_s - b.start_s > a.end_s - a.start_s ? b : a));
   const index = expected.segments.indexOf(longest);
   const box = await page.locator(`#diarize-timeline rect.segment[data-index="${index}"]`).boundingBox();
@@ -374,6 +381,31 @@ test('layout and colour: no sideways scrolling at 320 and 390 px, the timeline a
   }
   await page.emulateMedia({ colorScheme: 'light' });
   await page.setViewportSize({ width: 1280, height: 900 });
+});
+
+test('enrolled speakers name the lanes when asked, as name_speakers does on the API', async () => {
+  const enrolled = await server.request('/api/speakers', {
+    method: 'POST',
+    body: form([['file', 'sample.wav', audioBytes('sample.wav')]], [['name', 'Ada']]),
+  });
+  assert.equal(enrolled.status, 201, enrolled.text);
+  // The kit's weights are random: any voice is above -1, few above 0.7.
+  const expected = await apiDiarize('sample.wav', [['num_speakers', 1], ['name_speakers', 'true'], ['speaker_threshold', -1]]);
+  assert.equal(expected.speakers[0].label, 'Ada');
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await page.setInputFiles('#diarize-file', audioPath('sample.wav'));
+  await page.check('input[name="diarize-count"][value="exact"]');
+  await page.fill('#diarize-num', '1');
+  assert.ok(await page.isDisabled('#diarize-name-threshold'));
+  await page.check('#diarize-name-speakers');
+  await page.fill('#diarize-name-threshold', '-1');
+  await run();
+  assert.ok(await page.isHidden('#diarize-error'), await page.textContent('#diarize-error'));
+  assert.deepEqual(await shownSegments(), expected.segments);
+  assert.match(await page.textContent('#diarize-timeline'), /Ada/);
+  // Unticked, the result no longer matches: marked out of date.
+  await page.uncheck('#diarize-name-speakers');
+  assert.ok(await page.isVisible('#diarize-stale'));
 });
 
 test('no script errors in the page', () => {
