@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "speakers/indexed-store.h"
 #include "speakers/store-common.h"
-#include "speakers/voiceprint-index.h"
 #include "voxprint/error.h"
 #include "voxprint/speakers.h"
 
@@ -95,14 +95,12 @@ class Result {
   PGresult* result_;
 };
 
-class PostgresSpeakerStore final : public SpeakerStore {
+class PostgresSpeakerStore final : public IndexedSpeakerStore {
  public:
   explicit PostgresSpeakerStore(const SpeakerStoreOptions& options);
   ~PostgresSpeakerStore() override { PQfinish(conn_); }
 
   const std::string& location() const override { return shown_; }
-  const std::string& model_sha256() const override { return model_sha256_; }
-  int embedding_dim() const override { return dim_; }
 
   SpeakerInfo Enroll(const std::string& name,
                      std::span<const Enrollment> enrollments,
@@ -111,23 +109,18 @@ class PostgresSpeakerStore final : public SpeakerStore {
   void Rename(const std::string& old_name,
               const std::string& new_name) override;
   std::vector<SpeakerInfo> List() override;
-  SpeakerInfo Get(const std::string& name) override;
   std::vector<Enrollment> Enrollments(const std::string& name) override;
-  size_t Size() override;
-  Identification Identify(std::span<const float> embedding, int top_k,
-                          double threshold, const AsNorm* cohort) override;
-  Verification Verify(const std::string& name, std::span<const float> embedding,
-                      double threshold, const AsNorm* cohort) override;
-  std::string Export() override { return ExportDocument(*this); }
   size_t Import(const std::string& document) override;
+
+ protected:
+  void SyncIndexLocked() override;
+  SpeakerInfo ReadInfo(const std::string& name) override;
 
  private:
   Result Exec(const std::string& sql, const std::vector<Param>& params = {});
   template <typename Change, typename Apply>
   void Write(const Change& change, const Apply& apply);
-  void SyncIndexLocked();
   int64_t SpeakerId(const std::string& name);
-  SpeakerInfo ReadInfo(const std::string& name);
   std::vector<float> UpdateVoiceprint(int64_t id, const std::string& now);
   void AddEnrollments(int64_t id, std::span<const Enrollment> enrollments,
                       const std::string& now);
@@ -135,13 +128,7 @@ class PostgresSpeakerStore final : public SpeakerStore {
                         const std::string& now);
 
   std::string shown_;
-  std::string model_sha256_;
-  int dim_ = 0;
   PGconn* conn_ = nullptr;
-  std::mutex db_mutex_;
-  VoiceprintIndex index_;
-  int64_t index_generation_ = -1;
-  bool index_stale_ = true;
 };
 
 Result PostgresSpeakerStore::Exec(const std::string& sql,
@@ -168,10 +155,8 @@ Result PostgresSpeakerStore::Exec(const std::string& sql,
 }
 
 PostgresSpeakerStore::PostgresSpeakerStore(const SpeakerStoreOptions& options)
-    : shown_(Redacted(options.location)),
-      model_sha256_(options.model_sha256),
-      dim_(options.embedding_dim),
-      index_(options.embedding_dim) {
+    : IndexedSpeakerStore(options.model_sha256, options.embedding_dim),
+      shown_(Redacted(options.location)) {
   conn_ = PQconnectdb(options.location.c_str());
   if (!conn_ || PQstatus(conn_) != CONNECTION_OK) {
     std::string message = conn_ ? PQerrorMessage(conn_) : "out of memory";
@@ -456,11 +441,6 @@ SpeakerInfo PostgresSpeakerStore::ReadInfo(const std::string& name) {
   return InfoFromRow(rows, 0);
 }
 
-SpeakerInfo PostgresSpeakerStore::Get(const std::string& name) {
-  std::lock_guard lock(db_mutex_);
-  return ReadInfo(name);
-}
-
 std::vector<SpeakerInfo> PostgresSpeakerStore::List() {
   std::lock_guard lock(db_mutex_);
   Result rows = Exec(std::string(kInfoQuery) +
@@ -487,35 +467,6 @@ std::vector<Enrollment> PostgresSpeakerStore::Enrollments(
                            rows.Double(i, 3), rows.Floats(i, 4, dim_, shown_),
                            rows.Text(i, 5)});
   return enrollments;
-}
-
-size_t PostgresSpeakerStore::Size() {
-  std::lock_guard lock(db_mutex_);
-  SyncIndexLocked();
-  return index_.Size();
-}
-
-Identification PostgresSpeakerStore::Identify(std::span<const float> embedding,
-                                              int top_k, double threshold,
-                                              const AsNorm* cohort) {
-  CheckEmbedding(embedding, dim_, "the query");
-  {
-    std::lock_guard lock(db_mutex_);
-    SyncIndexLocked();
-  }
-  return index_.Identify(embedding, top_k, threshold, cohort);
-}
-
-Verification PostgresSpeakerStore::Verify(const std::string& name,
-                                          std::span<const float> embedding,
-                                          double threshold,
-                                          const AsNorm* cohort) {
-  CheckEmbedding(embedding, dim_, "the query");
-  {
-    std::lock_guard lock(db_mutex_);
-    SyncIndexLocked();
-  }
-  return index_.Verify(name, embedding, threshold, cohort);
 }
 
 size_t PostgresSpeakerStore::Import(const std::string& text) {

@@ -15,8 +15,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "speakers/indexed-store.h"
 #include "speakers/store-common.h"
-#include "speakers/voiceprint-index.h"
 #include "voxprint/error.h"
 #include "voxprint/speakers.h"
 
@@ -168,14 +168,12 @@ class Statement {
 
 void Statement::Fail() { ThrowSqlite(db_, where_); }
 
-class SqliteSpeakerStore final : public SpeakerStore {
+class SqliteSpeakerStore final : public IndexedSpeakerStore {
  public:
   explicit SqliteSpeakerStore(const SpeakerStoreOptions& options);
   ~SqliteSpeakerStore() override { sqlite3_close_v2(db_); }
 
   const std::string& location() const override { return path_; }
-  const std::string& model_sha256() const override { return model_sha256_; }
-  int embedding_dim() const override { return dim_; }
 
   SpeakerInfo Enroll(const std::string& name,
                      std::span<const Enrollment> enrollments,
@@ -184,15 +182,12 @@ class SqliteSpeakerStore final : public SpeakerStore {
   void Rename(const std::string& old_name,
               const std::string& new_name) override;
   std::vector<SpeakerInfo> List() override;
-  SpeakerInfo Get(const std::string& name) override;
   std::vector<Enrollment> Enrollments(const std::string& name) override;
-  size_t Size() override;
-  Identification Identify(std::span<const float> embedding, int top_k,
-                          double threshold, const AsNorm* cohort) override;
-  Verification Verify(const std::string& name, std::span<const float> embedding,
-                      double threshold, const AsNorm* cohort) override;
-  std::string Export() override;
   size_t Import(const std::string& document) override;
+
+ protected:
+  void SyncIndexLocked() override;
+  SpeakerInfo ReadInfo(const std::string& name) override;
 
  private:
   // Runs `change` in one BEGIN IMMEDIATE transaction that also bumps the
@@ -203,12 +198,8 @@ class SqliteSpeakerStore final : public SpeakerStore {
   void Write(const Change& change, const Apply& apply);
   void Exec(const std::string& sql, const std::string& doing = "");
   int64_t ReadGeneration();
-  // Brings the in-memory voiceprints up to date with the file (another
-  // process may have written). Caller holds db_mutex_.
-  void SyncIndexLocked();
   void ReloadIndexLocked();
   int64_t SpeakerId(const std::string& name);  // -1 when absent
-  SpeakerInfo ReadInfo(const std::string& name);
   // Recomputes a speaker's voiceprint from its enrollments.
   std::vector<float> UpdateVoiceprint(int64_t speaker_id,
                                       const std::string& now);
@@ -217,20 +208,13 @@ class SqliteSpeakerStore final : public SpeakerStore {
                             const std::string& now);
 
   std::string path_;
-  std::string model_sha256_;
-  int dim_ = 0;
   sqlite3* db_ = nullptr;
-  std::mutex db_mutex_;  // one connection, used by one thread at a time
-  VoiceprintIndex index_;
-  int64_t index_generation_ = -1;
-  bool index_stale_ = true;
 };
 
 SqliteSpeakerStore::SqliteSpeakerStore(const SpeakerStoreOptions& options)
-    : path_(options.location.empty() ? DefaultSpeakerStorePath()
-                                     : options.location),
-      model_sha256_(options.model_sha256),
-      dim_(options.embedding_dim) {
+    : IndexedSpeakerStore(options.model_sha256, options.embedding_dim),
+      path_(options.location.empty() ? DefaultSpeakerStorePath()
+                                     : options.location) {
   if (dim_ < 1 || dim_ > 65536)
     throw Error(ErrorCode::kInvalidArgument,
                 path_ + ": embedding size " + std::to_string(dim_));
@@ -589,11 +573,6 @@ SpeakerInfo SqliteSpeakerStore::ReadInfo(const std::string& name) {
   return InfoFromRow(query);
 }
 
-SpeakerInfo SqliteSpeakerStore::Get(const std::string& name) {
-  std::lock_guard lock(db_mutex_);
-  return ReadInfo(name);
-}
-
 std::vector<SpeakerInfo> SqliteSpeakerStore::List() {
   std::lock_guard lock(db_mutex_);
   Statement query(
@@ -623,38 +602,6 @@ std::vector<Enrollment> SqliteSpeakerStore::Enrollments(
                            query.Text(5)});
   return enrollments;
 }
-
-size_t SqliteSpeakerStore::Size() {
-  std::lock_guard lock(db_mutex_);
-  SyncIndexLocked();
-  return index_.Size();
-}
-
-Identification SqliteSpeakerStore::Identify(std::span<const float> embedding,
-                                            int top_k, double threshold,
-                                            const AsNorm* cohort) {
-  CheckEmbedding(embedding, dim_, "the query");
-  {
-    std::lock_guard lock(db_mutex_);
-    SyncIndexLocked();
-  }
-  // The file lock is free again: writers go on while this scores.
-  return index_.Identify(embedding, top_k, threshold, cohort);
-}
-
-Verification SqliteSpeakerStore::Verify(const std::string& name,
-                                        std::span<const float> embedding,
-                                        double threshold,
-                                        const AsNorm* cohort) {
-  CheckEmbedding(embedding, dim_, "the query");
-  {
-    std::lock_guard lock(db_mutex_);
-    SyncIndexLocked();
-  }
-  return index_.Verify(name, embedding, threshold, cohort);
-}
-
-std::string SqliteSpeakerStore::Export() { return ExportDocument(*this); }
 
 size_t SqliteSpeakerStore::Import(const std::string& text) {
   const std::vector<IncomingSpeaker> incoming =
