@@ -668,8 +668,13 @@ class ShapeCompiler {
                                              algorithm, src, weights_desc, bias,
                                              dst, strides, padding, padding);
     };
-    const bool want_f4x4 = algorithm == dnnl::algorithm::convolution_winograd &&
-                           model_.winograd_kernel() == WinogradKernel::kF4x4;
+    // Only where oneDNN offers F(2x2) does the per-CPU choice matter (and
+    // get measured): batches get F(4x4) anyway.
+    const auto unwanted =
+        [&](const dnnl::convolution_forward::primitive_desc& pd) {
+          return IsF2x2Winograd(pd) &&
+                 model_.winograd_kernel() == WinogradKernel::kF4x4;
+        };
     // Winograd weights already transformed for another input length, when
     // the kernel takes them for this one: a new length would otherwise pay
     // the layer's weight transform again (~40 ms for 256 channels).
@@ -678,7 +683,7 @@ class ShapeCompiler {
         try {
           dnnl::convolution_forward::primitive_desc pd(describe(held), attr,
                                                        model_.engine());
-          if (!(want_f4x4 && IsF2x2Winograd(pd))) return pd;
+          if (!unwanted(pd)) return pd;
         } catch (const dnnl::error& e) {
           if (e.status != dnnl_unimplemented) throw;
         }
@@ -687,7 +692,7 @@ class ShapeCompiler {
     try {
       const auto desc = describe(weights);
       dnnl::convolution_forward::primitive_desc pd(desc, attr, model_.engine());
-      if (want_f4x4 && IsF2x2Winograd(pd))
+      if (unwanted(pd))
         return F4x4Winograd(desc, attr, model_.engine()).value_or(pd);
       return pd;
     } catch (const dnnl::error& e) {
