@@ -51,11 +51,7 @@ ApiResponse Routes::Diarize(ApiRequest request, const NamerFactory& namer_for) {
   return Guarded([&] {
     DiarizeRequest parsed = ParseDiarizeRequest(request.params);
     const double speaker_threshold =
-        NumberParam(request.params, "speaker_threshold")
-            .value_or(kDefaultSameSpeakerThreshold);
-    if (speaker_threshold < -1.0 || speaker_threshold > 1.0)
-      throw BadParameter("speaker_threshold",
-                         "must be within [-1, 1] (raw cosine)");
+        CosineThresholdParam(request.params, "speaker_threshold");
     // The store opens (and is checked against the model) before any work.
     if (BoolParam(request.params, "name_speakers"))
       parsed.namer = namer_for(speaker_threshold);

@@ -51,6 +51,14 @@ bool BoolParam(const Params& params, const std::string& name) {
                                it->second.substr(0, 40) + "'");
 }
 
+double CosineThresholdParam(const Params& params, const std::string& name) {
+  const double threshold =
+      NumberParam(params, name).value_or(kDefaultSameSpeakerThreshold);
+  if (threshold < -1.0 || threshold > 1.0)
+    throw BadParameter(name, "must be within [-1, 1] (raw cosine)");
+  return threshold;
+}
+
 std::span<const uint8_t> UploadBytes(const Upload& upload) {
   return {reinterpret_cast<const uint8_t*>(upload.bytes.data()),
           upload.bytes.size()};

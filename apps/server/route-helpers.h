@@ -55,6 +55,8 @@ std::optional<double> NumberParam(const Params& params,
 std::optional<int> CountParam(const Params& params, const std::string& name);
 // "true"/"1" or "false"/"0"; absent: false.
 bool BoolParam(const Params& params, const std::string& name);
+// A raw-cosine threshold in [-1, 1]; absent: kDefaultSameSpeakerThreshold.
+double CosineThresholdParam(const Params& params, const std::string& name);
 
 // An upload's bytes, as the library takes them.
 std::span<const uint8_t> UploadBytes(const Upload& upload);

@@ -329,10 +329,7 @@ ApiResponse Routes::Embed(ApiRequest request) {
 
 ApiResponse Routes::Compare(ApiRequest request) {
   return Guarded([&] {
-    const double threshold = NumberParam(request.params, "threshold")
-                                 .value_or(kDefaultSameSpeakerThreshold);
-    if (threshold < -1.0 || threshold > 1.0)
-      throw BadParameter("threshold", "must be within [-1, 1]");
+    const double threshold = CosineThresholdParam(request.params, "threshold");
     auto a = std::make_shared<Upload>();
     auto b = std::make_shared<Upload>();
     int count_a = 0, count_b = 0;

@@ -19,14 +19,6 @@ std::string Text(const Params& params, const std::string& name) {
   return TextParam(params, name).value_or("");
 }
 
-double Threshold(const std::map<std::string, std::string>& params) {
-  const double threshold =
-      NumberParam(params, "threshold").value_or(kDefaultSameSpeakerThreshold);
-  if (threshold < -1.0 || threshold > 1.0)
-    throw BadParameter("threshold", "must be within [-1, 1] (raw cosine)");
-  return threshold;
-}
-
 // The audio parts (field "file"); 400 when there are none.
 std::vector<std::shared_ptr<Upload>> AudioParts(ApiRequest& request,
                                                 size_t at_most) {
@@ -153,7 +145,7 @@ ApiResponse SpeakerRoutes::Enroll(ApiRequest request) {
 
 ApiResponse SpeakerRoutes::Identify(ApiRequest request) {
   return Guarded([&] {
-    const double threshold = Threshold(request.params);
+    const double threshold = CosineThresholdParam(request.params, "threshold");
     const double top_k = NumberParam(request.params, "top_k").value_or(5);
     if (top_k < 1 || top_k > 1e6 || top_k != std::floor(top_k))
       throw BadParameter("top_k", "must be a whole number from 1 to 1000000");
@@ -187,7 +179,7 @@ ApiResponse SpeakerRoutes::Identify(ApiRequest request) {
 ApiResponse SpeakerRoutes::Verify(ApiRequest request) {
   return Guarded([&] {
     const std::string name = Text(request.params, "name");
-    const double threshold = Threshold(request.params);
+    const double threshold = CosineThresholdParam(request.params, "threshold");
     const std::shared_ptr<SpeakerStore> store = Store();
     store->Get(name);  // 404 before the embedding
     auto parts = AudioParts(request, 1);
