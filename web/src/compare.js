@@ -1,7 +1,7 @@
 // Tab 2: are two recordings the same speaker?
 import { checkUploadSize, formatBytes, formatDuration, limitsText, postForm } from './api.js';
 import { gaugeChart, setGauge } from './charts.js';
-import { $, announce, Progress, show, showError, showWarnings, wireDropZone } from './dom.js';
+import { $, announce, Progress, show, showError, showRunFailure, showWarnings, wireDropZone } from './dom.js';
 
 export const DEFAULT_THRESHOLD = 0.7;
 const files = { a: null, b: null };
@@ -96,7 +96,7 @@ async function compare() {
   } catch (failure) {
     progress.stop();
     clearResult();
-    showError(error, failure.code === 'cancelled' ? new Error('Cancelled: the server stopped the work.') : failure);
+    showRunFailure(error, failure);
     announce(error.textContent);
   } finally {
     running = null;

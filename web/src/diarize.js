@@ -2,7 +2,7 @@
 // timeline with one lane per speaker under a player, speaking time per
 // speaker, the turns as a table, and RTTM/JSON downloads.
 import { checkUploadSize, formatBytes, formatDuration, limitsText, postForm } from './api.js';
-import { $, announce, Progress, show, showError, wireDropZone } from './dom.js';
+import { $, announce, Progress, show, showError, showRunFailure, wireDropZone } from './dom.js';
 import { baseName, download, withProvenance } from './formats.js';
 import { modelProvenance } from './model.js';
 import { wireRecorder } from './recorder.js';
@@ -419,7 +419,7 @@ async function diarize() {
     progress.stop();
     // Results of other inputs would read as this run's: take them away.
     clearResults();
-    showError(error, failure.code === 'cancelled' ? new Error('Cancelled: the server stopped the work.') : failure);
+    showRunFailure(error, failure);
     announce(error.textContent);
   } finally {
     running = null;

@@ -16,6 +16,11 @@ export function showError(element, error) {
   element.hidden = false;
 }
 
+// A failed run's error, in words: a cancelled one says the server stopped.
+export function showRunFailure(element, failure) {
+  showError(element, failure.code === 'cancelled' ? new Error('Cancelled: the server stopped the work.') : failure);
+}
+
 // Fills a <dl> with [label, value] pairs; values are text, never HTML.
 export function fillInfo(list, pairs) {
   list.replaceChildren();

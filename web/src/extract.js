@@ -1,7 +1,7 @@
 // Tab 1: extract embeddings from files or a microphone recording.
 import { checkUploadSize, formatBytes, formatDuration, limitsText, postForm } from './api.js';
 import { embeddingChart, setEmbedding, setSimilarities, similarityChart } from './charts.js';
-import { $, announce, copyText, fillInfo, Progress, show, showError, showWarnings, wireDropZone } from './dom.js';
+import { $, announce, copyText, fillInfo, Progress, show, showError, showRunFailure, showWarnings, wireDropZone } from './dom.js';
 import { baseName, cosine, download, encodeCsv, encodeNpy, friendlyFormat, withProvenance } from './formats.js';
 import { drawHeatmap } from './heatmap.js';
 import { wireRecorder } from './recorder.js';
@@ -330,7 +330,7 @@ async function extract() {
     progress.stop();
     // Results of earlier inputs would read as this run's: take them away.
     clearResults();
-    showError(error, failure.code === 'cancelled' ? new Error('Cancelled: the server stopped the work.') : failure);
+    showRunFailure(error, failure);
     announce(error.textContent);
   } finally {
     running = null;

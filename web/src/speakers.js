@@ -2,7 +2,7 @@
 // recordings (files or the microphone), see and delete who is enrolled, and
 // identify who speaks in a recording.
 import { checkUploadSize, formatBytes, formatDuration, limitsText, postForm, requestJson } from './api.js';
-import { $, announce, Progress, show, showError, showWarnings, wireDropZone } from './dom.js';
+import { $, announce, Progress, show, showError, showRunFailure, showWarnings, wireDropZone } from './dom.js';
 import { wireRecorder } from './recorder.js';
 
 export const DEFAULT_THRESHOLD = 0.7;
@@ -359,7 +359,7 @@ async function enroll() {
         ),
       );
     } else {
-      showError(error, failure.code === 'cancelled' ? new Error('Cancelled: the server stopped the work.') : failure);
+      showRunFailure(error, failure);
     }
     announce(error.textContent);
   } finally {
@@ -476,7 +476,7 @@ async function identify() {
     progress.stop();
     lastIdentification = null;
     show($('identify-results'), false);
-    showError(error, failure.code === 'cancelled' ? new Error('Cancelled: the server stopped the work.') : failure);
+    showRunFailure(error, failure);
     announce(error.textContent);
   } finally {
     identifying = null;
