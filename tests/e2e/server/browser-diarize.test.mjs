@@ -10,7 +10,7 @@
 // when Chromium, playwright-core, the reference kit or the VAD model is
 // absent.
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -22,16 +22,12 @@ import {
   manifest,
   repoRoot,
   requireKitAndBinary,
-  requireOrSkip,
+  requireVadModel,
   Server,
 } from './harness.mjs';
 
 requireKitAndBinary();
-requireOrSkip(
-  process.env.VOXPRINT_VAD_MODEL ||
-    existsSync(path.join(repoRoot, 'models/vad/node_modules/@ricky0123/vad-web/dist/silero_vad_v5.onnx')),
-  'Silero VAD model absent: run `npm ci` in models/vad',
-);
+requireVadModel();
 const { contrastFailures, openPage, sidewaysOverflow } = await import('./browser-harness.mjs');
 
 const screenshotDir = process.env.VOXPRINT_SCREENSHOT_DIR || path.join(repoRoot, 'build/e2e-screenshots');

@@ -3,7 +3,7 @@
 // server's store, and the errors and limits /api/embed has. Built-ins only.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -14,18 +14,13 @@ import {
   binary,
   form,
   modelPath,
-  repoRoot,
   requireKitAndBinary,
-  requireOrSkip,
+  requireVadModel,
   Server,
 } from './harness.mjs';
 
 requireKitAndBinary();
-requireOrSkip(
-  process.env.VOXPRINT_VAD_MODEL ||
-    existsSync(path.join(repoRoot, 'models/vad/node_modules/@ricky0123/vad-web/dist/silero_vad_v5.onnx')),
-  'Silero VAD model absent: run `npm ci` in models/vad',
-);
+requireVadModel();
 
 function cliDiarize(file, args = []) {
   return execFileSync(binary, ['diarize', '--quiet', '--model', modelPath(), ...args, audioPath(file)], {

@@ -34,6 +34,16 @@ export function requireKitAndBinary() {
   }
 }
 
+// Diarization needs the Silero VAD model: $VOXPRINT_VAD_MODEL or the npm
+// package in models/vad.
+export function requireVadModel() {
+  requireOrSkip(
+    process.env.VOXPRINT_VAD_MODEL ||
+      existsSync(path.join(repoRoot, 'models/vad/node_modules/@ricky0123/vad-web/dist/silero_vad_v5.onnx')),
+    'Silero VAD model absent: run `npm ci` in models/vad',
+  );
+}
+
 export const manifest = () => JSON.parse(readFileSync(path.join(referenceDir, 'manifest.json'), 'utf8'));
 export const modelPath = () => path.join(referenceDir, 'models/pytorch_model.bin');
 export const audioPath = (name) => path.join(referenceDir, 'audio', name);
