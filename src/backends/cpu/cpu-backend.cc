@@ -40,6 +40,7 @@
 #include <utility>
 
 #include "backends/cpu/winograd-choice.h"
+#include "backends/cpu/winograd-weights.h"
 #include "backends/network-plan.h"
 #include "backends/run-cancel.h"
 #include "memory/large-buffer.h"
@@ -323,11 +324,20 @@ class CpuPreparedModel final
     for (const auto& [cached_desc, cached] : entries)
       if (cached_desc == desc)
         if (SharedWeights live = cached.lock()) return live;
-    memory source = plain;
     auto reordered = std::make_shared<memory>(desc, engine_);
-    dnnl::stream stream(engine_);
-    dnnl::reorder(source, *reordered).execute(stream, source, *reordered);
-    stream.wait();
+    if (index < convs_.size() && CanPackWinogradWeights(desc.data) &&
+        plain.get_desc().data_type() == DataType::f32) {
+      const memory::dims& dims = plain.get_desc().dims();
+      PackWinogradWeights(static_cast<const float*>(plain.get_data_handle()),
+                          static_cast<int>(dims[0]), static_cast<int>(dims[1]),
+                          desc.data,
+                          static_cast<float*>(reordered->get_data_handle()));
+    } else {
+      memory source = plain;
+      dnnl::stream stream(engine_);
+      dnnl::reorder(source, *reordered).execute(stream, source, *reordered);
+      stream.wait();
+    }
     entries.emplace_back(desc, reordered);
     return reordered;
   }
@@ -444,6 +454,15 @@ class CpuPreparedModel final
 
 // --------------------------------------------------------------------------
 // Compilation of one shape.
+
+// Whether two plan steps are the same convolution apart from their weights
+// and buffers (so one primitive descriptor serves both).
+bool SameConvolution(const ConvStep& a, const ConvStep& b) {
+  return a.in_channels == b.in_channels && a.out_channels == b.out_channels &&
+         a.kernel == b.kernel && a.stride == b.stride &&
+         a.padding == b.padding && a.accumulate == b.accumulate &&
+         a.relu == b.relu;
+}
 
 class ShapeCompiler {
  public:
@@ -642,7 +661,24 @@ class ShapeCompiler {
   }
 
   // Empty when no implementation supports the combination.
+  // CreateConvUncached, once per distinct convolution: a trunk stage repeats
+  // the same two (its blocks' first and second convs), and creating a
+  // Winograd primitive descriptor searches its blocking in time that grows
+  // with the input's length (~10 ms for 32 channels at 21 s, each try).
   std::optional<dnnl::convolution_forward::primitive_desc> CreateConv(
+      size_t index, dnnl::algorithm algorithm, const memory::desc& src,
+      const memory::desc& dst) {
+    const ConvStep& step = plan_.steps[index];
+    for (const CreatedConv& created : created_)
+      if (created.algorithm == algorithm && created.src == src &&
+          created.dst == dst && SameConvolution(created.step, step))
+        return created.pd;
+    created_.push_back({step, algorithm, src, dst,
+                        CreateConvUncached(index, algorithm, src, dst)});
+    return created_.back().pd;
+  }
+
+  std::optional<dnnl::convolution_forward::primitive_desc> CreateConvUncached(
       size_t index, dnnl::algorithm algorithm, const memory::desc& src,
       const memory::desc& dst) {
     const ConvStep& step = plan_.steps[index];
@@ -705,10 +741,18 @@ class ShapeCompiler {
   static constexpr int kScratchpadSlot = -1;
 
  private:
+  struct CreatedConv {
+    ConvStep step;
+    dnnl::algorithm algorithm;
+    memory::desc src, dst;
+    std::optional<dnnl::convolution_forward::primitive_desc> pd;
+  };
+
   const CpuPreparedModel& model_;
   const NetworkPlan& plan_;
   std::unique_ptr<CompiledShape> shape_;
   size_t scratchpad_bytes_ = 0;
+  std::vector<CreatedConv> created_;  // CreateConv's answers for this shape
 };
 
 // --------------------------------------------------------------------------
