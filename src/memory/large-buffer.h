@@ -1,4 +1,5 @@
-// Uninitialised, aligned scratch memory that only grows (64-byte aligned).
+// Uninitialised, aligned scratch memory that only grows (64-byte aligned;
+// from 1 MiB up, a mapping of its own that grows in place where it can).
 // A buffer made with huge_pages asks to sit on transparent huge pages
 // instead: for large, short-lived, fully written buffers (a model file read
 // at start-up: a dozen page faults instead of thousands, which start-up
@@ -33,9 +34,12 @@ class LargeBuffer {
   size_t capacity() const { return capacity_; }
 
  private:
+  void Release() noexcept;
+
   void* data_ = nullptr;
   size_t capacity_ = 0;
   bool huge_pages_ = false;
+  bool mapped_ = false;  // mmap'ed (else malloc'ed)
 };
 
 }  // namespace voxprint::memory

@@ -2,6 +2,7 @@
 #include "memory/large-buffer.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <cstdint>
 #include <cstring>
@@ -58,6 +59,34 @@ TEST(LargeBuffer, MovesLeaveTheSourceEmpty) {
   c = std::move(b);
   EXPECT_EQ(c.data(), data);
   EXPECT_EQ(b.data(), nullptr);  // NOLINT(bugprone-use-after-move)
+}
+
+long MinorFaults() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_minflt;
+}
+
+TEST(LargeBuffer, GrowingKeepsThePagesAlreadyTouched) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "AddressSanitizer builds keep buffers on malloc, to check "
+                  "their bounds";
+#endif
+  constexpr size_t kPage = 4096;
+  const size_t half = size_t{16} << 20;
+  LargeBuffer buffer(1000);  // from malloc's pool to a mapping of its own
+  buffer.Reserve(half);
+  std::memset(buffer.data(), 1, half);
+  const long before = MinorFaults();
+  buffer.Reserve(2 * half);
+  ASSERT_GE(buffer.capacity(), 2 * half);
+  EXPECT_EQ(Address(buffer) % 64, 0u);
+  std::memset(buffer.data(), 2, 2 * half);  // all of it writable
+  // Only the new half faults in (with small pages: half / 4096 faults; with
+  // transparent huge pages, fewer), not the whole buffer again.
+  EXPECT_LE(MinorFaults() - before, static_cast<long>(half / kPage) * 5 / 4);
+  LargeBuffer moved(std::move(buffer));
+  EXPECT_EQ(moved.bytes()[2 * half - 1], 2);
 }
 
 }  // namespace
