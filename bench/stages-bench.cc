@@ -22,6 +22,7 @@
 #include "voxprint/audio.h"
 #include "voxprint/extractor.h"
 #include "voxprint/features.h"
+#include "voxprint/vad.h"
 
 namespace {
 
@@ -216,6 +217,19 @@ BENCHMARK(BM_NetworkShape)
     ->Args({4, 750, 0})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+
+// Silero VAD v5's probabilities for the kit's 60 s dev00.wav (the model is
+// $VOXPRINT_VAD_MODEL or the npm install FindVadModel finds).
+void BM_SileroVad60s(benchmark::State& state) {
+  static const voxprint::VoiceActivityDetector detector(
+      voxprint::FindVadModel());
+  static const auto audio = voxprint::LoadAudio16k(AudioPath("dev00.wav"));
+  for (auto _ : state)
+    benchmark::DoNotOptimize(detector.Probabilities(audio.samples).data());
+  SetAudioRate(state, static_cast<double>(audio.samples.size()) /
+                          voxprint::kModelSampleRateHz);
+}
+BENCHMARK(BM_SileroVad60s)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 
