@@ -1,10 +1,10 @@
 #include "vad/silero-network.h"
 
 #include <algorithm>
-#include <array>
 #include <cmath>
-#include <cstring>
+#include <numbers>
 
+#include "voxprint/error.h"
 #include "voxprint/vad.h"
 
 namespace voxprint::vad {
@@ -15,51 +15,100 @@ constexpr int kPaddedSamples = kWindowSamples + kReflectPadSamples;    // 640
 constexpr int kStftFrames =
     (kPaddedSamples - kStftFilterLength) / kStftHop + 1;  // 4
 constexpr int kGates = 4 * kLstmHidden;
-constexpr int kMaxChannels = 2 * kStftBins;  // widest activation (258)
-// Chunks between two looks at the cancel token (~8 s of audio).
-constexpr size_t kChunksPerCancelCheck = 256;
+constexpr int kConvKernel = 3;  // padding 1
+static_assert(kGates == kLstmGates && kStftFilterLength == kFftSize);
 
-float Sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+int RoundUp(int n, int multiple) {
+  return (n + multiple - 1) / multiple * multiple;
+}
+
+// The window w when basis row b is w[k] cos(2 pi b k / N) and row
+// kStftBins + b is -w[k] sin(2 pi b k / N) (or +: the magnitudes are the
+// same), as numpy's FFT of the identity times a window gives; else empty.
+std::vector<float> WindowOfDftBasis(const std::vector<float>& basis) {
+  constexpr int n = kStftFilterLength;
+  // The file holds float32 products of float32 factors.
+  constexpr double kTolerance = 1e-6;
+  std::vector<float> window(basis.begin(), basis.begin() + n);  // b = 0
+  double error_minus = 0.0, error_plus = 0.0;
+  for (int b = 0; b < kStftBins; ++b) {
+    for (int k = 0; k < n; ++k) {
+      const double angle = 2.0 * std::numbers::pi * ((b * k) % n) / n;
+      const double re = basis[b * n + k];
+      const double im = basis[(kStftBins + b) * n + k];
+      const double w = window[k];
+      const double re_error = std::abs(re - w * std::cos(angle));
+      error_minus =
+          std::max({error_minus, re_error, std::abs(im + w * std::sin(angle))});
+      error_plus =
+          std::max({error_plus, re_error, std::abs(im - w * std::sin(angle))});
+    }
+  }
+  if (std::min(error_minus, error_plus) > kTolerance) return {};
+  return window;
+}
 
 }  // namespace
 
-// The two hot functions are also compiled for AVX2 + FMA and the CPU picks
-// at run time (1.5x faster where it has them; results stay within the
-// 1e-4 of ONNX Runtime either way).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define VOXPRINT_VAD_HOT \
-  __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define VOXPRINT_VAD_HOT
-#endif
+struct SileroNetwork::Block {
+  // Per chunk: context + chunk + reflection padding.
+  std::vector<float> padded = std::vector<float>(kBlockChunks * kPaddedSamples);
+  std::vector<float> spectrum;  // matrix STFT only: [chunk][frame][column]
+  std::vector<float> magnitude =
+      std::vector<float>(kBlockChunks * kStftFrames * kStftBins);
+  // Convolution outputs, [chunk][frame][channel], at most 4 x 128 a chunk.
+  std::vector<float> conv_a =
+      std::vector<float>(kBlockChunks * kStftFrames * kLstmHidden);
+  std::vector<float> conv_b =
+      std::vector<float>(kBlockChunks * kStftFrames * kLstmHidden);
+  std::vector<float> pre_gates = std::vector<float>(kBlockChunks * kGates);
+  std::vector<float> fft_scratch = std::vector<float>(kFftScratchFloats);
 
-// Activations are time-major: [time][channel].
-struct SileroNetwork::Scratch {
-  std::array<float, kPaddedSamples> padded{};
-  std::array<float, kStftFrames * kMaxChannels> a{};
-  std::array<float, kStftFrames * kMaxChannels> b{};
-  std::array<float, kLstmHidden> features{};
-  std::array<float, kLstmHidden> h{};
-  std::array<float, kLstmHidden> c{};
-  std::array<float, kGates> gates{};
+  float* Window(int chunk) {
+    return padded.data() + static_cast<size_t>(chunk) * kPaddedSamples;
+  }
 };
 
-SileroNetwork::SileroNetwork(const SileroWeights& weights) {
-  constexpr int kBasisRows = 2 * kStftBins;
-  stft_basis_t_.resize(static_cast<size_t>(kStftFilterLength) * kBasisRows);
-  for (int row = 0; row < kBasisRows; ++row)
-    for (int k = 0; k < kStftFilterLength; ++k)
-      stft_basis_t_[k * kBasisRows + row] =
-          weights.stft_basis[row * kStftFilterLength + k];
+struct SileroNetwork::State {
+  std::vector<float> h = std::vector<float>(kLstmHidden);
+  std::vector<float> c = std::vector<float>(kLstmHidden);
+  std::vector<float> gates = std::vector<float>(kGates);
+};
+
+SileroNetwork::SileroNetwork(const SileroWeights& weights,
+                             const SileroNetworkOptions& options)
+    : kernels_(options.kernels ? options.kernels : &BestSileroKernels()) {
+  if (!options.matrix_stft) window_ = WindowOfDftBasis(weights.stft_basis);
+  if (!window_.empty()) {
+    twiddles_.resize(kFftSize);
+    for (int m = 0; m < kFftSize / 2; ++m) {
+      const double angle = 2.0 * std::numbers::pi * m / kFftSize;
+      twiddles_[m] = static_cast<float>(std::cos(angle));
+      twiddles_[kFftSize / 2 + m] = static_cast<float>(std::sin(angle));
+    }
+  } else {
+    constexpr int kBasisRows = 2 * kStftBins;
+    stft_columns_ = RoundUp(kBasisRows, kGemmColumnAlign);
+    stft_basis_t_.assign(static_cast<size_t>(kStftFilterLength) * stft_columns_,
+                         0.0f);
+    for (int row = 0; row < kBasisRows; ++row)
+      for (int k = 0; k < kStftFilterLength; ++k)
+        stft_basis_t_[k * stft_columns_ + row] =
+            weights.stft_basis[row * kStftFilterLength + k];
+    stft_zero_bias_.assign(stft_columns_, 0.0f);
+  }
 
   for (const ConvLayer& layer : weights.encoder) {
+    VOXPRINT_CHECK(layer.kernel == kConvKernel &&
+                       layer.out_channels % kGemmColumnAlign == 0,
+                   "unexpected Silero encoder layer");
     Conv conv{layer.in_channels, layer.out_channels, layer.stride, {}, {}};
     conv.weight_t.resize(layer.weight.size());
     for (int o = 0; o < layer.out_channels; ++o)
       for (int i = 0; i < layer.in_channels; ++i)
-        for (int k = 0; k < layer.kernel; ++k)
-          conv.weight_t[(i * layer.kernel + k) * layer.out_channels + o] =
-              layer.weight[(o * layer.in_channels + i) * layer.kernel + k];
+        for (int k = 0; k < kConvKernel; ++k)
+          conv.weight_t[(k * layer.in_channels + i) * layer.out_channels + o] =
+              layer.weight[(o * layer.in_channels + i) * kConvKernel + k];
     conv.bias = layer.bias;
     encoder_.push_back(std::move(conv));
   }
@@ -80,86 +129,87 @@ SileroNetwork::SileroNetwork(const SileroWeights& weights) {
   head_bias_ = weights.head_bias;
 }
 
-VOXPRINT_VAD_HOT void SileroNetwork::Encode(const float* window,
-                                            Scratch& s) const {
+void SileroNetwork::Encode(Block& block, int chunks) const {
   // The model pads its input on the right by reflection (x[n-1+k] =
   // x[n-1-k]) so that its last STFT frame is full.
-  std::memcpy(s.padded.data(), window, kWindowSamples * sizeof(float));
-  for (int k = 1; k <= kReflectPadSamples; ++k)
-    s.padded[kWindowSamples - 1 + k] = s.padded[kWindowSamples - 1 - k];
+  for (int chunk = 0; chunk < chunks; ++chunk) {
+    float* padded = block.Window(chunk);
+    for (int k = 1; k <= kReflectPadSamples; ++k)
+      padded[kWindowSamples - 1 + k] = padded[kWindowSamples - 1 - k];
+  }
 
-  // STFT as a strided convolution, then the magnitude of each bin.
-  constexpr int kBasisRows = 2 * kStftBins;
-  float* spectrum = s.b.data();
+  // The magnitudes of the STFT, [chunk][frame][bin]: one call per frame
+  // position, chunks as rows.
+  constexpr std::ptrdiff_t kMagnitudeRow = kStftFrames * kStftBins;
   for (int frame = 0; frame < kStftFrames; ++frame) {
-    float* out = spectrum + frame * kBasisRows;
-    std::fill(out, out + kBasisRows, 0.0f);
-    const float* x = s.padded.data() + frame * kStftHop;
-    for (int k = 0; k < kStftFilterLength; ++k) {
-      const float xk = x[k];
-      const float* basis = stft_basis_t_.data() + k * kBasisRows;
-      for (int row = 0; row < kBasisRows; ++row) out[row] += basis[row] * xk;
+    const float* x = block.padded.data() + frame * kStftHop;
+    float* magnitude = block.magnitude.data() + frame * kStftBins;
+    if (UsesFft()) {
+      kernels_->stft_magnitude(x, kPaddedSamples, chunks, window_.data(),
+                               twiddles_.data(), magnitude, kMagnitudeRow,
+                               block.fft_scratch.data());
+      continue;
+    }
+    const std::ptrdiff_t spectrum_row =
+        static_cast<std::ptrdiff_t>(kStftFrames) * stft_columns_;
+    block.spectrum.resize(kBlockChunks * spectrum_row);
+    float* spectrum = block.spectrum.data() + frame * stft_columns_;
+    const GemmSegment segment{x, kPaddedSamples, stft_basis_t_.data(),
+                              kStftFilterLength};
+    kernels_->gemm({&segment, 1, chunks, stft_columns_, stft_columns_,
+                    stft_zero_bias_.data(), false, spectrum, spectrum_row});
+    for (int chunk = 0; chunk < chunks; ++chunk) {
+      const float* re = spectrum + chunk * spectrum_row;
+      const float* im = re + kStftBins;
+      float* out = magnitude + chunk * kMagnitudeRow;
+      for (int bin = 0; bin < kStftBins; ++bin)
+        out[bin] = std::sqrt(re[bin] * re[bin] + im[bin] * im[bin]);
     }
   }
-  float* magnitude = s.a.data();
-  for (int frame = 0; frame < kStftFrames; ++frame) {
-    const float* re = spectrum + frame * kBasisRows;
-    const float* im = re + kStftBins;
-    for (int bin = 0; bin < kStftBins; ++bin)
-      magnitude[frame * kStftBins + bin] =
-          std::sqrt(re[bin] * re[bin] + im[bin] * im[bin]);
-  }
 
-  // Four Conv1d (kernel 3, padding 1) + ReLU.
-  float* in = s.a.data();
-  float* out = s.b.data();
+  // Four Conv1d (kernel 3, padding 1) + ReLU, [chunk][frame][channel]: one
+  // product per output frame, over the input frames its taps reach.
+  const float* in = block.magnitude.data();
+  float* out = block.conv_a.data();
   int frames = kStftFrames;
   for (const Conv& conv : encoder_) {
-    const int out_frames = (frames + 2 - 3) / conv.stride + 1;
+    const int out_frames = (frames + 2 - kConvKernel) / conv.stride + 1;
     for (int t = 0; t < out_frames; ++t) {
-      float* y = out + t * conv.out_channels;
-      std::copy(conv.bias.begin(), conv.bias.end(), y);
-      for (int k = 0; k < 3; ++k) {
+      GemmSegment segments[kConvKernel];
+      int count = 0;
+      for (int k = 0; k < kConvKernel; ++k) {
         const int source = t * conv.stride + k - 1;
-        if (source < 0 || source >= frames) continue;
-        const float* x = in + source * conv.in_channels;
-        for (int i = 0; i < conv.in_channels; ++i) {
-          const float xi = x[i];
-          const float* w =
-              conv.weight_t.data() + (i * 3 + k) * conv.out_channels;
-          for (int o = 0; o < conv.out_channels; ++o) y[o] += w[o] * xi;
-        }
+        if (source < 0 || source >= frames) continue;  // zero padding
+        segments[count++] = {
+            in + source * conv.in_channels, frames * conv.in_channels,
+            conv.weight_t.data() + k * conv.in_channels * conv.out_channels,
+            conv.in_channels};
       }
-      for (int o = 0; o < conv.out_channels; ++o) y[o] = std::max(y[o], 0.0f);
+      kernels_->gemm({segments, count, chunks, conv.out_channels,
+                      conv.out_channels, conv.bias.data(), true,
+                      out + t * conv.out_channels,
+                      out_frames * conv.out_channels});
     }
-    std::swap(in, out);
+    in = out;
+    out =
+        out == block.conv_a.data() ? block.conv_b.data() : block.conv_a.data();
     frames = out_frames;
   }
-  // One frame of 128 channels is left.
-  std::copy(in, in + kLstmHidden, s.features.begin());
+  // One frame of 128 channels is left: the LSTM's input, projected.
+  const GemmSegment features{in, kLstmHidden, weight_ih_t_.data(), kLstmHidden};
+  kernels_->gemm({&features, 1, chunks, kGates, kGates, gate_bias_.data(),
+                  false, block.pre_gates.data(), kGates});
 }
 
-VOXPRINT_VAD_HOT float SileroNetwork::Decode(Scratch& s) const {
-  std::copy(gate_bias_.begin(), gate_bias_.end(), s.gates.begin());
-  for (int i = 0; i < kLstmHidden; ++i) {
-    const float xi = s.features[i];
-    const float hi = s.h[i];
-    const float* wx = weight_ih_t_.data() + i * kGates;
-    const float* wh = weight_hh_t_.data() + i * kGates;
-    for (int j = 0; j < kGates; ++j) s.gates[j] += wx[j] * xi + wh[j] * hi;
+void SileroNetwork::Decode(const Block& block, int chunks, State& state,
+                           float* probabilities) const {
+  for (int chunk = 0; chunk < chunks; ++chunk) {
+    const float logit = kernels_->lstm_step(
+        block.pre_gates.data() + chunk * kGates, weight_hh_t_.data(),
+        head_weight_.data(), head_bias_, state.h.data(), state.c.data(),
+        state.gates.data());
+    probabilities[chunk] = 1.0f / (1.0f + std::exp(-logit));
   }
-  // PyTorch gate order: input, forget, cell, output.
-  const float* gi = s.gates.data();
-  const float* gf = gi + kLstmHidden;
-  const float* gg = gf + kLstmHidden;
-  const float* go = gg + kLstmHidden;
-  float logit = head_bias_;
-  for (int j = 0; j < kLstmHidden; ++j) {
-    s.c[j] = Sigmoid(gf[j]) * s.c[j] + Sigmoid(gi[j]) * std::tanh(gg[j]);
-    s.h[j] = Sigmoid(go[j]) * std::tanh(s.c[j]);
-    logit += head_weight_[j] * std::max(s.h[j], 0.0f);
-  }
-  return Sigmoid(logit);
 }
 
 std::vector<float> SileroNetwork::Run(std::span<const float> samples,
@@ -167,37 +217,54 @@ std::vector<float> SileroNetwork::Run(std::span<const float> samples,
   const size_t chunks = (samples.size() + kVadChunkSamples - 1) /
                         static_cast<size_t>(kVadChunkSamples);
   std::vector<float> probabilities(chunks);
-  Scratch scratch;
-  std::array<float, kWindowSamples> window{};  // context starts at zero
-  for (size_t chunk = 0; chunk < chunks; ++chunk) {
-    if (chunk % kChunksPerCancelCheck == 0)
-      cancel.ThrowIfCancelled("voice activity detection");
-    const size_t start = chunk * kVadChunkSamples;
-    const size_t available =
-        std::min<size_t>(kVadChunkSamples, samples.size() - start);
-    float* fresh = window.data() + kVadContextSamples;
-    std::copy_n(samples.data() + start, available, fresh);
-    std::fill(fresh + available, fresh + kVadChunkSamples, 0.0f);
-    Encode(window.data(), scratch);
-    probabilities[chunk] = Decode(scratch);
-    // The next chunk's context: the last 64 samples of this window.
-    std::copy(window.end() - kVadContextSamples, window.end(), window.begin());
+  Block block;
+  State state;
+  for (size_t first = 0; first < chunks; first += kBlockChunks) {
+    cancel.ThrowIfCancelled("voice activity detection");
+    const int count =
+        static_cast<int>(std::min<size_t>(kBlockChunks, chunks - first));
+    for (int i = 0; i < count; ++i) {
+      // The window starts 64 samples (the context) before its chunk; zeros
+      // before the audio and after its end.
+      const int64_t start = static_cast<int64_t>(first + i) * kVadChunkSamples -
+                            kVadContextSamples;
+      const int64_t begin = std::max<int64_t>(start, 0);
+      const int64_t end = std::min<int64_t>(
+          start + kWindowSamples, static_cast<int64_t>(samples.size()));
+      float* window = block.Window(i);
+      std::fill(window, window + kWindowSamples, 0.0f);
+      std::copy(samples.begin() + begin, samples.begin() + end,
+                window + (begin - start));
+    }
+    Encode(block, count);
+    Decode(block, count, state, probabilities.data() + first);
   }
   return probabilities;
 }
 
 SileroNetwork::Stream::Stream(const SileroNetwork& network)
     : network_(network),
-      scratch_(std::make_unique<Scratch>()),
+      block_(std::make_unique<Block>()),
+      state_(std::make_unique<State>()),
       window_(kWindowSamples, 0.0f) {}
 
 SileroNetwork::Stream::~Stream() = default;
 
-void SileroNetwork::Stream::Step(std::vector<float>* out) {
-  network_.Encode(window_.data(), *scratch_);
-  out->push_back(network_.Decode(*scratch_));
+void SileroNetwork::Stream::EndChunk(std::vector<float>* out) {
+  std::copy(window_.begin(), window_.end(), block_->Window(pending_));
+  ++pending_;
   std::copy(window_.end() - kVadContextSamples, window_.end(), window_.begin());
   filled_ = 0;
+  if (pending_ == kBlockChunks) Flush(out);
+}
+
+void SileroNetwork::Stream::Flush(std::vector<float>* out) {
+  if (pending_ == 0) return;
+  network_.Encode(*block_, pending_);
+  const size_t first = out->size();
+  out->resize(first + pending_);
+  network_.Decode(*block_, pending_, *state_, out->data() + first);
+  pending_ = 0;
 }
 
 void SileroNetwork::Stream::Push(std::span<const float> samples,
@@ -208,15 +275,18 @@ void SileroNetwork::Stream::Push(std::span<const float> samples,
                 window_.begin() + kVadContextSamples + filled_);
     filled_ += take;
     samples = samples.subspan(take);
-    if (filled_ == static_cast<size_t>(kVadChunkSamples)) Step(out);
+    if (filled_ == static_cast<size_t>(kVadChunkSamples)) EndChunk(out);
   }
+  Flush(out);
 }
 
 void SileroNetwork::Stream::Finish(std::vector<float>* out) {
-  if (filled_ == 0) return;
-  std::fill(window_.begin() + kVadContextSamples + filled_, window_.end(),
-            0.0f);
-  Step(out);
+  if (filled_ > 0) {
+    std::fill(window_.begin() + kVadContextSamples + filled_, window_.end(),
+              0.0f);
+    EndChunk(out);
+  }
+  Flush(out);
 }
 
 }  // namespace voxprint::vad

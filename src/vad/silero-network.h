@@ -1,28 +1,52 @@
 // Silero VAD v5's 16 kHz forward pass in plain C++.
+//
+// The encoder (STFT, four convolutions, the LSTM's input projection) does
+// not depend on the recurrent state, so it runs on blocks of chunks, as
+// matrix products with one row per chunk; only the LSTM's recurrent step and
+// the head run chunk by chunk. The arithmetic is in silero-kernels.h.
 #pragma once
 
 #include <memory>
 #include <span>
 #include <vector>
 
+#include "vad/silero-kernels.h"
 #include "vad/silero-weights.h"
 #include "voxprint/cancel.h"
 
 namespace voxprint::vad {
 
-// Immutable after construction; Run keeps its state on its own stack, so
-// concurrent calls are safe.
+// How the network computes; the defaults are the fastest.
+struct SileroNetworkOptions {
+  // nullptr: BestSileroKernels().
+  const SileroKernels* kernels = nullptr;
+  // The STFT as a product with the file's basis instead of an FFT. The FFT
+  // is used only when the basis is a windowed DFT (it is in Silero VAD v5).
+  bool matrix_stft = false;
+};
+
+// Immutable after construction; Run and each Stream keep their state and
+// working memory to themselves, so concurrent calls are safe.
 class SileroNetwork {
-  struct Scratch;  // one stream's working memory and state
+  struct Block;  // working memory for kBlockChunks chunks
+  struct State;  // the LSTM's h and c
 
  public:
-  explicit SileroNetwork(const SileroWeights& weights);
+  // Chunks encoded together.
+  static constexpr int kBlockChunks = 32;
+
+  explicit SileroNetwork(const SileroWeights& weights,
+                         const SileroNetworkOptions& options = {});
 
   // One probability per 512-sample chunk (the last one zero-padded), state
   // and 64-sample context starting at zero, as Silero's own wrapper feeds
-  // the ONNX model.
+  // the ONNX model. `cancel` is checked before every block.
   std::vector<float> Run(std::span<const float> samples,
                          const CancelToken& cancel) const;
+
+  // Whether the STFT is computed by FFT (see SileroNetworkOptions).
+  bool UsesFft() const { return !window_.empty(); }
+  const SileroKernels& kernels() const { return *kernels_; }
 
   // Run's computation on audio given in pieces: Push(a), Push(b), Finish()
   // gives exactly Run(a ++ b), chunk by chunk with the same state.
@@ -36,25 +60,40 @@ class SileroNetwork {
     void Finish(std::vector<float>* out);
 
    private:
-    void Step(std::vector<float>* out);
+    // Moves the window (context + chunk) into the block; runs the block
+    // when it is full.
+    void EndChunk(std::vector<float>* out);
+    // Runs the chunks waiting in the block.
+    void Flush(std::vector<float>* out);
     const SileroNetwork& network_;
-    std::unique_ptr<Scratch> scratch_;
+    std::unique_ptr<Block> block_;
+    std::unique_ptr<State> state_;
+    int pending_ = 0;            // chunks waiting in block_
     std::vector<float> window_;  // context + chunk
     size_t filled_ = 0;          // samples of the chunk present
   };
 
  private:
-  // 576 samples (context + chunk) -> the 128 features the LSTM reads.
-  void Encode(const float* window, Scratch& scratch) const;
-  // One LSTM step and the head: updates h and c, returns the probability.
-  float Decode(Scratch& scratch) const;
+  // Chunks 0..chunks-1 of `block`, their windows (context + chunk) filled:
+  // the LSTM's input gates of each (block.pre_gates).
+  void Encode(Block& block, int chunks) const;
+  // The LSTM steps and head for those chunks, in order: one probability
+  // each into `probabilities`.
+  void Decode(const Block& block, int chunks, State& state,
+              float* probabilities) const;
 
-  // Weights transposed so that every inner loop runs over output channels
-  // (contiguous, vectorisable without reordering any sum).
-  std::vector<float> stft_basis_t_;  // [filter_length][2 * bins]
+  const SileroKernels* kernels_;
+  // The FFT's window and twiddles (empty: the matrix STFT).
+  std::vector<float> window_;
+  std::vector<float> twiddles_;
+  // The STFT basis transposed, columns padded to kGemmColumnAlign:
+  // [filter_length][stft_columns_] (real parts, then imaginary).
+  std::vector<float> stft_basis_t_;
+  int stft_columns_ = 0;
+  std::vector<float> stft_zero_bias_;
   struct Conv {
     int in_channels, out_channels, stride;
-    std::vector<float> weight_t;  // [in][kernel 3][out]
+    std::vector<float> weight_t;  // [kernel 3][in][out]
     std::vector<float> bias;
   };
   std::vector<Conv> encoder_;
