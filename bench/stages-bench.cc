@@ -219,17 +219,22 @@ BENCHMARK(BM_NetworkShape)
     ->UseRealTime();
 
 // Silero VAD v5's probabilities for the kit's 60 s dev00.wav (the model is
-// $VOXPRINT_VAD_MODEL or the npm install FindVadModel finds).
+// $VOXPRINT_VAD_MODEL or the npm install FindVadModel finds). Arg: threads.
 void BM_SileroVad60s(benchmark::State& state) {
-  static const voxprint::VoiceActivityDetector detector(
-      voxprint::FindVadModel());
+  const voxprint::VoiceActivityDetector detector(
+      voxprint::FindVadModel(), static_cast<int>(state.range(0)));
   static const auto audio = voxprint::LoadAudio16k(AudioPath("dev00.wav"));
   for (auto _ : state)
     benchmark::DoNotOptimize(detector.Probabilities(audio.samples).data());
   SetAudioRate(state, static_cast<double>(audio.samples.size()) /
                           voxprint::kModelSampleRateHz);
 }
-BENCHMARK(BM_SileroVad60s)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_SileroVad60s)
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 

@@ -6,6 +6,8 @@
 // the head run chunk by chunk. The arithmetic is in silero-kernels.h.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <vector>
@@ -28,21 +30,27 @@ struct SileroNetworkOptions {
 // Immutable after construction; Run and each Stream keep their state and
 // working memory to themselves, so concurrent calls are safe.
 class SileroNetwork {
-  struct Block;  // working memory for kBlockChunks chunks
-  struct State;  // the LSTM's h and c
+  struct Scratch;  // one encoding thread's working memory
+  struct State;    // the LSTM's h and c
 
  public:
-  // Chunks encoded together.
+  // Chunks encoded together (one matrix row each).
   static constexpr int kBlockChunks = 32;
+  // Most threads one call uses: beyond this the recurrent part, which runs
+  // on one thread, is the bottleneck.
+  static constexpr int kMaxUsefulThreads = 4;
 
   explicit SileroNetwork(const SileroWeights& weights,
                          const SileroNetworkOptions& options = {});
+  ~SileroNetwork();
 
   // One probability per 512-sample chunk (the last one zero-padded), state
   // and 64-sample context starting at zero, as Silero's own wrapper feeds
-  // the ONNX model. `cancel` is checked before every block.
+  // the ONNX model. `cancel` is checked before every block. With threads
+  // > 1, other threads encode blocks ahead while this one runs the LSTM
+  // (same results).
   std::vector<float> Run(std::span<const float> samples,
-                         const CancelToken& cancel) const;
+                         const CancelToken& cancel, int threads = 1) const;
 
   // Whether the STFT is computed by FFT (see SileroNetworkOptions).
   bool UsesFft() const { return !window_.empty(); }
@@ -52,34 +60,44 @@ class SileroNetwork {
   // gives exactly Run(a ++ b), chunk by chunk with the same state.
   class Stream {
    public:
-    explicit Stream(const SileroNetwork& network);
+    explicit Stream(const SileroNetwork& network, int threads = 1);
     ~Stream();
-    // Appends one probability per complete 512-sample chunk now available.
+    // Appends the probabilities of complete chunks once kStreamBatchChunks
+    // of them are waiting (small pushes are batched so that blocks stay
+    // full).
     void Push(std::span<const float> samples, std::vector<float>* out);
-    // The last partial chunk, zero-padded (nothing when there is none).
+    // Appends every remaining chunk's, the last partial one zero-padded.
     void Finish(std::vector<float>* out);
 
+    static constexpr int kStreamBatchChunks = 8 * kBlockChunks;
+
    private:
-    // Moves the window (context + chunk) into the block; runs the block
-    // when it is full.
-    void EndChunk(std::vector<float>* out);
-    // Runs the chunks waiting in the block.
+    // Runs the complete chunks in pending_.
     void Flush(std::vector<float>* out);
     const SileroNetwork& network_;
-    std::unique_ptr<Block> block_;
+    const int threads_;
     std::unique_ptr<State> state_;
-    int pending_ = 0;            // chunks waiting in block_
-    std::vector<float> window_;  // context + chunk
-    size_t filled_ = 0;          // samples of the chunk present
+    // Context (64 samples) + the samples of the chunks not run yet.
+    std::vector<float> pending_;
   };
 
  private:
-  // Chunks 0..chunks-1 of `block`, their windows (context + chunk) filled:
-  // the LSTM's input gates of each (block.pre_gates).
-  void Encode(Block& block, int chunks) const;
-  // The LSTM steps and head for those chunks, in order: one probability
-  // each into `probabilities`.
-  void Decode(const Block& block, int chunks, State& state,
+  // Writes chunk `chunk`'s window (context + chunk, kVadContextSamples +
+  // kVadChunkSamples samples) at `window`. Called from several threads.
+  using WindowFiller = std::function<void(int64_t chunk, float* window)>;
+
+  // Chunks 0..chunks-1 in order, continuing `state`: one probability each.
+  // Blocks are encoded by up to `threads` threads while this one decodes
+  // them in order; `cancel` is checked between blocks.
+  void Process(int64_t chunks, const WindowFiller& fill, int threads,
+               const CancelToken& cancel, State& state,
+               float* probabilities) const;
+  // The LSTM's input gates (pre_gates, [count][4 * hidden]) of chunks
+  // first..first+count-1 (count <= kBlockChunks).
+  void Encode(const WindowFiller& fill, int64_t first, int count,
+              Scratch& scratch, float* pre_gates) const;
+  // The LSTM steps and head for `count` chunks' input gates, in order.
+  void Decode(const float* pre_gates, int count, State& state,
               float* probabilities) const;
 
   const SileroKernels* kernels_;
