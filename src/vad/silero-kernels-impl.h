@@ -199,41 +199,49 @@ float LstmStep(const float* pre_gates, const float* w_hh_t,
   return sum;
 }
 
-// Bit reversal of an 8-bit index.
-constexpr int Reverse8(int k) {
+// Bit reversal of a 7-bit index.
+constexpr int Reverse7(int k) {
   int r = 0;
-  for (int bit = 0; bit < 8; ++bit) r |= ((k >> bit) & 1) << (7 - bit);
+  for (int bit = 0; bit < 7; ++bit) r |= ((k >> bit) & 1) << (6 - bit);
   return r;
 }
 
-// Radix-2 decimation in time over kLanes frames at once (one per lane).
+// The 256-point DFT of real x through one 128-point complex FFT of
+// z[m] = x[2m] + i x[2m+1] (radix 2, decimation in time), kLanes frames at
+// once (one per lane): with A = Z[k] and B = conj(Z[128 - k]), the even
+// samples' DFT is E = (A + B) / 2, the odd ones' O = (A - B) / 2i, and
+// X[k] = E + e^(-2 pi i k / 256) O.
 void StftMagnitude(const float* x, std::ptrdiff_t stride, int frames,
                    const float* window, const float* twiddles, float* out,
                    std::ptrdiff_t out_stride, float* scratch) {
-  constexpr int kBins = kFftSize / 2 + 1;
-  constexpr int kHalf = kFftSize / 2;
+  constexpr int kHalf = kFftSize / 2;  // 128 points, and bins 0..128
+  const float* cos_table = twiddles;
+  const float* sin_table = twiddles + kHalf + 1;
+  float* real = scratch;
+  float* imag = scratch + kHalf * kLanes;
   for (int f0 = 0; f0 < frames; f0 += kLanes) {
     const int lanes = frames - f0 < kLanes ? frames - f0 : kLanes;
-    float* real = scratch;
-    float* imag = scratch + kFftSize * kLanes;
-    // Windowed samples in bit-reversed order, one frame per lane; lanes
-    // past the last frame compute zeros.
-    for (int k = 0; k < kFftSize; ++k) {
-      float* slot = real + Reverse8(k) * kLanes;
-      const float wk = window[k];
-      for (int lane = 0; lane < lanes; ++lane)
-        slot[lane] = x[(f0 + lane) * stride + k] * wk;
-      for (int lane = lanes; lane < kLanes; ++lane) slot[lane] = 0.0f;
+    // Windowed sample pairs in bit-reversed order, one frame per lane;
+    // lanes past the last frame compute zeros.
+    for (int m = 0; m < kHalf; ++m) {
+      float* re = real + Reverse7(m) * kLanes;
+      float* im = imag + Reverse7(m) * kLanes;
+      const float w_even = window[2 * m], w_odd = window[2 * m + 1];
+      for (int lane = 0; lane < lanes; ++lane) {
+        const float* frame = x + (f0 + lane) * stride;
+        re[lane] = frame[2 * m] * w_even;
+        im[lane] = frame[2 * m + 1] * w_odd;
+      }
+      for (int lane = lanes; lane < kLanes; ++lane) re[lane] = im[lane] = 0.0f;
     }
-    for (int k = 0; k < kFftSize; ++k) Store(imag + k * kLanes, Splat(0.0f));
-    for (int size = 2; size <= kFftSize; size *= 2) {
+    for (int size = 2; size <= kHalf; size *= 2) {
       const int half = size / 2;
       const int step = kFftSize / size;
       for (int t = 0; t < half; ++t) {
         // e^(-2 pi i t / size) = cos - i sin.
-        const Vec cos_t = Splat(twiddles[t * step]);
-        const Vec sin_t = Splat(twiddles[kHalf + t * step]);
-        for (int j = t; j < kFftSize; j += size) {
+        const Vec cos_t = Splat(cos_table[t * step]);
+        const Vec sin_t = Splat(sin_table[t * step]);
+        for (int j = t; j < kHalf; j += size) {
           float* ur = real + j * kLanes;
           float* ui = imag + j * kLanes;
           float* vr = real + (j + half) * kLanes;
@@ -249,11 +257,19 @@ void StftMagnitude(const float* x, std::ptrdiff_t stride, int frames,
         }
       }
     }
-    for (int b = 0; b < kBins; ++b) {
-      const Vec r = Load(real + b * kLanes), i = Load(imag + b * kLanes);
-      const Vec power = r * r + i * i;
+    const Vec kHalfVec = Splat(0.5f);
+    for (int k = 0; k <= kHalf; ++k) {
+      const int a = k % kHalf, b = (kHalf - k) % kHalf;
+      const Vec ar = Load(real + a * kLanes), ai = Load(imag + a * kLanes);
+      const Vec br = Load(real + b * kLanes), bi = -Load(imag + b * kLanes);
+      const Vec even_r = (ar + br) * kHalfVec, even_i = (ai + bi) * kHalfVec;
+      const Vec odd_r = (ai - bi) * kHalfVec, odd_i = (br - ar) * kHalfVec;
+      const Vec c = Splat(cos_table[k]), s = Splat(sin_table[k]);
+      const Vec re = even_r + (odd_r * c + odd_i * s);
+      const Vec im = even_i + (odd_i * c - odd_r * s);
+      const Vec power = re * re + im * im;
       for (int lane = 0; lane < lanes; ++lane)
-        out[(f0 + lane) * out_stride + b] = __builtin_sqrtf(power[lane]);
+        out[(f0 + lane) * out_stride + k] = __builtin_sqrtf(power[lane]);
     }
   }
 }

@@ -51,7 +51,7 @@ struct SileroKernels {
   // Magnitudes of 256-point DFTs by FFT: for each of `frames` frames (frame
   // f at x + f * stride), out[f * out_stride + b] = |sum_k x[k] window[k]
   // e^(-2 pi i b k / 256)| for the 129 bins b. `twiddles` holds
-  // cos(2 pi m / 256) for m < 128, then sin(2 pi m / 256); `scratch` holds
+  // cos(2 pi m / 256) for m <= 128, then sin(2 pi m / 256); `scratch` holds
   // kFftScratchFloats.
   void (*stft_magnitude)(const float* x, std::ptrdiff_t stride, int frames,
                          const float* window, const float* twiddles, float* out,
@@ -59,7 +59,7 @@ struct SileroKernels {
 };
 
 inline constexpr int kFftSize = 256;
-inline constexpr int kFftScratchFloats = 2 * kFftSize * 16;
+inline constexpr int kFftScratchFloats = kFftSize * 16;
 
 // The fastest set this CPU runs.
 const SileroKernels& BestSileroKernels();

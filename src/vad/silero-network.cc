@@ -86,11 +86,12 @@ SileroNetwork::SileroNetwork(const SileroWeights& weights,
     : kernels_(options.kernels ? options.kernels : &BestSileroKernels()) {
   if (!options.matrix_stft) window_ = WindowOfDftBasis(weights.stft_basis);
   if (!window_.empty()) {
-    twiddles_.resize(kFftSize);
-    for (int m = 0; m < kFftSize / 2; ++m) {
+    constexpr int kAngles = kFftSize / 2 + 1;
+    twiddles_.resize(2 * kAngles);
+    for (int m = 0; m < kAngles; ++m) {
       const double angle = 2.0 * std::numbers::pi * m / kFftSize;
       twiddles_[m] = static_cast<float>(std::cos(angle));
-      twiddles_[kFftSize / 2 + m] = static_cast<float>(std::sin(angle));
+      twiddles_[kAngles + m] = static_cast<float>(std::sin(angle));
     }
   } else {
     constexpr int kBasisRows = 2 * kStftBins;
