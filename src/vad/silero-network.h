@@ -35,7 +35,7 @@ class SileroNetwork {
 
  public:
   // Chunks encoded together (one matrix row each).
-  static constexpr int kBlockChunks = 32;
+  static constexpr int kBlockChunks = 48;
   // Most threads one call uses: beyond this the recurrent part, which runs
   // on one thread, is the bottleneck.
   static constexpr int kMaxUsefulThreads = 4;

@@ -121,7 +121,8 @@ TEST_F(SileroNetworkTest, ThreadsGiveTheSameValues) {
     EXPECT_EQ(network.Run(Samples(), {}, threads), one) << threads;
   // Shorter than a block, and a block and a bit: the helpers have little or
   // nothing to do.
-  for (const size_t samples : {size_t{100}, size_t{512 * 33 + 7}}) {
+  for (const size_t samples :
+       {size_t{100}, size_t{512} * (SileroNetwork::kBlockChunks + 1) + 7}) {
     const std::span<const float> part = Samples().first(samples);
     EXPECT_EQ(network.Run(part, {}, 2), network.Run(part, {}, 1)) << samples;
   }
