@@ -221,18 +221,21 @@ void StftMagnitude(const float* x, std::ptrdiff_t stride, int frames,
   float* imag = scratch + kHalf * kLanes;
   for (int f0 = 0; f0 < frames; f0 += kLanes) {
     const int lanes = frames - f0 < kLanes ? frames - f0 : kLanes;
-    // Windowed sample pairs in bit-reversed order, one frame per lane;
-    // lanes past the last frame compute zeros.
+    // Windowed sample pairs in bit-reversed order, one frame per lane,
+    // each vector built in registers (lanes past the last frame repeat it;
+    // their results are dropped).
+    const float* frame[kLanes];
+    for (int lane = 0; lane < kLanes; ++lane)
+      frame[lane] = x + (f0 + (lane < lanes ? lane : lanes - 1)) * stride;
     for (int m = 0; m < kHalf; ++m) {
-      float* re = real + Reverse7(m) * kLanes;
-      float* im = imag + Reverse7(m) * kLanes;
-      const float w_even = window[2 * m], w_odd = window[2 * m + 1];
-      for (int lane = 0; lane < lanes; ++lane) {
-        const float* frame = x + (f0 + lane) * stride;
-        re[lane] = frame[2 * m] * w_even;
-        im[lane] = frame[2 * m + 1] * w_odd;
+      Vec even, odd;
+#pragma GCC unroll 16
+      for (int lane = 0; lane < kLanes; ++lane) {
+        even[lane] = frame[lane][2 * m];
+        odd[lane] = frame[lane][2 * m + 1];
       }
-      for (int lane = lanes; lane < kLanes; ++lane) re[lane] = im[lane] = 0.0f;
+      Store(real + Reverse7(m) * kLanes, even * Splat(window[2 * m]));
+      Store(imag + Reverse7(m) * kLanes, odd * Splat(window[2 * m + 1]));
     }
     for (int size = 2; size <= kHalf; size *= 2) {
       const int half = size / 2;
@@ -268,8 +271,12 @@ void StftMagnitude(const float* x, std::ptrdiff_t stride, int frames,
       const Vec re = even_r + (odd_r * c + odd_i * s);
       const Vec im = even_i + (odd_i * c - odd_r * s);
       const Vec power = re * re + im * im;
+      Vec magnitude;
+#pragma GCC unroll 16
+      for (int lane = 0; lane < kLanes; ++lane)
+        magnitude[lane] = __builtin_sqrtf(power[lane]);
       for (int lane = 0; lane < lanes; ++lane)
-        out[(f0 + lane) * out_stride + k] = __builtin_sqrtf(power[lane]);
+        out[(f0 + lane) * out_stride + k] = magnitude[lane];
     }
   }
 }
