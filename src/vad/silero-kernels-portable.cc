@@ -21,7 +21,9 @@ int AvailableSileroKernels(const SileroKernels** out, int capacity) {
     ++count;
   };
 #if defined(VOXPRINT_VAD_X86_KERNELS)
-  // __builtin_cpu_supports also asks whether the OS saves the registers.
+  // Also when called before the constructors have run. __builtin_cpu_supports
+  // also asks whether the OS saves the registers.
+  __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f")) add(Avx512SileroKernels());
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
     add(Avx2SileroKernels());
