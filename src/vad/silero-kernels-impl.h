@@ -164,8 +164,9 @@ float LstmStep(const float* pre_gates, const float* w_hh_t,
                const float* head_weight, float head_bias, float* h, float* c,
                float* gates) {
   constexpr int kHidden = kLstmGates / 4;
-  // gates = pre_gates + w_hh_t^T h, 16 vectors of columns at a time.
-  constexpr int kVectors = 16;
+  // gates = pre_gates + w_hh_t^T h, as many vectors of columns at a time as
+  // leave a register for h[i] (32 registers with AVX-512, else 16).
+  constexpr int kVectors = kVectorBytes == 64 ? 16 : 8;
   constexpr int kColumns = kVectors * kLanes;
   static_assert(kLstmGates % kColumns == 0);
   for (int n0 = 0; n0 < kLstmGates; n0 += kColumns) {
