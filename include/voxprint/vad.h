@@ -110,8 +110,8 @@ class VoiceActivityDetector {
   // SpeechSegments, a ProbabilityStream) may use: 1 runs on the calling
   // thread only; with more, other threads encode blocks of chunks while the
   // calling one runs the recurrent part (about twice as fast with 2; more
-  // than 4 gain nothing). The results are the same for any count.
-  // kInvalidArgument when below 1.
+  // than 4 gain nothing); 0 means one per core (as BackendOptions). The
+  // results are the same for any count. kInvalidArgument when negative.
   explicit VoiceActivityDetector(const std::string& model_path,
                                  int num_threads = 1);
   // Same, from the file's bytes; `name` is used in messages.
@@ -136,6 +136,7 @@ class VoiceActivityDetector {
 
   // The path or name the model was loaded from.
   const std::string& source() const;
+  // The threads a call may use (0 given: the number of cores).
   int num_threads() const;
 
   // Probabilities of audio given in pieces (a long file decoded block by

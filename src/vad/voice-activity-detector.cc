@@ -1,7 +1,9 @@
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "vad/silero-network.h"
@@ -42,11 +44,14 @@ std::vector<uint8_t> ReadModelFile(const std::string& path) {
   return bytes;
 }
 
+// 0: one per core.
 int CheckedThreads(int num_threads) {
-  if (num_threads < 1)
+  if (num_threads < 0)
     throw Error(ErrorCode::kInvalidArgument,
-                "VAD num_threads must be at least 1, got " +
+                "VAD num_threads must be 0 (one per core) or more, got " +
                     std::to_string(num_threads));
+  if (num_threads == 0)
+    return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   return num_threads;
 }
 

@@ -172,15 +172,21 @@ TEST_F(SileroNetworkTest, CancellingAThreadedRunStopsIt) {
   canceller.join();
 }
 
-TEST(VoiceActivityDetectorThreads, BelowOneIsRefused) {
+TEST(VoiceActivityDetectorThreads, NegativeIsRefusedZeroIsOnePerCore) {
   try {
-    VoiceActivityDetector detector("/nonexistent/silero_vad_v5.onnx", 0);
-    FAIL() << "0 threads accepted";
+    VoiceActivityDetector detector("/nonexistent/silero_vad_v5.onnx", -1);
+    FAIL() << "-1 threads accepted";
   } catch (const Error& error) {
     EXPECT_EQ(error.code(), ErrorCode::kInvalidArgument);
     EXPECT_NE(std::string(error.what()).find("num_threads"), std::string::npos)
         << error.what();
   }
+  if (ModelPath().empty()) GTEST_SKIP() << "Silero VAD model absent";
+  const VoiceActivityDetector per_core(ModelPath(), 0);
+  EXPECT_EQ(
+      per_core.num_threads(),
+      static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  EXPECT_EQ(VoiceActivityDetector(ModelPath(), 3).num_threads(), 3);
 }
 
 }  // namespace
