@@ -1,13 +1,20 @@
 #include "vad/silero-network.h"
 
+#include <fftw3.h>
+#include <omp.h>
+#include <oneapi/dnnl/dnnl.h>
+
 #include <algorithm>
 #include <cmath>
 #include <condition_variable>
+#include <cstdlib>
+#include <exception>
 #include <mutex>
 #include <new>
 #include <numbers>
 #include <thread>
 
+#include "features/fftw-planner.h"
 #include "voxprint/error.h"
 #include "voxprint/vad.h"
 
@@ -18,13 +25,62 @@ constexpr int kWindowSamples = kVadContextSamples + kVadChunkSamples;  // 576
 constexpr int kPaddedSamples = kWindowSamples + kReflectPadSamples;    // 640
 constexpr int kStftFrames =
     (kPaddedSamples - kStftFilterLength) / kStftHop + 1;  // 4
+constexpr int kBasisRows = 2 * kStftBins;  // real parts, then imaginary
 constexpr int kGates = 4 * kLstmHidden;
 constexpr int kConvKernel = 3;  // padding 1
-static_assert(kGates == kLstmGates && kStftFilterLength == kFftSize);
+constexpr int kBlock = SileroNetwork::kBlockChunks;
 
-int RoundUp(int n, int multiple) {
-  return (n + multiple - 1) / multiple * multiple;
+// Working arrays start on 64-byte boundaries in every thread, as FFTW's plan
+// (made on such arrays) requires of the arrays it is executed on.
+struct FreeFloats {
+  void operator()(float* p) const { std::free(p); }
+};
+using Floats = std::unique_ptr<float[], FreeFloats>;
+
+Floats AllocateFloats(size_t count) {
+  constexpr size_t kAlign = 64;
+  const size_t bytes = (count * sizeof(float) + kAlign - 1) / kAlign * kAlign;
+  auto* p = static_cast<float*>(std::aligned_alloc(kAlign, bytes));
+  if (p == nullptr) throw std::bad_alloc();
+  std::fill(p, p + count, 0.0f);
+  return Floats(p);
 }
+
+// c[r][n] = bias[n] (0 without one) + sum over k of a[r][k] b[k][n], for r <
+// rows, row-major, b's rows `cols` apart; by oneDNN on this thread alone (see
+// OneOpenMpThread).
+void Product(int rows, int cols, int depth, const float* a, int lda,
+             const float* b, const float* bias, float* c, int ldc) {
+  if (bias != nullptr)
+    for (int r = 0; r < rows; ++r) std::copy_n(bias, cols, c + r * ldc);
+  const dnnl_status_t status =
+      dnnl_sgemm('N', 'N', rows, cols, depth, 1.0f, a, lda, b, cols,
+                 bias != nullptr ? 1.0f : 0.0f, c, ldc);
+  if (status != dnnl_success)
+    throw Error(ErrorCode::kInternal,
+                "voice activity detection: oneDNN sgemm failed (status " +
+                    std::to_string(static_cast<int>(status)) + ")");
+}
+
+// While alive, oneDNN's products on this thread run on it alone: the VAD's
+// parallelism is its own helper threads, and a product on one thread sums
+// in the same order every time. Restores the thread's OpenMP setting.
+class OneOpenMpThread {
+ public:
+  OneOpenMpThread() : saved_(omp_get_max_threads()) { omp_set_num_threads(1); }
+  ~OneOpenMpThread() { omp_set_num_threads(saved_); }
+  OneOpenMpThread(const OneOpenMpThread&) = delete;
+  OneOpenMpThread& operator=(const OneOpenMpThread&) = delete;
+
+ private:
+  const int saved_;
+};
+
+float Sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+// By exp: 4 times faster than std::tanh (glibc's goes through expm1), within
+// 1e-7 of it.
+float Tanh(float x) { return 2.0f * Sigmoid(2.0f * x) - 1.0f; }
 
 // The window w when basis row b is w[k] cos(2 pi b k / N) and row
 // kStftBins + b is -w[k] sin(2 pi b k / N) (or +: the magnitudes are the
@@ -54,24 +110,47 @@ std::vector<float> WindowOfDftBasis(const std::vector<float>& basis) {
 
 }  // namespace
 
+// One plan for one frame, executed frame by frame (fftwf_execute_dft_r2c is
+// thread-safe; the planner is not, hence the lock).
+struct SileroNetwork::FftPlan {
+  fftwf_plan plan = nullptr;
+
+  FftPlan() {
+    const Floats in = AllocateFloats(kStftFilterLength);
+    const Floats out = AllocateFloats(kBasisRows);
+    std::lock_guard lock(FftwPlannerMutex());
+    plan = fftwf_plan_dft_r2c_1d(kStftFilterLength, in.get(),
+                                 reinterpret_cast<fftwf_complex*>(out.get()),
+                                 FFTW_ESTIMATE);
+    if (plan == nullptr)
+      throw Error(ErrorCode::kInternal,
+                  "voice activity detection: FFTW could not plan a " +
+                      std::to_string(kStftFilterLength) + "-point FFT");
+  }
+  ~FftPlan() {
+    std::lock_guard lock(FftwPlannerMutex());
+    fftwf_destroy_plan(plan);
+  }
+  FftPlan(const FftPlan&) = delete;
+  FftPlan& operator=(const FftPlan&) = delete;
+};
+
 struct SileroNetwork::Scratch {
   // Per chunk: context + chunk + reflection padding.
-  std::vector<float> padded = std::vector<float>(kBlockChunks * kPaddedSamples);
-  std::vector<float> spectrum;  // matrix STFT only: [chunk][frame][column]
-  std::vector<float> magnitude =
-      std::vector<float>(kBlockChunks * kStftFrames * kStftBins);
+  Floats padded = AllocateFloats(kBlock * kPaddedSamples);
+  Floats fft_in = AllocateFloats(kStftFilterLength);
+  Floats fft_out = AllocateFloats(kBasisRows);  // complex bins
+  // Matrix STFT only: [chunk][frame][basis row].
+  Floats spectrum = AllocateFloats(kBlock * kStftFrames * kBasisRows);
+  Floats magnitude = AllocateFloats(kBlock * kStftFrames * kStftBins);
+  // A convolution's input taps side by side, [chunk][frame][tap][channel].
+  Floats taps = AllocateFloats(kBlock * kStftFrames * kConvKernel * kStftBins);
   // Convolution outputs, [chunk][frame][channel], at most 4 x 128 a chunk.
-  std::vector<float> conv_a =
-      std::vector<float>(kBlockChunks * kStftFrames * kLstmHidden);
-  std::vector<float> conv_b =
-      std::vector<float>(kBlockChunks * kStftFrames * kLstmHidden);
-  std::vector<float> fft_scratch = std::vector<float>(kFftScratchFloats);
+  Floats conv_a = AllocateFloats(kBlock * kStftFrames * kLstmHidden);
+  Floats conv_b = AllocateFloats(kBlock * kStftFrames * kLstmHidden);
 
-  explicit Scratch(int stft_columns)
-      : spectrum(static_cast<size_t>(kBlockChunks) * kStftFrames *
-                 stft_columns) {}
   float* Window(int chunk) {
-    return padded.data() + static_cast<size_t>(chunk) * kPaddedSamples;
+    return padded.get() + static_cast<size_t>(chunk) * kPaddedSamples;
   }
 };
 
@@ -82,32 +161,23 @@ struct SileroNetwork::State {
 };
 
 SileroNetwork::SileroNetwork(const SileroWeights& weights,
-                             const SileroNetworkOptions& options)
-    : kernels_(options.kernels ? options.kernels : &BestSileroKernels()) {
+                             const SileroNetworkOptions& options) {
   if (!options.matrix_stft) window_ = WindowOfDftBasis(weights.stft_basis);
   if (!window_.empty()) {
-    constexpr int kAngles = kFftSize / 2 + 1;
-    twiddles_.resize(2 * kAngles);
-    for (int m = 0; m < kAngles; ++m) {
-      const double angle = 2.0 * std::numbers::pi * m / kFftSize;
-      twiddles_[m] = static_cast<float>(std::cos(angle));
-      twiddles_[kAngles + m] = static_cast<float>(std::sin(angle));
-    }
+    fft_ = std::make_unique<const FftPlan>();
   } else {
-    constexpr int kBasisRows = 2 * kStftBins;
-    stft_columns_ = RoundUp(kBasisRows, kGemmColumnAlign);
-    stft_basis_t_.assign(static_cast<size_t>(kStftFilterLength) * stft_columns_,
-                         0.0f);
+    stft_basis_t_.resize(static_cast<size_t>(kStftFilterLength) * kBasisRows);
     for (int row = 0; row < kBasisRows; ++row)
       for (int k = 0; k < kStftFilterLength; ++k)
-        stft_basis_t_[k * stft_columns_ + row] =
+        stft_basis_t_[k * kBasisRows + row] =
             weights.stft_basis[row * kStftFilterLength + k];
-    stft_zero_bias_.assign(stft_columns_, 0.0f);
   }
 
+  int channels = kStftBins, frames = kStftFrames;
   for (const ConvLayer& layer : weights.encoder) {
     VOXPRINT_CHECK(layer.kernel == kConvKernel &&
-                       layer.out_channels % kGemmColumnAlign == 0,
+                       layer.in_channels == channels &&
+                       layer.out_channels <= kLstmHidden,
                    "unexpected Silero encoder layer");
     Conv conv{layer.in_channels, layer.out_channels, layer.stride, {}, {}};
     conv.weight_t.resize(layer.weight.size());
@@ -118,7 +188,11 @@ SileroNetwork::SileroNetwork(const SileroWeights& weights,
               layer.weight[(o * layer.in_channels + i) * kConvKernel + k];
     conv.bias = layer.bias;
     encoder_.push_back(std::move(conv));
+    channels = layer.out_channels;
+    frames = (frames + 2 - kConvKernel) / layer.stride + 1;
   }
+  VOXPRINT_CHECK(channels == kLstmHidden && frames == 1,
+                 "unexpected Silero encoder output");
 
   weight_ih_t_.resize(weights.lstm_weight_ih.size());
   weight_hh_t_.resize(weights.lstm_weight_hh.size());
@@ -137,87 +211,116 @@ SileroNetwork::SileroNetwork(const SileroWeights& weights,
 }
 
 SileroNetwork::~SileroNetwork() = default;
+SileroNetwork::SileroNetwork(SileroNetwork&&) noexcept = default;
 
 void SileroNetwork::Encode(const WindowFiller& fill, int64_t first, int count,
                            Scratch& scratch, float* pre_gates) const {
   // The model pads its input on the right by reflection (x[n-1+k] =
-  // x[n-1-k]) so that its last STFT frame is full.
-  for (int chunk = 0; chunk < count; ++chunk) {
+  // x[n-1-k]) so that its last STFT frame is full. Rows past `count` are
+  // silence: every product has kBlock rows.
+  for (int chunk = 0; chunk < kBlock; ++chunk) {
     float* padded = scratch.Window(chunk);
-    fill(first + chunk, padded);
+    if (chunk < count)
+      fill(first + chunk, padded);
+    else
+      std::fill(padded, padded + kWindowSamples, 0.0f);
     for (int k = 1; k <= kReflectPadSamples; ++k)
       padded[kWindowSamples - 1 + k] = padded[kWindowSamples - 1 - k];
   }
 
-  // The magnitudes of the STFT, [chunk][frame][bin]: one call per frame
-  // position, chunks as rows.
-  constexpr std::ptrdiff_t kMagnitudeRow = kStftFrames * kStftBins;
-  for (int frame = 0; frame < kStftFrames; ++frame) {
-    const float* x = scratch.padded.data() + frame * kStftHop;
-    float* magnitude = scratch.magnitude.data() + frame * kStftBins;
-    if (UsesFft()) {
-      kernels_->stft_magnitude(x, kPaddedSamples, count, window_.data(),
-                               twiddles_.data(), magnitude, kMagnitudeRow,
-                               scratch.fft_scratch.data());
-      continue;
-    }
-    const std::ptrdiff_t spectrum_row =
-        static_cast<std::ptrdiff_t>(kStftFrames) * stft_columns_;
-    float* spectrum = scratch.spectrum.data() + frame * stft_columns_;
-    const GemmSegment segment{x, kPaddedSamples, stft_basis_t_.data(),
-                              kStftFilterLength};
-    kernels_->gemm({&segment, 1, count, stft_columns_, stft_columns_,
-                    stft_zero_bias_.data(), false, spectrum, spectrum_row});
-    for (int chunk = 0; chunk < count; ++chunk) {
-      const float* re = spectrum + chunk * spectrum_row;
+  // The magnitudes of the STFT, [chunk][frame][bin].
+  constexpr int kMagnitudeRow = kStftFrames * kStftBins;
+  float* magnitude = scratch.magnitude.get();
+  if (UsesFft()) {
+    float* in = scratch.fft_in.get();
+    const float* bins = scratch.fft_out.get();
+    for (int chunk = 0; chunk < kBlock; ++chunk)
+      for (int frame = 0; frame < kStftFrames; ++frame) {
+        const float* x = scratch.Window(chunk) + frame * kStftHop;
+        for (int k = 0; k < kStftFilterLength; ++k) in[k] = x[k] * window_[k];
+        fftwf_execute_dft_r2c(
+            fft_->plan, in,
+            reinterpret_cast<fftwf_complex*>(scratch.fft_out.get()));
+        float* out = magnitude + chunk * kMagnitudeRow + frame * kStftBins;
+        for (int bin = 0; bin < kStftBins; ++bin)
+          out[bin] = std::sqrt(bins[2 * bin] * bins[2 * bin] +
+                               bins[2 * bin + 1] * bins[2 * bin + 1]);
+      }
+  } else {
+    // One product per frame position, chunks as rows.
+    constexpr int kSpectrumRow = kStftFrames * kBasisRows;
+    float* spectrum = scratch.spectrum.get();
+    for (int frame = 0; frame < kStftFrames; ++frame)
+      Product(kBlock, kBasisRows, kStftFilterLength,
+              scratch.padded.get() + frame * kStftHop, kPaddedSamples,
+              stft_basis_t_.data(), nullptr, spectrum + frame * kBasisRows,
+              kSpectrumRow);
+    for (int row = 0; row < kBlock * kStftFrames; ++row) {
+      const float* re = spectrum + row * kBasisRows;
       const float* im = re + kStftBins;
-      float* out = magnitude + chunk * kMagnitudeRow;
       for (int bin = 0; bin < kStftBins; ++bin)
-        out[bin] = std::sqrt(re[bin] * re[bin] + im[bin] * im[bin]);
+        magnitude[row * kStftBins + bin] =
+            std::sqrt(re[bin] * re[bin] + im[bin] * im[bin]);
     }
   }
 
-  // Four Conv1d (kernel 3, padding 1) + ReLU, [chunk][frame][channel]: one
-  // product per output frame, over the input frames its taps reach.
-  const float* in = scratch.magnitude.data();
-  float* out = scratch.conv_a.data();
+  // Four Conv1d (kernel 3, padding 1) + ReLU, [chunk][frame][channel]: the
+  // taps each output frame reaches side by side (zeros past the edges), then
+  // one product with the kernel.
+  const float* in = magnitude;
+  float* out = scratch.conv_a.get();
   int frames = kStftFrames;
   for (const Conv& conv : encoder_) {
     const int out_frames = (frames + 2 - kConvKernel) / conv.stride + 1;
-    for (int t = 0; t < out_frames; ++t) {
-      GemmSegment segments[kConvKernel];
-      int taps = 0;
-      for (int k = 0; k < kConvKernel; ++k) {
-        const int source = t * conv.stride + k - 1;
-        if (source < 0 || source >= frames) continue;  // zero padding
-        segments[taps++] = {
-            in + source * conv.in_channels, frames * conv.in_channels,
-            conv.weight_t.data() + k * conv.in_channels * conv.out_channels,
-            conv.in_channels};
-      }
-      kernels_->gemm({segments, taps, count, conv.out_channels,
-                      conv.out_channels, conv.bias.data(), true,
-                      out + t * conv.out_channels,
-                      out_frames * conv.out_channels});
-    }
+    float* taps = scratch.taps.get();
+    for (int chunk = 0; chunk < kBlock; ++chunk)
+      for (int t = 0; t < out_frames; ++t)
+        for (int k = 0; k < kConvKernel; ++k) {
+          float* to = taps + ((chunk * out_frames + t) * kConvKernel + k) *
+                                 conv.in_channels;
+          const int source = t * conv.stride + k - 1;
+          if (source < 0 || source >= frames)
+            std::fill(to, to + conv.in_channels, 0.0f);
+          else
+            std::copy_n(in + (chunk * frames + source) * conv.in_channels,
+                        conv.in_channels, to);
+        }
+    const int rows = kBlock * out_frames;
+    const int depth = kConvKernel * conv.in_channels;
+    Product(rows, conv.out_channels, depth, taps, depth, conv.weight_t.data(),
+            conv.bias.data(), out, conv.out_channels);
+    for (int i = 0; i < rows * conv.out_channels; ++i)
+      out[i] = std::max(out[i], 0.0f);
     in = out;
-    out = out == scratch.conv_a.data() ? scratch.conv_b.data()
-                                       : scratch.conv_a.data();
+    out = out == scratch.conv_a.get() ? scratch.conv_b.get()
+                                      : scratch.conv_a.get();
     frames = out_frames;
   }
   // One frame of 128 channels is left: the LSTM's input, projected.
-  const GemmSegment features{in, kLstmHidden, weight_ih_t_.data(), kLstmHidden};
-  kernels_->gemm({&features, 1, count, kGates, kGates, gate_bias_.data(), false,
-                  pre_gates, kGates});
+  Product(kBlock, kGates, kLstmHidden, in, kLstmHidden, weight_ih_t_.data(),
+          gate_bias_.data(), pre_gates, kGates);
 }
 
 void SileroNetwork::Decode(const float* pre_gates, int count, State& state,
                            float* probabilities) const {
+  float* h = state.h.data();
+  float* c = state.c.data();
+  float* gates = state.gates.data();
   for (int chunk = 0; chunk < count; ++chunk) {
-    const float logit = kernels_->lstm_step(
-        pre_gates + chunk * kGates, weight_hh_t_.data(), head_weight_.data(),
-        head_bias_, state.h.data(), state.c.data(), state.gates.data());
-    probabilities[chunk] = 1.0f / (1.0f + std::exp(-logit));
+    // gates = pre_gates + w_hh h (PyTorch's gate order: i, f, g, o).
+    Product(1, kGates, kLstmHidden, h, kLstmHidden, weight_hh_t_.data(),
+            pre_gates + chunk * kGates, gates, kGates);
+    float logit = head_bias_;
+    for (int j = 0; j < kLstmHidden; ++j) {
+      const float input = Sigmoid(gates[j]);
+      const float forget = Sigmoid(gates[kLstmHidden + j]);
+      const float cell = Tanh(gates[2 * kLstmHidden + j]);
+      const float output = Sigmoid(gates[3 * kLstmHidden + j]);
+      c[j] = forget * c[j] + input * cell;
+      h[j] = output * Tanh(c[j]);
+      logit += head_weight_[j] * std::max(h[j], 0.0f);
+    }
+    probabilities[chunk] = Sigmoid(logit);
   }
 }
 
@@ -248,8 +351,10 @@ class BlockQueue {
   }
   // For the decoding thread: true when `block` is encoded; else gives it a
   // block to encode in *encode (or -1 after waiting for a change).
+  // Rethrows a helper's failure.
   bool ReadyOrWork(int64_t block, int64_t* encode) {
     std::unique_lock lock(mutex_);
+    if (failure_) std::rethrow_exception(failure_);
     *encode = -1;
     if (encoded_[block % slots_] == block) return true;
     if (CanEncode() && next_encode_ < blocks_) {
@@ -274,6 +379,15 @@ class BlockQueue {
     }
     changed_.notify_all();
   }
+  // A helper's exception, for the decoding thread; stops the run.
+  void Fail(std::exception_ptr failure) {
+    {
+      std::lock_guard lock(mutex_);
+      if (!failure_) failure_ = failure;
+      stopped_ = true;
+    }
+    changed_.notify_all();
+  }
 
  private:
   bool CanEncode() const {
@@ -287,6 +401,7 @@ class BlockQueue {
   int64_t next_encode_ = 0;
   int64_t next_decode_ = 0;
   bool stopped_ = false;
+  std::exception_ptr failure_;
 };
 
 }  // namespace
@@ -299,10 +414,11 @@ void SileroNetwork::Process(int64_t chunks, const WindowFiller& fill,
     return static_cast<int>(
         std::min<int64_t>(kBlockChunks, chunks - block * kBlockChunks));
   };
+  const OneOpenMpThread one_thread;
   const int helpers = static_cast<int>(std::min<int64_t>(
       std::clamp(threads, 1, kMaxUsefulThreads) - 1, blocks - 1));
   if (helpers <= 0) {
-    Scratch scratch(stft_columns_);
+    Scratch scratch;
     std::vector<float> pre_gates(kBlockChunks * kGates);
     for (int64_t block = 0; block < blocks; ++block) {
       cancel.ThrowIfCancelled("voice activity detection");
@@ -334,21 +450,26 @@ void SileroNetwork::Process(int64_t chunks, const WindowFiller& fill,
   } joiner{queue, workers};
   for (int i = 0; i < helpers; ++i)
     workers.emplace_back([&] {
+      const OneOpenMpThread one_thread;
       // Without its memory a helper takes no block: the others do its share.
       std::unique_ptr<Scratch> scratch;
       try {
-        scratch = std::make_unique<Scratch>(stft_columns_);
+        scratch = std::make_unique<Scratch>();
       } catch (const std::bad_alloc&) {
         return;
       }
-      for (int64_t block; (block = queue.TakeToEncode()) >= 0;) {
-        Encode(fill, block * kBlockChunks, block_size(block), *scratch,
-               slot_of(block));
-        queue.Encoded(block);
+      try {
+        for (int64_t block; (block = queue.TakeToEncode()) >= 0;) {
+          Encode(fill, block * kBlockChunks, block_size(block), *scratch,
+                 slot_of(block));
+          queue.Encoded(block);
+        }
+      } catch (...) {
+        queue.Fail(std::current_exception());
       }
     });
 
-  Scratch scratch(stft_columns_);
+  Scratch scratch;
   for (int64_t block = 0; block < blocks;) {
     cancel.ThrowIfCancelled("voice activity detection");
     int64_t encode = -1;

@@ -2,8 +2,12 @@
 //
 // The encoder (STFT, four convolutions, the LSTM's input projection) does
 // not depend on the recurrent state, so it runs on blocks of chunks, as
-// matrix products with one row per chunk; only the LSTM's recurrent step and
-// the head run chunk by chunk. The arithmetic is in silero-kernels.h.
+// matrix products with one row per chunk (oneDNN's sgemm) after an STFT by
+// FFTW; only the LSTM's recurrent step and the head run chunk by chunk.
+//
+// Every block has the same shape (the last one is zero-padded) and every
+// product runs on one thread, so a chunk's numbers never depend on how the
+// audio was cut or on the thread count: Run and Stream agree exactly.
 #pragma once
 
 #include <cstdint>
@@ -12,16 +16,13 @@
 #include <span>
 #include <vector>
 
-#include "vad/silero-kernels.h"
 #include "vad/silero-weights.h"
 #include "voxprint/cancel.h"
 
 namespace voxprint::vad {
 
-// How the network computes; the defaults are the fastest.
+// How the network computes; the default is the fastest.
 struct SileroNetworkOptions {
-  // nullptr: BestSileroKernels().
-  const SileroKernels* kernels = nullptr;
   // The STFT as a product with the file's basis instead of an FFT. The FFT
   // is used only when the basis is a windowed DFT (it is in Silero VAD v5).
   bool matrix_stft = false;
@@ -34,7 +35,8 @@ class SileroNetwork {
   struct State;    // the LSTM's h and c
 
  public:
-  // Chunks encoded together (one matrix row each).
+  // Chunks encoded together (one matrix row each); every product has this
+  // many rows.
   static constexpr int kBlockChunks = 48;
   // Most threads one call uses: beyond this the recurrent part, which runs
   // on one thread, is the bottleneck.
@@ -43,6 +45,8 @@ class SileroNetwork {
   explicit SileroNetwork(const SileroWeights& weights,
                          const SileroNetworkOptions& options = {});
   ~SileroNetwork();
+  // No Stream may be using a network that is moved.
+  SileroNetwork(SileroNetwork&&) noexcept;
 
   // One probability per 512-sample chunk (the last one zero-padded), state
   // and 64-sample context starting at zero, as Silero's own wrapper feeds
@@ -53,8 +57,7 @@ class SileroNetwork {
                          const CancelToken& cancel, int threads = 1) const;
 
   // Whether the STFT is computed by FFT (see SileroNetworkOptions).
-  bool UsesFft() const { return !window_.empty(); }
-  const SileroKernels& kernels() const { return *kernels_; }
+  bool UsesFft() const { return fft_ != nullptr; }
 
   // Run's computation on audio given in pieces: Push(a), Push(b), Finish()
   // gives exactly Run(a ++ b), chunk by chunk with the same state.
@@ -92,23 +95,23 @@ class SileroNetwork {
   void Process(int64_t chunks, const WindowFiller& fill, int threads,
                const CancelToken& cancel, State& state,
                float* probabilities) const;
-  // The LSTM's input gates (pre_gates, [count][4 * hidden]) of chunks
-  // first..first+count-1 (count <= kBlockChunks).
+  // The LSTM's input gates (pre_gates, [kBlockChunks][4 * hidden]) of
+  // chunks first..first+count-1 (count <= kBlockChunks; the rows after them
+  // are those of silent chunks, to be ignored).
   void Encode(const WindowFiller& fill, int64_t first, int count,
               Scratch& scratch, float* pre_gates) const;
   // The LSTM steps and head for `count` chunks' input gates, in order.
   void Decode(const float* pre_gates, int count, State& state,
               float* probabilities) const;
 
-  const SileroKernels* kernels_;
-  // The FFT's window and twiddles (empty: the matrix STFT).
+  struct FftPlan;  // FFTW's plan of one frame's real DFT
+  // Null: the matrix STFT.
+  std::unique_ptr<const FftPlan> fft_;
+  // The FFT's window (the basis's row 0).
   std::vector<float> window_;
-  std::vector<float> twiddles_;
-  // The STFT basis transposed, columns padded to kGemmColumnAlign:
-  // [filter_length][stft_columns_] (real parts, then imaginary).
+  // Matrix STFT: the basis transposed, [filter_length][2 * bins] (real parts,
+  // then imaginary).
   std::vector<float> stft_basis_t_;
-  int stft_columns_ = 0;
-  std::vector<float> stft_zero_bias_;
   struct Conv {
     int in_channels, out_channels, stride;
     std::vector<float> weight_t;  // [kernel 3][in][out]
