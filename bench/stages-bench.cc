@@ -22,6 +22,7 @@
 #include "voxprint/audio.h"
 #include "voxprint/extractor.h"
 #include "voxprint/features.h"
+#include "voxprint/vad.h"
 
 namespace {
 
@@ -214,6 +215,31 @@ BENCHMARK(BM_NetworkShape)
     ->ArgsProduct({{1}, {2048, 2560, 3072, 3584, 4000, 4096, 4608, 5120}, {3}})
     ->Args({28, 298, 0})
     ->Args({4, 750, 0})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// Silero VAD v5's probabilities for 60 s of the kit's speech (dev00.wav then
+// trn01.wav; the model is $VOXPRINT_VAD_MODEL or the npm install that
+// FindVadModel finds). Arg: threads.
+void BM_SileroVad60s(benchmark::State& state) {
+  const voxprint::VoiceActivityDetector detector(
+      voxprint::FindVadModel(), static_cast<int>(state.range(0)));
+  static const std::vector<float> audio = [] {
+    std::vector<float> samples =
+        voxprint::LoadAudio16k(AudioPath("dev00.wav")).samples;
+    const auto second = voxprint::LoadAudio16k(AudioPath("trn01.wav"));
+    samples.insert(samples.end(), second.samples.begin(), second.samples.end());
+    return samples;
+  }();
+  for (auto _ : state)
+    benchmark::DoNotOptimize(detector.Probabilities(audio).data());
+  SetAudioRate(
+      state, static_cast<double>(audio.size()) / voxprint::kModelSampleRateHz);
+}
+BENCHMARK(BM_SileroVad60s)
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

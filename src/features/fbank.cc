@@ -17,10 +17,18 @@
 #include <tuple>
 #include <vector>
 
+#include "features/fftw-planner.h"
 #include "voxprint/error.h"
 #include "voxprint/features.h"
 
 namespace voxprint {
+
+// See fftw-planner.h.
+std::mutex& FftwPlannerMutex() {
+  static auto* mutex = new std::mutex;
+  return *mutex;
+}
+
 namespace {
 
 constexpr double kMillisecondsToSeconds = 0.001;
@@ -49,13 +57,7 @@ std::string FormatNumber(double value) {
   return out.str();
 }
 
-// FFTW's planner is not thread-safe (only fftwf_execute* is), so every plan
-// is created and destroyed under this one lock. Leaked on purpose: kernels
-// cached in statics may be destroyed after it at exit.
-std::mutex& PlannerMutex() {
-  static auto* mutex = new std::mutex;
-  return *mutex;
-}
+std::mutex& PlannerMutex() { return FftwPlannerMutex(); }
 
 struct FftwFree {
   void operator()(void* p) const { fftwf_free(p); }

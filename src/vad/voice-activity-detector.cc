@@ -1,6 +1,9 @@
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "vad/silero-network.h"
@@ -41,20 +44,37 @@ std::vector<uint8_t> ReadModelFile(const std::string& path) {
   return bytes;
 }
 
+// 0: one per core.
+int CheckedThreads(int num_threads) {
+  if (num_threads < 0)
+    throw Error(ErrorCode::kInvalidArgument,
+                "VAD num_threads must be 0 (one per core) or more, got " +
+                    std::to_string(num_threads));
+  if (num_threads == 0)
+    return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return num_threads;
+}
+
 }  // namespace
 
 struct VoiceActivityDetector::Model {
+  int num_threads;
   std::string source;
   vad::SileroNetwork network;
 };
 
-VoiceActivityDetector::VoiceActivityDetector(const std::string& model_path)
-    : VoiceActivityDetector(ReadModelFile(model_path), model_path) {}
+VoiceActivityDetector::VoiceActivityDetector(const std::string& model_path,
+                                             int num_threads)
+    // The thread count is checked before the file is read.
+    : VoiceActivityDetector(
+          (CheckedThreads(num_threads), ReadModelFile(model_path)), model_path,
+          num_threads) {}
 
 VoiceActivityDetector::VoiceActivityDetector(
-    std::span<const uint8_t> model_bytes, const std::string& name)
+    std::span<const uint8_t> model_bytes, const std::string& name,
+    int num_threads)
     : model_(std::make_shared<const Model>(Model{
-          name,
+          CheckedThreads(num_threads), name,
           vad::SileroNetwork(vad::ReadSileroWeights(model_bytes, name))})) {}
 
 VoiceActivityDetector::~VoiceActivityDetector() = default;
@@ -66,7 +86,7 @@ VoiceActivityDetector& VoiceActivityDetector::operator=(
 std::vector<float> VoiceActivityDetector::Probabilities(
     std::span<const float> samples_16k, const CancelToken& cancel) const {
   VOXPRINT_CHECK(model_ != nullptr, "VoiceActivityDetector used after move");
-  return model_->network.Run(samples_16k, cancel);
+  return model_->network.Run(samples_16k, cancel, model_->num_threads);
 }
 
 std::vector<SpeechSegment> VoiceActivityDetector::SpeechSegments(
@@ -87,8 +107,9 @@ VoiceActivityDetector::ProbabilityStream::ProbabilityStream(
     const VoiceActivityDetector& detector) {
   VOXPRINT_CHECK(detector.model_ != nullptr,
                  "VoiceActivityDetector used after move");
-  impl_.reset(new Impl{detector.model_,
-                       vad::SileroNetwork::Stream(detector.model_->network)});
+  impl_.reset(new Impl{detector.model_, vad::SileroNetwork::Stream(
+                                            detector.model_->network,
+                                            detector.model_->num_threads)});
 }
 VoiceActivityDetector::ProbabilityStream::~ProbabilityStream() = default;
 
@@ -104,6 +125,11 @@ void VoiceActivityDetector::ProbabilityStream::Finish(std::vector<float>* out) {
 const std::string& VoiceActivityDetector::source() const {
   VOXPRINT_CHECK(model_ != nullptr, "VoiceActivityDetector used after move");
   return model_->source;
+}
+
+int VoiceActivityDetector::num_threads() const {
+  VOXPRINT_CHECK(model_ != nullptr, "VoiceActivityDetector used after move");
+  return model_->num_threads;
 }
 
 }  // namespace voxprint
