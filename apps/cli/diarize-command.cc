@@ -73,7 +73,7 @@ int RunDiarize(const DiarizeFlags& flags) {
   request.Validate();  // before loading anything
 
   const std::string vad_path = FindVadModel(flags.vad_model);
-  const VoiceActivityDetector vad(vad_path);
+  const VoiceActivityDetector vad(vad_path, flags.model.threads);
   const std::unique_ptr<Extractor> extractor =
       flags.model.MakeExtractor(flags.quiet, 1,
                                 /*model_checksum=*/!flags.speakers_db.empty());
