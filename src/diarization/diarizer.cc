@@ -79,21 +79,31 @@ class StreamedWindows {
       keep_from_[i] = earliest = std::min(earliest, windows[i].start_sample);
   }
   std::span<const float> Samples(size_t index, const DiarizationWindow& w) {
-    // Drop what no window from here on reads (in large steps).
     const int64_t keep = keep_from_[index];
-    if (keep - begin_ > (int64_t{1} << 20)) {
-      buffer_.erase(buffer_.begin(), buffer_.begin() + (keep - begin_));
-      begin_ = keep;
-    }
-    while (begin_ + static_cast<int64_t>(buffer_.size()) < w.end_sample)
+    DropBefore(keep);
+    while (begin_ + static_cast<int64_t>(buffer_.size()) < w.end_sample) {
       if (!stream_.Next(&buffer_))
         throw Error(ErrorCode::kCorruptInput,
                     "the input gave fewer samples on its second reading");
+      DropBefore(keep);  // a long silence is not held while it is read
+    }
     return std::span<const float>(buffer_).subspan(
         w.start_sample - begin_, w.end_sample - w.start_sample);
   }
 
  private:
+  // Drops, in large steps, what no window from here on reads. The next
+  // window may start past what was read so far (after a pause), so only
+  // what the buffer holds can go.
+  void DropBefore(int64_t keep) {
+    const int64_t drop =
+        std::min(keep - begin_, static_cast<int64_t>(buffer_.size()));
+    if (drop > (int64_t{1} << 20)) {
+      buffer_.erase(buffer_.begin(), buffer_.begin() + drop);
+      begin_ += drop;
+    }
+  }
+
   Stream16k stream_;
   std::string name_;
   std::vector<int64_t> keep_from_;

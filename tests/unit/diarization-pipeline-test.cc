@@ -15,6 +15,7 @@
 
 #include "support/error-of.h"
 #include "support/reference-kit.h"
+#include "support/wav-builder.h"
 #include "voxprint/der.h"
 #include "voxprint/diarizer.h"
 
@@ -382,6 +383,35 @@ TEST_F(DiarizerOnKit, TwoReadingsGiveTheHeldResult) {
       testing::ReadFileBytes(Audio("stereo_44k.wav"));
   EXPECT_EQ(diarizer.DiarizeBytes(bytes, "upload.wav", streamed).turns,
             a.turns);
+}
+
+TEST_F(DiarizerOnKit, TwoReadingsSkipAPauseLongerThanWhatWasRead) {
+  // Speech, 70 s of silence (more than the 2^20 samples the second reading
+  // drops at once), speech: the window after the pause starts past what the
+  // second reading had read; dropping what comes before it once read past
+  // the end of the buffer (undefined behaviour, a crash on long files).
+  const Audio16k audio = LoadAudio16k(Audio("sample.wav"));
+  std::vector<float> samples(audio.samples.begin(),
+                             audio.samples.begin() + 8 * kRate);
+  samples.resize(samples.size() + 70 * kRate, 0.0f);
+  samples.insert(samples.end(), audio.samples.end() - 8 * kRate,
+                 audio.samples.end());
+  std::vector<uint8_t> wav = testing::WavHeader(
+      3, 1, static_cast<uint32_t>(kRate), 32, samples.size() * sizeof(float));
+  const auto* bytes = reinterpret_cast<const uint8_t*>(samples.data());
+  wav.insert(wav.end(), bytes, bytes + samples.size() * sizeof(float));
+
+  const Diarizer diarizer(*extractor_, *vad_);
+  DiarizeRequest streamed;
+  streamed.hold_audio_up_to_s = 0.0;
+  const Diarization held = diarizer.DiarizeSamples(samples, "pause", {});
+  const Diarization read_twice =
+      diarizer.DiarizeBytes(wav, "pause.wav", streamed);
+  ASSERT_FALSE(held.speech.empty());
+  EXPECT_GT(held.speech.back().start_sample, 70 * kRate);
+  EXPECT_EQ(read_twice.speech, held.speech);
+  EXPECT_EQ(read_twice.num_windows, held.num_windows);
+  EXPECT_EQ(read_twice.turns, held.turns);
 }
 
 TEST_F(DiarizerOnKit, NamerHookLabelsSpeakers) {
