@@ -57,8 +57,6 @@ std::string FormatNumber(double value) {
   return out.str();
 }
 
-std::mutex& PlannerMutex() { return FftwPlannerMutex(); }
-
 struct FftwFree {
   void operator()(void* p) const { fftwf_free(p); }
 };
@@ -121,7 +119,7 @@ class FbankKernel {
     // fftwf_malloc'd arrays, which then have the required equal alignment.
     RealBuffer in = AllocReal(fft_size_);
     ComplexBuffer out = AllocComplex(fft_size_ / 2 + 1);
-    std::lock_guard lock(PlannerMutex());
+    std::lock_guard lock(FftwPlannerMutex());
     plan_ =
         fftwf_plan_dft_r2c_1d(fft_size_, in.get(), out.get(), FFTW_ESTIMATE);
     if (plan_ == nullptr)
@@ -131,7 +129,7 @@ class FbankKernel {
   }
 
   ~FbankKernel() {
-    std::lock_guard lock(PlannerMutex());
+    std::lock_guard lock(FftwPlannerMutex());
     fftwf_destroy_plan(plan_);
   }
 
@@ -317,7 +315,7 @@ Features FbankKernel::Compute(std::span<const float> samples,
 using KernelKey = std::tuple<int, int64_t, int, float, float>;
 
 std::shared_ptr<const FbankKernel> GetKernel(const FbankOptions& options) {
-  // Leaked on purpose (see PlannerMutex).
+  // Leaked on purpose (see FftwPlannerMutex).
   static auto* mutex = new std::mutex;
   static auto* cache =
       new std::map<KernelKey, std::shared_ptr<const FbankKernel>>;

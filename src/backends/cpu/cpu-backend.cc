@@ -325,8 +325,8 @@ class CpuPreparedModel final
       if (cached_desc == desc)
         if (SharedWeights live = cached.lock()) return live;
     auto reordered = std::make_shared<memory>(desc, engine_);
-    if (index < convs_.size() && CanPackWinogradWeights(desc.data) &&
-        plain.get_desc().data_type() == DataType::f32) {
+    // Convs' plain weights are f32 oihw; CanPack checks the target.
+    if (index < convs_.size() && CanPackWinogradWeights(desc.data)) {
       const memory::dims& dims = plain.get_desc().dims();
       PackWinogradWeights(static_cast<const float*>(plain.get_data_handle()),
                           static_cast<int>(dims[0]), static_cast<int>(dims[1]),

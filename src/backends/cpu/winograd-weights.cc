@@ -25,6 +25,23 @@ constexpr float kG4x4[6][kTaps] = {
     {0.119514472455649f, -0.179271708683473f, 0.26890756302521f},
     {0.f, 0.f, 1.f}};
 
+// Output channels that the layout keeps together: oc_block, times
+// oc2_block except in wino_wei_aaOio (whose descriptor's oc2_block is not
+// used).
+size_t OutputChannelChunk(const dnnl_wino_desc_t& wino) {
+  return static_cast<size_t>(wino.oc_block) *
+         (wino.wino_format == dnnl_wino_wei_aaOio ? 1 : wino.oc2_block);
+}
+
+// Elements of the transformed weights: alpha^2 * ic * oc.
+size_t WinogradElements(const dnnl_wino_desc_t& wino) {
+  return static_cast<size_t>(wino.alpha) * wino.alpha * wino.ic * wino.oc;
+}
+
+bool Divides(size_t block, size_t total) {
+  return block > 0 && total % block == 0;
+}
+
 // U = G g G^T of input channel `in` with every output channel, as
 // [alpha * alpha][oc] (the descriptor's oc, zeros past the weights'), output
 // channels innermost so that the loops run over contiguous floats. The sums
@@ -96,9 +113,7 @@ void PackF2x2(ChannelTransform& transform, const dnnl_wino_desc_t& wino,
               float* packed) {
   const size_t oc = static_cast<size_t>(wino.oc);
   const size_t ic = static_cast<size_t>(wino.ic);
-  const size_t run =
-      static_cast<size_t>(wino.oc_block) *
-      (wino.wino_format == dnnl_wino_wei_aaOBiOo ? wino.oc2_block : 1);
+  const size_t run = OutputChannelChunk(wino);
   const size_t chunks = oc / run;
   for (size_t in = 0; in < ic; ++in) {
     const float* u_rows = transform.Compute(static_cast<int>(in));
@@ -119,7 +134,7 @@ void PackF4x4(ChannelTransform& transform, const dnnl_wino_desc_t& wino,
   const size_t oc2 = static_cast<size_t>(wino.oc2_block);
   const size_t ic_chunk = static_cast<size_t>(wino.ic_block) * wino.ic2_block;
   const size_t ic_chunks = ic / ic_chunk;
-  const size_t oc_chunks = oc / (run * oc2);
+  const size_t oc_chunks = oc / OutputChannelChunk(wino);
   const size_t uu = static_cast<size_t>(wino.alpha) * wino.alpha;
   for (size_t in = 0; in < ic; ++in) {
     const float* u_rows = transform.Compute(static_cast<int>(in));
@@ -137,8 +152,6 @@ void PackF4x4(ChannelTransform& transform, const dnnl_wino_desc_t& wino,
   }
 }
 
-bool Divides(int block, int total) { return block > 0 && total % block == 0; }
-
 }  // namespace
 
 bool CanPackWinogradWeights(const dnnl_memory_desc_t& desc) {
@@ -150,16 +163,13 @@ bool CanPackWinogradWeights(const dnnl_memory_desc_t& desc) {
                     wino.alpha == 4;
   const bool f4x4 =
       wino.wino_format == dnnl_wino_wei_OBaaIBOIio && wino.alpha == 6;
-  const size_t elements =
-      static_cast<size_t>(wino.alpha) * wino.alpha * wino.ic * wino.oc;
   return (f2x2 || f4x4) && wino.r == kTaps && desc.ndims == 4 &&
-         Divides(wino.ic_block * (f4x4 ? wino.ic2_block : 1), wino.ic) &&
          Divides(
-             wino.oc_block *
-                 (wino.wino_format == dnnl_wino_wei_aaOio ? 1 : wino.oc2_block),
-             wino.oc) &&
+             static_cast<size_t>(wino.ic_block) * (f4x4 ? wino.ic2_block : 1),
+             wino.ic) &&
+         Divides(OutputChannelChunk(wino), wino.oc) &&
          wino.ic >= desc.dims[1] && wino.oc >= desc.dims[0] &&
-         wino.size >= elements * sizeof(float);
+         wino.size >= WinogradElements(wino) * sizeof(float);
 }
 
 void PackWinogradWeights(const float* oihw, int out_channels, int in_channels,
@@ -171,9 +181,8 @@ void PackWinogradWeights(const float* oihw, int out_channels, int in_channels,
   else
     PackF4x4(transform, wino, packed);
   // Every element of alpha^2 * ic * oc was written once; zero any tail.
-  const size_t written =
-      static_cast<size_t>(wino.alpha) * wino.alpha * wino.ic * wino.oc;
-  std::fill(packed + written, packed + wino.size / sizeof(float), 0.0f);
+  std::fill(packed + WinogradElements(wino), packed + wino.size / sizeof(float),
+            0.0f);
 }
 
 }  // namespace voxprint::backends::cpu
