@@ -205,6 +205,13 @@ class Extractor {
   std::vector<float> EmbedFeatures(std::span<const float> features, int batch,
                                    int64_t frames) const;
 
+  // Frees the scratch memory of the network sessions that no call is using
+  // (on the CPU, a few hundred MB after batches of windows) and returns the
+  // freed heap to the system; the next call prepares a session again (a
+  // fraction of a second). For callers about to need memory for something
+  // else (the diarizer's clustering) or going idle. Thread-safe.
+  void ReleaseIdleMemory() const;
+
   const ModelInfo& Model() const;
   BackendInfo Device() const;
   // One line on how the device was chosen (for "auto").

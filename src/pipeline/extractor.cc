@@ -1,5 +1,7 @@
 #include "voxprint/extractor.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -555,6 +557,14 @@ BackendInfo Extractor::Device() const { return impl_->backend->Info(); }
 const std::string& Extractor::DeviceChoice() const {
   return impl_->device_choice;
 }
+void Extractor::ReleaseIdleMemory() const {
+  impl_->sessions->ReleaseIdle();
+#ifdef __GLIBC__
+  // glibc keeps freed blocks below its (adaptive) mmap threshold in the heap.
+  malloc_trim(0);
+#endif
+}
+
 int Extractor::EmbeddingDim() const { return impl_->embedding_dim; }
 const FbankOptions& Extractor::Fbank() const { return impl_->fbank; }
 

@@ -32,6 +32,17 @@ SessionPool::Lease SessionPool::Borrow() {
   }
 }
 
+void SessionPool::ReleaseIdle() {
+  std::vector<std::unique_ptr<Session>> released;
+  {
+    std::lock_guard lock(mutex_);
+    released.swap(idle_);
+    created_ -= static_cast<int>(released.size());
+  }
+  returned_.notify_all();  // a waiter may now create a session
+  // `released` is destroyed here, outside the lock.
+}
+
 void SessionPool::Return(std::unique_ptr<Session> session) {
   {
     std::lock_guard lock(mutex_);

@@ -33,6 +33,10 @@ class SessionPool {
   // Blocks while all `capacity` sessions are lent out.
   Lease Borrow();
 
+  // Destroys the sessions not lent out, with their scratch memory and
+  // compiled shapes; later borrows make new ones. Lent sessions are kept.
+  void ReleaseIdle();
+
  private:
   void Return(std::unique_ptr<Session> session);
 

@@ -163,6 +163,19 @@ TEST_F(ExtractorGuards, TheWindowWorkBoundNamesTheStep) {
             ErrorCode::kInvalidArgument);
 }
 
+// Freeing the idle sessions (the diarizer does before clustering) costs
+// the next call a new session, never its numbers.
+TEST_F(ExtractorGuards, ReleasingIdleMemoryKeepsTheNumbers) {
+  const Extractor extractor(Options());
+  const std::vector<float> before =
+      extractor.EmbedFile(Audio("sample.wav")).embedding;
+  extractor.ReleaseIdleMemory();
+  const std::vector<float> after =
+      extractor.EmbedFile(Audio("sample.wav")).embedding;
+  ASSERT_EQ(before.size(), 256u);
+  EXPECT_EQ(before, after);
+}
+
 TEST_F(ExtractorGuards, SlidingWindowsStopWhenCancelled) {
   const Extractor extractor(Options());
   EmbedRequest request;
