@@ -45,6 +45,13 @@ class PostgresStoreTest : public ::testing::Test {
       skip_ = "cannot hand " + dir_.string() + " to the postgres user";
       return;
     }
+    // A root whose folders other users cannot search (a chroot in a 0700
+    // temporary folder) leaves the postgres user unable to run anything.
+    if (!RunAsPostgres("test -w " + dir_.string())) {
+      skip_ = "the postgres user cannot run programs in " + dir_.string() +
+              " here (are / and the temporary folder searchable by others?)";
+      return;
+    }
     const std::string data = (dir_ / "data").string();
     if (!RunAsPostgres((kPgBin / "initdb").string() + " -D " + data +
                        " -A trust -U voxprint --no-sync") ||
