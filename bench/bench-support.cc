@@ -100,6 +100,13 @@ int64_t NowNs() {
 
 double SecondsSince(int64_t start_ns) { return (NowNs() - start_ns) * 1e-9; }
 
+double Median(std::vector<double> values) {
+  if (values.empty()) return 0.0;
+  std::sort(values.begin(), values.end());
+  const size_t mid = values.size() / 2;
+  return values.size() % 2 ? values[mid] : (values[mid - 1] + values[mid]) / 2;
+}
+
 Timing TimeRuns(const std::function<void()>& run, int min_reps,
                 double min_total_s) {
   std::vector<double> times;
@@ -110,12 +117,9 @@ Timing TimeRuns(const std::function<void()>& run, int min_reps,
     run();
     times.push_back(SecondsSince(t0));
   }
-  std::sort(times.begin(), times.end());
-  const size_t mid = times.size() / 2;
   Timing timing;
-  timing.median_s =
-      times.size() % 2 ? times[mid] : (times[mid - 1] + times[mid]) / 2;
-  timing.min_s = times.front();
+  timing.median_s = Median(times);
+  timing.min_s = *std::min_element(times.begin(), times.end());
   timing.reps = static_cast<int>(times.size());
   return timing;
 }

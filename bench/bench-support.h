@@ -41,6 +41,10 @@ struct Timing {
 Timing TimeRuns(const std::function<void()>& run, int min_reps,
                 double min_total_s);
 
+// The median of `values` (the mean of the middle two for an even count);
+// 0 for none.
+double Median(std::vector<double> values);
+
 // {"median_s", "min_s", "reps"}: a timing in the programs' JSON.
 nlohmann::json ToJson(const Timing& timing);
 

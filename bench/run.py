@@ -179,28 +179,51 @@ def length_excerpts(long_wav, out_dir):
     return paths
 
 
-def measure_fresh_lengths(cmd_of, excerpts):
+def measure_fresh_lengths(cmd_of, excerpts, rounds):
     """Wall time of a fresh `voxprint embed` process per length (model load
-    and start included)."""
-    return [{"audio_s": seconds, "wall_s": run_process(cmd_of(path))[0]}
-            for seconds, path in sorted(excerpts.items())]
+    and start included): the median of `rounds` rounds through every
+    length, so that a burst of load shifts one round's point, not the row."""
+    walls = {seconds: [] for seconds in excerpts}
+    for _ in range(rounds):
+        for seconds, path in sorted(excerpts.items()):
+            walls[seconds].append(run_process(cmd_of(path))[0])
+    return [{"audio_s": seconds, "wall_s": statistics.median(walls[seconds]),
+             "runs_s": walls[seconds]} for seconds in sorted(walls)]
 
 
 def line_fit(points):
-    """The straight line t = a + b L closest to the points in relative terms
-    (least squares of (t - a - b L) / t), and the largest relative distance
-    of a point from it."""
-    sw = swl = swll = swt = swlt = 0.0
-    for length, t in points:
-        w = 1.0 / (t * t)
-        sw += w
-        swl += w * length
-        swll += w * length * length
-        swt += w * t
-        swlt += w * length * t
-    det = sw * swll - swl * swl
-    a = (swt * swll - swl * swlt) / det
-    b = (sw * swlt - swl * swt) / det
+    """The straight line t = a + b L nearest to the farthest point in
+    relative terms (the smallest e with every t within a factor 1 +- e of
+    a + b L), and that e. For a given e the lines allowed form a convex
+    polygon in (a, b) whose corners are lines through two points' bounds,
+    so e is found by bisection over those candidate lines."""
+    def line_within(e):
+        bounds = [(length, t / (1.0 + e), t / (1.0 - e))
+                  for length, t in points]
+        for i, (li, lo_i, hi_i) in enumerate(bounds):
+            for lj, lo_j, hi_j in bounds[i + 1:]:
+                if li == lj:
+                    continue
+                for ti in (lo_i, hi_i):
+                    for tj in (lo_j, hi_j):
+                        b = (tj - ti) / (lj - li)
+                        a = ti - b * li
+                        if all(lo * (1 - 1e-9) <= a + b * length <=
+                               hi * (1 + 1e-9)
+                               for length, lo, hi in bounds):
+                            return a, b
+        return None
+
+    low, high = 0.0, 0.999
+    best = line_within(high)
+    for _ in range(50):
+        mid = (low + high) / 2
+        found = line_within(mid)
+        if found:
+            high, best = mid, found
+        else:
+            low = mid
+    a, b = best
     worst = max(abs(t / (a + b * length) - 1.0) for length, t in points)
     return a, b, worst
 
@@ -596,9 +619,14 @@ def write_results(path, machine, results, table, stages, args):
                   "7 s meets each length for the first time, as a server "
                   "meets every request; *repeated*: the same excerpt again. "
                   "*Fresh process*: `voxprint embed` on the excerpt as a "
-                  "file, start and model load included. The line is the "
-                  "least-squares fit in relative terms; the target is every "
-                  "point within 15 % of it.", "", lengths]
+                  "file, start and model load included. Each point is the "
+                  "median of three rounds through every length (new "
+                  "Extractors, new processes; one round with --quick), so "
+                  "that seconds of load from a neighbour on a shared "
+                  "machine move one round's point, not the row. The line is "
+                  "the straight line nearest to the farthest point (minimax, "
+                  "relative); the target is every point within 15 % of a "
+                  "straight line.", "", lengths]
     if errors:
         lines += ["", "Failures in this run:", ""]
         lines += [f"- {s}: {e}" for s, e in errors.items()]
@@ -685,7 +713,8 @@ def main():
                 results[system]["process"]["lengths"] = measure_fresh_lengths(
                     cmds[system]["process"],
                     length_excerpts(audio["10min"],
-                                    os.path.join(audio_dir, "lengths")))
+                                    os.path.join(audio_dir, "lengths")),
+                    1 if args.quick else 3)
         except (subprocess.CalledProcessError, RuntimeError, OSError,
                 json.JSONDecodeError) as error:
             log(f"{system} failed: {error}")

@@ -16,7 +16,7 @@
 // Length row (key "length_row"): on a new Extractor warmed up on 7 s, the
 // first L seconds of the long file for L = 1 ... 600 s, each length new to
 // the process as every request is to a server ("first"), then the same
-// excerpt again ("repeat").
+// excerpt again ("repeat"); three such rounds (one with --quick), medians.
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
@@ -105,31 +105,43 @@ json OptInAccuracy(const voxprint::Extractor& extractor, const fs::path& kit,
 }
 
 // Seconds of embedding the first L seconds of `samples` (16 kHz, in
-// memory: decoding is not timed), per L: the first time the process sees
-// that length and once more.
+// memory: decoding is not timed), per L: the first time an Extractor sees
+// that length and once more. `rounds` Extractors, each warmed up on 7 s,
+// go through every length in turn; each length's figures are the median
+// over the rounds, so that a burst of load on a shared machine (seconds
+// long) shifts one round's point, not the row.
 json LengthRow(const voxprint::ExtractorOptions& options,
-               std::span<const float> samples, bool quick) {
-  const voxprint::Extractor extractor(options);
+               std::span<const float> samples, int rounds) {
   const auto excerpt = [&](double seconds) {
     const size_t count =
         std::min(samples.size(),
                  static_cast<size_t>(seconds * voxprint::kModelSampleRateHz));
     return samples.first(count);
   };
-  extractor.EmbedSamples(excerpt(7.0), voxprint::kModelSampleRateHz);
-  json rows = json::array();
-  for (const double seconds : kLengthRowSeconds) {
-    const auto audio = excerpt(seconds);
-    const auto embed = [&] {
-      extractor.EmbedSamples(audio, voxprint::kModelSampleRateHz);
-    };
-    const Timing first = TimeRuns(embed, 1, 0.0);
-    const Timing repeat = TimeRuns(embed, quick || seconds > 60 ? 1 : 2, 0.0);
-    rows.push_back({{"audio_s", static_cast<double>(audio.size()) /
-                                    voxprint::kModelSampleRateHz},
-                    {"first_s", first.median_s},
-                    {"repeat_s", repeat.min_s}});
+  constexpr size_t kLengths = std::size(kLengthRowSeconds);
+  std::vector<std::vector<double>> first(kLengths), repeat(kLengths);
+  for (int round = 0; round < rounds; ++round) {
+    const voxprint::Extractor extractor(options);
+    extractor.EmbedSamples(excerpt(7.0), voxprint::kModelSampleRateHz);
+    for (size_t i = 0; i < kLengths; ++i) {
+      const auto audio = excerpt(kLengthRowSeconds[i]);
+      const auto embed = [&] {
+        extractor.EmbedSamples(audio, voxprint::kModelSampleRateHz);
+      };
+      first[i].push_back(TimeRuns(embed, 1, 0.0).min_s);
+      repeat[i].push_back(
+          TimeRuns(embed, kLengthRowSeconds[i] > 60 ? 1 : 2, 0.0).min_s);
+    }
   }
+  json rows = json::array();
+  for (size_t i = 0; i < kLengths; ++i)
+    rows.push_back(
+        {{"audio_s", static_cast<double>(excerpt(kLengthRowSeconds[i]).size()) /
+                         voxprint::kModelSampleRateHz},
+         {"first_s", voxprint::bench::Median(first[i])},
+         {"repeat_s", voxprint::bench::Median(repeat[i])},
+         {"first_runs_s", first[i]},
+         {"repeat_runs_s", repeat[i]}});
   return rows;
 }
 
@@ -290,7 +302,7 @@ int Run(int argc, char** argv) {
                              {"files", many_files.size()},
                              {"audio_s", audio_s}};
     }
-    entry["length_row"] = LengthRow(options, long_samples, quick);
+    entry["length_row"] = LengthRow(options, long_samples, quick ? 1 : 3);
     result["threads"][std::to_string(threads)] = entry;
   }
   result["peak_rss_mib"] = voxprint::bench::PeakRssMib();
