@@ -203,15 +203,7 @@ def write_results(path, machine, rows, args):
         f"Measured by `bench/diarize_vs_pytorch.py"
         f"{' --quick' if args.quick else ''}` on {machine['date']}.", "",
         "## Machine", "",
-        f"- CPU: {machine.get('Model name', '?')} "
-        f"({machine.get('Vendor ID', '?')}), {machine['cores']} cores, "
-        f"{machine.get('Thread(s) per core', '?')} thread(s) per core"
-        + (f", virtualised ({machine['Hypervisor vendor']})"
-           if machine.get("Hypervisor vendor") else ""),
-        f"- ISA: {machine.get('isa', '?')}",
-        f"- memory: {machine['memory_gib']} GiB; kernel {machine['kernel']}",
-        f"- load average at start: {machine['load_average']}; at end: "
-        f"{machine['load_average_end']}",
+        *run.machine_lines(machine),
         f"- peer: {rows[0]['pytorch']['version'] if rows else 'n/a'}", "",
         "## Results", "",
         table(rows, args.threads), "",

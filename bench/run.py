@@ -191,6 +191,23 @@ def measure_fresh_lengths(cmd_of, excerpts, rounds):
              "runs_s": walls[seconds]} for seconds in sorted(walls)]
 
 
+def machine_lines(machine):
+    """The Markdown lines that describe the machine of a run: CPU with its
+    caches, ISA, memory and the load around the run."""
+    return [
+        f"- CPU: {machine.get('Model name', '?')} ({machine.get('Vendor ID', '?')}), "
+        f"{machine['cores']} cores, {machine.get('Thread(s) per core', '?')} "
+        f"thread(s) per core, L2 {machine.get('L2 cache', '?')}, "
+        f"L3 {machine.get('L3 cache', '?')}"
+        + (f", virtualised ({machine['Hypervisor vendor']})"
+           if machine.get("Hypervisor vendor") else ""),
+        f"- ISA: {machine.get('isa', '?')}",
+        f"- memory: {machine['memory_gib']} GiB; kernel {machine['kernel']}",
+        f"- load average at start: {machine['load_average']}; at end: "
+        f"{machine['load_average_end']}",
+    ]
+
+
 def line_fit(points):
     """The straight line t = a + b L nearest to the farthest point in
     relative terms (the smallest e with every t within a factor 1 +- e of
@@ -545,16 +562,7 @@ def write_results(path, machine, results, table, stages, args):
         "",
         "## Machine",
         "",
-        f"- CPU: {machine.get('Model name', '?')} ({machine.get('Vendor ID', '?')}), "
-        f"{machine['cores']} cores, {machine.get('Thread(s) per core', '?')} "
-        f"thread(s) per core, L2 {machine.get('L2 cache', '?')}, "
-        f"L3 {machine.get('L3 cache', '?')}"
-        + (f", virtualised ({machine['Hypervisor vendor']})"
-           if machine.get("Hypervisor vendor") else ""),
-        f"- ISA: {machine.get('isa', '?')}",
-        f"- memory: {machine['memory_gib']} GiB; kernel {machine['kernel']}",
-        f"- load average at start: {machine['load_average']}; at end: "
-        f"{machine['load_average_end']}",
+        *machine_lines(machine),
         f"- peers: {versions['pytorch'] or 'n/a'}; "
         f"{versions['onnxruntime'] or 'n/a'}",
         f"- voxprint device: {get(results, 'voxprint', 'device') or 'n/a'}",

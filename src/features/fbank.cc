@@ -23,12 +23,6 @@
 
 namespace voxprint {
 
-// See fftw-planner.h.
-std::mutex& FftwPlannerMutex() {
-  static auto* mutex = new std::mutex;
-  return *mutex;
-}
-
 namespace {
 
 constexpr double kMillisecondsToSeconds = 0.001;

@@ -15,6 +15,7 @@
 
 #include "support/error-of.h"
 #include "support/reference-kit.h"
+#include "support/vad-model.h"
 #include "support/wav-builder.h"
 #include "voxprint/der.h"
 #include "voxprint/diarizer.h"
@@ -268,8 +269,7 @@ class DiarizerOnKit : public ::testing::Test {
   }
   void SetUp() override {
     VOXPRINT_REQUIRE_REFERENCE_KIT();
-    if (vad_ == nullptr)
-      GTEST_SKIP() << "Silero VAD model absent: run `npm ci` in models/vad";
+    if (vad_ == nullptr) GTEST_SKIP() << testing::kVadModelAbsent;
   }
   static std::string Audio(const std::string& name) {
     return (testing::ReferenceDir() / "audio" / name).string();

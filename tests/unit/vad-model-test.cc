@@ -1,6 +1,8 @@
 // The Silero VAD v5 network run by voxprint against ONNX Runtime running the
 // same file (tests/data/silero-vad-*.json, made by
 // tests/support/silero_vad_reference.mjs), and the checks on the model file.
+#include "support/vad-model.h"
+
 #include <gtest/gtest.h>
 #include <time.h>
 
@@ -22,21 +24,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The npm install location this build looks at first.
-std::string ModelPath() {
-  try {
-    return FindVadModel();
-  } catch (const Error&) {
-    return {};
-  }
-}
-
-#define VOXPRINT_REQUIRE_VAD_MODEL()                                         \
-  do {                                                                       \
-    if (ModelPath().empty())                                                 \
-      GTEST_SKIP() << "Silero VAD model absent: run `npm ci` in models/vad " \
-                      "(scripts/install-deps.sh) or set VOXPRINT_VAD_MODEL"; \
-  } while (0)
+std::string ModelPath() { return testing::VadModelPathOrEmpty(); }
 
 struct Reference {
   std::vector<float> probabilities;

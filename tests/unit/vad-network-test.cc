@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "support/reference-kit.h"
+#include "support/vad-model.h"
 #include "vad/silero-network.h"
 #include "vad/silero-weights.h"
 #include "voxprint/audio.h"
@@ -26,21 +27,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string ModelPath() {
-  try {
-    return FindVadModel();
-  } catch (const Error&) {
-    return {};
-  }
-}
+std::string ModelPath() { return testing::VadModelPathOrEmpty(); }
 
 class SileroNetworkTest : public ::testing::Test {
  protected:
   void SetUp() override {
     VOXPRINT_REQUIRE_REFERENCE_KIT();
-    if (ModelPath().empty())
-      GTEST_SKIP() << "Silero VAD model absent: run `npm ci` in models/vad "
-                      "(scripts/install-deps.sh) or set VOXPRINT_VAD_MODEL";
+    VOXPRINT_REQUIRE_VAD_MODEL();
     if (!weights_) {
       const std::vector<uint8_t> bytes = testing::ReadFileBytes(ModelPath());
       weights_ = new SileroWeights(ReadSileroWeights(bytes, ModelPath()));
