@@ -165,7 +165,7 @@ TEST(VoiceActivityDetectorThreads, NegativeIsRefusedZeroIsOnePerCore) {
     EXPECT_NE(std::string(error.what()).find("num_threads"), std::string::npos)
         << error.what();
   }
-  if (ModelPath().empty()) GTEST_SKIP() << "Silero VAD model absent";
+  VOXPRINT_REQUIRE_VAD_MODEL();
   const VoiceActivityDetector per_core(ModelPath(), 0);
   EXPECT_EQ(
       per_core.num_threads(),

@@ -10,8 +10,7 @@
 
 #include "cli-runner.h"
 #include "support/reference-kit.h"
-#include "voxprint/error.h"
-#include "voxprint/vad.h"
+#include "support/vad-model.h"
 
 namespace voxprint {
 namespace {
@@ -29,11 +28,7 @@ class DiarizeCliTest : public ::testing::Test {
  protected:
   void SetUp() override {
     VOXPRINT_REQUIRE_REFERENCE_KIT();
-    try {
-      FindVadModel();
-    } catch (const Error&) {
-      GTEST_SKIP() << "Silero VAD model absent: run `npm ci` in models/vad";
-    }
+    VOXPRINT_REQUIRE_VAD_MODEL();
     scratch_ = MakeScratchDirectory("voxprint-diarize-cli-test");
   }
   void TearDown() override { RemoveScratchDirectory(scratch_); }

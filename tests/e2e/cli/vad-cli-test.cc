@@ -13,8 +13,8 @@
 
 #include "cli-runner.h"
 #include "support/reference-kit.h"
+#include "support/vad-model.h"
 #include "voxprint/audio.h"
-#include "voxprint/error.h"
 #include "voxprint/vad.h"
 
 namespace voxprint {
@@ -40,12 +40,8 @@ class VadCliTest : public ::testing::Test {
  protected:
   void SetUp() override {
     VOXPRINT_REQUIRE_REFERENCE_KIT();
-    try {
-      model_ = FindVadModel();
-    } catch (const Error&) {
-      GTEST_SKIP() << "Silero VAD model absent: run `npm ci` in models/vad "
-                      "(scripts/install-deps.sh) or set VOXPRINT_VAD_MODEL";
-    }
+    VOXPRINT_REQUIRE_VAD_MODEL();
+    model_ = testing::VadModelPathOrEmpty();
     scratch_ = MakeScratchDirectory("voxprint-vad-cli-test");
   }
   void TearDown() override { RemoveScratchDirectory(scratch_); }
