@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <sstream>
+#include <utility>
 
 #include "cli-common.h"
 #include "common/result-json.h"
@@ -24,6 +25,7 @@ struct VadFlags {
   std::string model_path;
   VadOptions options;
   std::optional<double> neg_threshold;
+  int threads = 0;
   std::string format = "json";
   std::string output;
   bool quiet = false;
@@ -142,7 +144,7 @@ int RunVad(VadFlags flags) {
       lab_per_file ? LabPaths(flags) : std::vector<std::string>();
 
   const std::string model_path = FindVadModel(flags.model_path);
-  const VoiceActivityDetector detector(model_path);
+  const VoiceActivityDetector detector(model_path, flags.threads);
   if (!flags.quiet)
     std::cerr << "voxprint: VAD model " << model_path << " ("
               << flags.options.ToString() << ")" << std::endl;
@@ -155,9 +157,9 @@ int RunVad(VadFlags flags) {
   for (size_t i = 0; i < flags.files.size(); ++i) {
     const std::string& path = flags.files[i];
     try {
-      const Audio16k audio = LoadAudio16k(path);
-      FileSegments file{path, static_cast<int64_t>(audio.samples.size()),
-                        detector.SpeechSegments(audio.samples, flags.options)};
+      // Block by block: a recording of hours is never held whole.
+      FileSpeech speech = detector.SpeechOfFile(path, flags.options);
+      FileSegments file{path, speech.samples_16k, std::move(speech.segments)};
       if (flags.format == "json")
         results.push_back(ToJson(file));
       else if (flags.format == "csv")
@@ -223,6 +225,12 @@ CLI::App* AddVadCommand(CLI::App& root, std::function<int()>& run) {
       ->add_option("--speech-pad-ms", flags->options.speech_pad_ms,
                    "Padding on each side of a segment (a narrower gap is "
                    "split in half)")
+      ->capture_default_str();
+  command
+      ->add_option("--threads", flags->threads,
+                   "Threads, 0 (all cores) to " + std::to_string(kMaxThreads) +
+                       " (more than 4 gain nothing)")
+      ->check(CLI::Range(0, kMaxThreads))
       ->capture_default_str();
   command->add_option("--format", flags->format, "json, csv, lab or rttm")
       ->check(CLI::IsMember({"json", "csv", "lab", "rttm"}))

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "voxprint/audio.h"
 #include "voxprint/cancel.h"
 
 namespace voxprint {
@@ -88,6 +89,13 @@ std::vector<SpeechSegment> SegmentsFromProbabilities(
     std::span<const float> probabilities, int64_t total_samples,
     const VadOptions& options = {});
 
+// The speech of a whole input (VoiceActivityDetector::SpeechOfFile).
+struct FileSpeech {
+  AudioInfo audio;          // of the original stream
+  int64_t samples_16k = 0;  // its length once at 16 kHz
+  std::vector<SpeechSegment> segments;
+};
+
 // Where the Silero VAD v5 file is, in this order: `explicit_path` (the
 // --vad-model flag) when not empty, $VOXPRINT_VAD_MODEL when set, the npm
 // install in the source tree this build came from
@@ -133,6 +141,16 @@ class VoiceActivityDetector {
   std::vector<SpeechSegment> SpeechSegments(
       std::span<const float> samples_16k, const VadOptions& options = {},
       const CancelToken& cancel = {}) const;
+
+  // The speech of an audio file in any format and at any rate, decoded,
+  // resampled and run block by block: memory stays bounded whatever the
+  // length (the probabilities, 4 bytes per 32 ms, are all that is kept),
+  // with the segments SpeechSegments gives on LoadAudio16k(path). Errors as
+  // LoadAudio16k's (the path in the message), kCancelled.
+  FileSpeech SpeechOfFile(const std::string& path,
+                          const VadOptions& options = {},
+                          const AudioLimits& limits = {},
+                          const CancelToken& cancel = {}) const;
 
   // The path or name the model was loaded from.
   const std::string& source() const;

@@ -11,9 +11,10 @@
 #include <optional>
 #include <set>
 
+#include "audio/stream-16k.h"
 #include "audio/stream-decoder.h"
-#include "audio/streaming-resampler.h"
 #include "diarization/linkage.h"
+#include "vad/stream-speech.h"
 #include "voxprint/error.h"
 #include "voxprint/features.h"
 
@@ -42,39 +43,12 @@ std::string SpeakerLabel(size_t index) {
   return text;
 }
 
-// An input decoded and resampled to 16 kHz block by block.
-class Stream16k {
- public:
-  explicit Stream16k(std::unique_ptr<audio::StreamDecoder> decoder)
-      : decoder_(std::move(decoder)) {}
-  // Appends the next 16 kHz samples to *out; false once the input ended.
-  bool Next(std::vector<float>* out) {
-    if (ended_) return false;
-    if (decoder_->Next(&decoded_)) {
-      if (!resampler_)
-        resampler_ = std::make_unique<audio::StreamingResampler>(
-            decoder_->SampleRateHz(), kModelSampleRateHz);
-      resampler_->Push(decoded_, out);
-    } else {
-      if (resampler_) resampler_->Finish(out);
-      ended_ = true;
-    }
-    return true;
-  }
-  AudioInfo Info() const { return decoder_->Info(); }
-
- private:
-  std::unique_ptr<audio::StreamDecoder> decoder_;
-  std::unique_ptr<audio::StreamingResampler> resampler_;
-  std::vector<float> decoded_;
-  bool ended_ = false;
-};
-
 // Hands out each window's samples in order from a second pass over the
 // input, keeping only what later windows still need.
 class StreamedWindows {
  public:
-  StreamedWindows(Stream16k stream, std::span<const DiarizationWindow> windows,
+  StreamedWindows(audio::Stream16k stream,
+                  std::span<const DiarizationWindow> windows,
                   const std::string& name)
       : stream_(std::move(stream)), name_(name), keep_from_(windows.size()) {
     // The earliest start among windows i.. (windows are nearly sorted).
@@ -108,7 +82,7 @@ class StreamedWindows {
     }
   }
 
-  Stream16k stream_;
+  audio::Stream16k stream_;
   std::string name_;
   std::vector<int64_t> keep_from_;
   std::vector<float> buffer_;
@@ -173,28 +147,19 @@ Diarization Diarizer::DiarizeOpened(const Opener& open, const std::string& name,
       result = DiarizeSamples(held->samples, name, request);
       result.audio = held->info;
     } else {
-      // First reading: speech probabilities, block by block.
-      Stream16k first(std::move(decoder));
-      VoiceActivityDetector::ProbabilityStream vad(vad_);
-      std::vector<float> probabilities, block;
-      int64_t total = 0;
-      while (first.Next(&block)) {
-        vad.Push(block, &probabilities);
-        total += static_cast<int64_t>(block.size());
-        block.clear();
-      }
-      vad.Finish(&probabilities);
-      std::vector<SpeechSegment> speech =
-          SegmentsFromProbabilities(probabilities, total, request.vad);
+      // First reading: the speech, block by block.
+      audio::Stream16k first(std::move(decoder));
+      FileSpeech speech = vad::SpeechOfStream(vad_, first, request.vad);
       // Second reading: the windows' samples, as they come.
-      const std::vector<DiarizationWindow> windows =
-          PlanDiarizationWindows(speech, total, request.windows);
-      StreamedWindows samples(Stream16k(opened()), windows, name);
-      result = FromSpeech(name, request, total, std::move(speech),
+      const std::vector<DiarizationWindow> windows = PlanDiarizationWindows(
+          speech.segments, speech.samples_16k, request.windows);
+      StreamedWindows samples(audio::Stream16k(opened()), windows, name);
+      result = FromSpeech(name, request, speech.samples_16k,
+                          std::move(speech.segments),
                           [&](size_t i, const DiarizationWindow& window) {
                             return samples.Samples(i, window);
                           });
-      result.audio = first.Info();
+      result.audio = speech.audio;
     }
   } catch (const Error& error) {
     Rethrow(error, name);

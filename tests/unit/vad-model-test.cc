@@ -119,6 +119,77 @@ TEST(VadModelTest, SegmentsOfSampleCoverItsSpeech) {
   }
 }
 
+// Read block by block, a file gives what the whole decoded signal gives:
+// at 16 kHz (sample.wav), resampled from 48 kHz (the FLAC) and from a
+// compressed stream with priming (the MP3).
+class VadFileTest : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(VadFileTest, SpeechOfFileIsTheSpeechOfTheWholeSignal) {
+  VOXPRINT_REQUIRE_REFERENCE_KIT();
+  VOXPRINT_REQUIRE_VAD_MODEL();
+  const std::string path =
+      (testing::ReferenceDir() / "audio" / GetParam()).string();
+  const VoiceActivityDetector detector(ModelPath(), 2);
+  // Short segments and silences, so that many boundaries are compared.
+  VadOptions options;
+  options.min_speech_ms = 100;
+  options.min_silence_ms = 50;
+  const Audio16k whole = LoadAudio16k(path);
+  const FileSpeech streamed = detector.SpeechOfFile(path, options);
+  EXPECT_EQ(streamed.samples_16k, static_cast<int64_t>(whole.samples.size()));
+  EXPECT_EQ(streamed.audio.sample_rate_hz, whole.info.sample_rate_hz);
+  EXPECT_EQ(streamed.audio.frames, whole.info.frames);
+  const std::vector<SpeechSegment> expected =
+      detector.SpeechSegments(whole.samples, options);
+  ASSERT_GT(expected.size(), 2u);
+  EXPECT_EQ(streamed.segments, expected);
+}
+
+INSTANTIATE_TEST_SUITE_P(Kit, VadFileTest,
+                         ::testing::Values("sample.wav",
+                                           "sample_48k_24bit.flac",
+                                           "sample.mp3"));
+
+TEST(VadModelTest, SpeechOfFileNamesTheFileItCannotRead) {
+  VOXPRINT_REQUIRE_VAD_MODEL();
+  const VoiceActivityDetector detector(ModelPath());
+  const std::string path =
+      (fs::path(::testing::TempDir()) / "no-such-recording.wav").string();
+  try {
+    detector.SpeechOfFile(path);
+    FAIL() << "expected an error";
+  } catch (const Error& error) {
+    EXPECT_EQ(error.code(), ErrorCode::kIoError);
+    EXPECT_NE(std::string(error.what()).find(path), std::string::npos)
+        << error.what();
+  }
+  // Options are checked before the input is read.
+  VadOptions bad;
+  bad.threshold = 2.0;
+  try {
+    detector.SpeechOfFile(path, bad);
+    FAIL() << "expected kInvalidArgument";
+  } catch (const Error& error) {
+    EXPECT_EQ(error.code(), ErrorCode::kInvalidArgument) << error.what();
+  }
+}
+
+TEST(VadModelTest, SpeechOfFileStopsWhenCancelled) {
+  VOXPRINT_REQUIRE_REFERENCE_KIT();
+  VOXPRINT_REQUIRE_VAD_MODEL();
+  const VoiceActivityDetector detector(ModelPath());
+  const CancelToken cancel = CancelToken::Create();
+  cancel.Cancel();
+  try {
+    detector.SpeechOfFile(
+        (testing::ReferenceDir() / "audio" / "dev00.wav").string(), {}, {},
+        cancel);
+    FAIL() << "expected kCancelled";
+  } catch (const Error& error) {
+    EXPECT_EQ(error.code(), ErrorCode::kCancelled);
+  }
+}
+
 TEST(VadModelTest, EmptyAudioHasNoChunks) {
   VOXPRINT_REQUIRE_VAD_MODEL();
   const VoiceActivityDetector detector(ModelPath());

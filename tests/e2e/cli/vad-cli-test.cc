@@ -85,6 +85,26 @@ TEST_F(VadCliTest, JsonHoldsTheLibrarySegmentsInSamples) {
   EXPECT_NEAR(results[0]["speech_s"].get<double>(), speech_s, 1e-9);
 }
 
+// The file is read block by block, resampled on the way (the 48 kHz FLAC):
+// the segments are those of the whole decoded signal, for any thread count.
+TEST_F(VadCliTest, StreamedFilesGiveTheSegmentsOfTheWholeSignal) {
+  const std::string flac = Audio("sample_48k_24bit.flac");
+  const std::vector<SpeechSegment> expected =
+      VoiceActivityDetector(model_).SpeechSegments(LoadAudio16k(flac).samples);
+  ASSERT_FALSE(expected.empty());
+  for (const char* threads : {"1", "2"}) {
+    const CliRun run = Voxprint({"-q", "--threads", threads, flac});
+    ASSERT_EQ(run.exit_code, 0) << run.err;
+    const auto segments =
+        nlohmann::json::parse(run.out)["results"][0]["segments"];
+    ASSERT_EQ(segments.size(), expected.size()) << threads;
+    for (size_t i = 0; i < expected.size(); ++i) {
+      EXPECT_EQ(segments[i]["start_sample"], expected[i].start_sample);
+      EXPECT_EQ(segments[i]["end_sample"], expected[i].end_sample);
+    }
+  }
+}
+
 TEST_F(VadCliTest, CsvLabAndRttmCarryTheSameBoundaries) {
   const auto json = nlohmann::json::parse(
       Voxprint({"-q", Audio("sample.wav")}).out)["results"][0]["segments"];
@@ -183,6 +203,8 @@ TEST_F(VadCliTest, BadUsageExitsWith2) {
   EXPECT_EQ(Voxprint({"--neg-threshold", "0.7", Audio("sample.wav")}).exit_code,
             2);
   EXPECT_EQ(Voxprint({"--format", "xml", Audio("sample.wav")}).exit_code, 2);
+  EXPECT_EQ(Voxprint({"--threads", "-1", Audio("sample.wav")}).exit_code, 2);
+  EXPECT_EQ(Voxprint({"--threads", "5000", Audio("sample.wav")}).exit_code, 2);
   EXPECT_EQ(Voxprint({}).exit_code, 2);
   const CliRun lab =
       Voxprint({"--format", "lab", Audio("sample.wav"), Audio("dev00.wav")});
