@@ -6,9 +6,6 @@ namespace voxprint::audio {
 
 Stream16k::Stream16k(std::unique_ptr<StreamDecoder> decoder)
     : decoder_(std::move(decoder)) {}
-Stream16k::Stream16k(Stream16k&&) noexcept = default;
-Stream16k& Stream16k::operator=(Stream16k&&) noexcept = default;
-Stream16k::~Stream16k() = default;
 
 bool Stream16k::Next(std::vector<float>* out) {
   if (ended_) return false;

@@ -15,9 +15,6 @@ namespace voxprint::audio {
 class Stream16k {
  public:
   explicit Stream16k(std::unique_ptr<StreamDecoder> decoder);
-  Stream16k(Stream16k&&) noexcept;
-  Stream16k& operator=(Stream16k&&) noexcept;
-  ~Stream16k();
 
   // Appends the next 16 kHz samples to *out (possibly none, while the
   // resampler fills); false once the input has ended and all was given.

@@ -1,5 +1,6 @@
 #include "vad/stream-speech.h"
 
+#include <memory>
 #include <utility>
 
 #include "audio/stream-decoder.h"
@@ -9,7 +10,6 @@ namespace vad {
 
 FileSpeech SpeechOfStream(const VoiceActivityDetector& detector,
                           audio::Stream16k& stream, const VadOptions& options) {
-  options.Validate();  // before the whole input is read
   VoiceActivityDetector::ProbabilityStream probabilities_of(detector);
   std::vector<float> probabilities, block;
   FileSpeech speech;

@@ -9,7 +9,9 @@
 namespace voxprint::vad {
 
 // Reads `stream` to its end through a ProbabilityStream, then
-// SegmentsFromProbabilities with `options`.
+// SegmentsFromProbabilities with `options`. Callers validate `options`
+// before opening the input (SegmentsFromProbabilities would refuse them only
+// after the whole input was read).
 FileSpeech SpeechOfStream(const VoiceActivityDetector& detector,
                           audio::Stream16k& stream, const VadOptions& options);
 
