@@ -366,6 +366,8 @@ def opt_in_table(results, threads):
     modes = [("shared_trunk", "shared trunk (`--shared-trunk`)",
               ["sliding_3s_1s"]),
              ("bf16", "bf16 (`--precision bf16`)",
+              ["whole_30s", "sliding_3s_1s"]),
+             ("mixed", "mixed: stages 3–4 in bf16 (`--precision mixed`)",
               ["whole_30s", "sliding_3s_1s"])]
     for key, label, cases in modes:
         acc = accuracy.get(key)

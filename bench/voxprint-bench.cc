@@ -241,8 +241,9 @@ int Run(int argc, char** argv) {
     entry["whole_10min"]["audio_s"] = long_duration_s;
     entry["sliding_3s_1s"]["windows"] = windows;
 
-    // Opt-in speed modes: shared-trunk sliding on this extractor, bf16 on a
-    // second one (skipped where the CPU would only emulate bf16).
+    // Opt-in speed modes: shared-trunk sliding on this extractor, bf16 and
+    // mixed precision on extractors of their own (skipped where the CPU
+    // would only emulate bf16).
     json opt_in = {
         {"shared_trunk",
          {{"sliding_3s_1s",
@@ -253,26 +254,28 @@ int Run(int argc, char** argv) {
     if (!result.contains("opt_in_accuracy"))
       result["opt_in_accuracy"]["shared_trunk"] =
           OptInAccuracy(extractor, kit, shared_trunk, exact_windows);
-    try {
-      voxprint::ExtractorOptions bf16_options = options;
-      bf16_options.backend.precision = "bf16";
-      const voxprint::Extractor bf16(bf16_options);
-      bf16.EmbedFile(short_file, whole);  // warm-up
-      opt_in["bf16"] = {
-          {"whole_30s",
-           ToJson(TimeRuns([&] { bf16.EmbedFile(short_file, whole); }, reps,
-                           budget_s))},
-          {"sliding_3s_1s",
-           ToJson(TimeRuns([&] { bf16.EmbedFile(short_file, sliding); }, reps,
-                           budget_s))}};
-      opt_in["bf16"]["whole_30s"]["audio_s"] = short_result.duration_s;
-      opt_in["bf16"]["sliding_3s_1s"]["windows"] = windows;
-      if (!result["opt_in_accuracy"].contains("bf16"))
-        result["opt_in_accuracy"]["bf16"] =
-            OptInAccuracy(bf16, kit, sliding, exact_windows);
-    } catch (const voxprint::Error& error) {
-      if (error.code() != voxprint::ErrorCode::kInvalidArgument) throw;
-      opt_in["bf16"] = {{"skipped", error.what()}};
+    for (const char* precision : {"bf16", "mixed"}) {
+      try {
+        voxprint::ExtractorOptions fast_options = options;
+        fast_options.backend.precision = precision;
+        const voxprint::Extractor fast(fast_options);
+        fast.EmbedFile(short_file, whole);  // warm-up
+        opt_in[precision] = {
+            {"whole_30s",
+             ToJson(TimeRuns([&] { fast.EmbedFile(short_file, whole); }, reps,
+                             budget_s))},
+            {"sliding_3s_1s",
+             ToJson(TimeRuns([&] { fast.EmbedFile(short_file, sliding); }, reps,
+                             budget_s))}};
+        opt_in[precision]["whole_30s"]["audio_s"] = short_result.duration_s;
+        opt_in[precision]["sliding_3s_1s"]["windows"] = windows;
+        if (!result["opt_in_accuracy"].contains(precision))
+          result["opt_in_accuracy"][precision] =
+              OptInAccuracy(fast, kit, sliding, exact_windows);
+      } catch (const voxprint::Error& error) {
+        if (error.code() != voxprint::ErrorCode::kInvalidArgument) throw;
+        opt_in[precision] = {{"skipped", error.what()}};
+      }
     }
     entry["opt_in"] = opt_in;
 

@@ -159,9 +159,9 @@ void ModelFlags::AddTo(CLI::App& command) {
       ->capture_default_str();
   command
       .add_option("--precision", precision,
-                  "fp32 (reference parity); opt-in and less exact: bf16 "
-                  "(cpu; faster only with AMX) or tf32 (cuda)")
-      ->check(CLI::IsMember({"fp32", "bf16", "tf32"}))
+                  "fp32 (reference parity); opt-in and less exact: bf16 or "
+                  "mixed (cpu; faster only with AMX) or tf32 (cuda)")
+      ->check(CLI::IsMember({"fp32", "bf16", "mixed", "tf32"}))
       ->capture_default_str();
 }
 

@@ -31,7 +31,9 @@ struct BackendOptions {
   // Threads for the compute library (0: all cores).
   int num_threads = 0;
   // Numeric precision: "fp32" (default, reference parity); opt-in, faster
-  // and less exact: "bf16" (cpu backend) or "tf32" (cuda backend).
+  // and less exact: "bf16" (cpu backend: every convolution in bf16), "mixed"
+  // (cpu backend: stages 3-4 in bf16, the first layers in fp32) or "tf32"
+  // (cuda backend).
   std::string precision = "fp32";
 };
 

@@ -217,7 +217,8 @@ class Extractor:
     device: "auto", "cpu", "cuda" or "cuda:N".
     threads: compute threads per call, 0 for all cores.
     precision: "fp32" (the reference's numbers), or the faster, less exact
-        opt-ins "bf16" (CPU) and "tf32" (CUDA).
+        opt-ins "bf16" and "mixed" (CPU; stages 3-4 in bf16) and "tf32"
+        (CUDA).
     max_parallel_runs: calls (threads) that run at once; more wait.
 
     Several threads may call one Extractor at once: each call releases the
@@ -400,7 +401,7 @@ class Extractor:
 
     @property
     def precision(self) -> str:
-        """Numeric precision: "fp32", "bf16" or "tf32"."""
+        """Numeric precision: "fp32", "bf16", "mixed" or "tf32"."""
         return self._info["precision"]
 
     def __repr__(self) -> str:

@@ -78,8 +78,9 @@ NetworkPlan BuildNetworkPlan(const model::ResNetWeights& weights) {
   };
 
   // Appends one conv reading `src` into `dst` and updates what dst holds.
-  auto add_conv = [&](const std::string& name, const model::FoldedConv& conv,
-                      int src, int dst, bool accumulate, bool relu) {
+  auto add_conv = [&](const std::string& name, int stage,
+                      const model::FoldedConv& conv, int src, int dst,
+                      bool accumulate, bool relu) {
     if (conv.kernel < 1 || conv.stride < 1 || conv.padding < 0 ||
         conv.padding >= conv.kernel)
       Fail(name, "unsupported kernel " + std::to_string(conv.kernel) +
@@ -102,6 +103,7 @@ NetworkPlan BuildNetworkPlan(const model::ResNetWeights& weights) {
 
     ConvStep step;
     step.name = name;
+    step.stage = stage;
     step.weights = &conv;
     step.in_channels = conv.in_channels;
     step.out_channels = conv.out_channels;
@@ -144,7 +146,7 @@ NetworkPlan BuildNetworkPlan(const model::ResNetWeights& weights) {
   state[input].rows = plan.feature_dim;
   for (int i = 0; i < kCheckedLengths; ++i) state[input].frames[i] = i + 1;
   int current = acquire();
-  add_conv("stem", w.stem, input, current, false, true);
+  add_conv("stem", 0, w.stem, input, current, false, true);
   pool.Release(input);
 
   if (w.stages.size() != 4)
@@ -154,8 +156,9 @@ NetworkPlan BuildNetworkPlan(const model::ResNetWeights& weights) {
       Fail("stage" + std::to_string(s + 1), "has no blocks");
     for (size_t b = 0; b < w.stages[s].size(); ++b) {
       const model::ResidualBlock& block = w.stages[s][b];
+      const int stage = static_cast<int>(s) + 1;
       const std::string prefix =
-          "stage" + std::to_string(s + 1) + ".block" + std::to_string(b);
+          "stage" + std::to_string(stage) + ".block" + std::to_string(b);
       if (block.convs.size() < 2)
         Fail(prefix, "needs at least 2 convolutions, has " +
                          std::to_string(block.convs.size()));
@@ -163,18 +166,18 @@ NetworkPlan BuildNetworkPlan(const model::ResNetWeights& weights) {
       int output = current;
       if (block.shortcut) {
         output = acquire();
-        add_conv(prefix + ".shortcut", *block.shortcut, current, output, false,
-                 false);
+        add_conv(prefix + ".shortcut", stage, *block.shortcut, current, output,
+                 false, false);
       }
       int src = current;
       for (size_t c = 0; c + 1 < block.convs.size(); ++c) {
         const int dst = acquire();
-        add_conv(prefix + ".conv" + std::to_string(c + 1), block.convs[c], src,
-                 dst, false, true);
+        add_conv(prefix + ".conv" + std::to_string(c + 1), stage,
+                 block.convs[c], src, dst, false, true);
         if (src != output) pool.Release(src);
         src = dst;
       }
-      add_conv(prefix + ".conv" + std::to_string(block.convs.size()),
+      add_conv(prefix + ".conv" + std::to_string(block.convs.size()), stage,
                block.convs.back(), src, output, true, true);
       pool.Release(src);
       current = output;

@@ -19,6 +19,7 @@ namespace voxprint::backends {
 // One convolution (BatchNorm folded) in execution order.
 struct ConvStep {
   std::string name;  // "stem", "stage2.block0.conv1", "stage2.block0.shortcut"
+  int stage = 0;     // 0: the stem; 1..4: the residual stage it belongs to
   // Valid only while the weights given to BuildNetworkPlan are alive.
   const model::FoldedConv* weights = nullptr;
   int in_channels = 0;

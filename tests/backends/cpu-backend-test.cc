@@ -55,7 +55,6 @@ ResNetArchitecture SmallBottleneck() {
   return arch;
 }
 
-
 // ---------------------------------------------------------------------------
 // Naive reference forward: plain loops, double accumulation, one item.
 
@@ -128,8 +127,8 @@ Image ReferenceTrunk(const ResNetWeights& w, const float* features,
 
 // Statistics pooling of trunk output frames [first, last), then the
 // embedding layer.
-std::vector<float> ReferencePoolAndEmbed(const ResNetWeights& w,
-                                         const Image& x, int first, int last) {
+std::vector<float> ReferencePoolAndEmbed(const ResNetWeights& w, const Image& x,
+                                         int first, int last) {
   const size_t rows = static_cast<size_t>(x.channels) * x.height;
   const int n = last - first;
   std::vector<double> stats(2 * rows);
@@ -398,16 +397,19 @@ TEST(BackendRegistry, RejectsBadNamesAndOptions) {
   BackendOptions bad_threads;
   bad_threads.num_threads = -2;
   EXPECT_EQ(CreateError("cpu", bad_threads), ErrorCode::kInvalidArgument);
-  BackendOptions bf16;
-  bf16.precision = "bf16";
-  if (backends::cpu::NativeBf16Available()) {
-    EXPECT_EQ(CreateBackend("cpu", bf16)->Info().precision, "bf16");
-  } else {
-    std::string message;
-    EXPECT_EQ(CreateError("cpu", bf16, &message), ErrorCode::kInvalidArgument);
-    EXPECT_NE(message.find("bf16 needs a CPU with native bf16"),
-              std::string::npos)
-        << message;
+  for (const std::string precision : {"bf16", "mixed"}) {
+    BackendOptions bf16;
+    bf16.precision = precision;
+    if (backends::cpu::NativeBf16Available()) {
+      EXPECT_EQ(CreateBackend("cpu", bf16)->Info().precision, precision);
+    } else {
+      std::string message;
+      EXPECT_EQ(CreateError("cpu", bf16, &message),
+                ErrorCode::kInvalidArgument);
+      EXPECT_NE(message.find(precision + " needs a CPU with native bf16"),
+                std::string::npos)
+          << message;
+    }
   }
   BackendOptions fp8;
   fp8.precision = "fp8";
@@ -438,8 +440,7 @@ void ExpectRowsMatchReference(const ResNetWeights& w,
     const Session::Input& input = mixed_inputs.inputs[i];
     EXPECT_TRUE(CloseInRelativeL2(
         mixed.subspan(i * dim, dim),
-        ReferenceEmbedding(w, input.features.data(), input.frames),
-        kTolerance))
+        ReferenceEmbedding(w, input.features.data(), input.frames), kTolerance))
         << "input " << i << ", " << input.frames << " frames";
   }
 }
@@ -449,16 +450,16 @@ TEST_P(BackendConformance, MixedLengthsMatchReference) {
   const ResNetWeights w = RandomWeights(SmallBasic(), 11);
   auto session = Prepare(w)->NewSession();
   EXPECT_TRUE(session->RunMixed({}).empty());
-  const std::vector<int64_t> lengths = {40, 9, 64, 41, 13, 100, 57, 23, 301,
-                                        44, 42};
+  const std::vector<int64_t> lengths = {40, 9,  64,  41, 13, 100,
+                                        57, 23, 301, 44, 42};
   const MixedInputs mixed_inputs = RandomMixedInputs(lengths, 16, 20);
   const auto& [features, inputs] = mixed_inputs;
   const std::vector<float> mixed = session->RunMixed(inputs);
   ExpectRowsMatchReference(w, mixed, mixed_inputs);
   for (size_t i = 0; i < lengths.size(); ++i)
-    EXPECT_TRUE(CloseInRelativeL2(
-        std::span<const float>(mixed).subspan(i * 8, 8),
-        session->Run(features[i], 1, lengths[i]), 1e-6))
+    EXPECT_TRUE(
+        CloseInRelativeL2(std::span<const float>(mixed).subspan(i * 8, 8),
+                          session->Run(features[i], 1, lengths[i]), 1e-6))
         << "input " << i << ", " << lengths[i] << " frames";
   // Similar lengths shared runs (the CPU backend batches them).
   const std::vector<int> runs = backends::cpu::LastMixedRuns(*session);
@@ -544,8 +545,9 @@ TEST(CpuBackend, SharedTrunkWindowsPoolOneTrunkOutput) {
     EXPECT_TRUE(std::isnan(actual.back()));
     // One window over the whole input is the whole-input embedding.
     const Session::FrameWindow all[] = {{0, frames}};
-    EXPECT_TRUE(CloseInRelativeL2(session->RunSharedTrunk(features, frames, all),
-                                  session->Run(features, 1, frames), 1e-6));
+    EXPECT_TRUE(
+        CloseInRelativeL2(session->RunSharedTrunk(features, frames, all),
+                          session->Run(features, 1, frames), 1e-6));
   }
 }
 
@@ -667,6 +669,58 @@ TEST(CpuBackend, Bf16StaysCloseToReference) {
   }
   for (const std::string& layer : backends::cpu::LastLayerAlgorithms(*session))
     EXPECT_EQ(layer.find("winograd"), std::string::npos) << layer;
+}
+
+// Mixed precision: the stem and stages 1-2 in f32 (Winograd where the rule
+// says so), stages 3-4 in bf16, converted where the type changes; whole,
+// batched, tiled and mixed-length runs all stay close to the reference.
+TEST(CpuBackend, MixedPrecisionRunsTheLastStagesInBf16) {
+  if (!backends::cpu::NativeBf16Available())
+    GTEST_SKIP() << "no native bf16 on this CPU";
+  const ResNetWeights w = RandomWeights(WideBasic(), 13);
+  BackendOptions options;
+  options.num_threads = 2;
+  options.precision = "mixed";
+  backends::cpu::CpuTuning tiles;
+  tiles.max_untiled_frames = 200;
+  tiles.tile_frames = 256;
+  const auto backend = backends::cpu::CreateCpuBackend(options, tiles);
+  auto session = backend->Prepare(w)->NewSession();
+  // bf16 rounds each value by up to 2^-9; from stage 3 on, through a few
+  // layers, that stays well under bf16-everywhere's few 1e-2.
+  const auto expect_close = [](std::span<const float> actual,
+                               const std::vector<float>& expected) {
+    const double error = testing::RelativeL2(actual, expected);
+    EXPECT_LT(error, 3e-2);
+    EXPECT_GT(error, 1e-5);  // bf16 really ran
+  };
+  for (const auto& [batch, frames] :
+       std::vector<std::pair<int, int64_t>>{{1, 61}, {2, 128}, {1, 700}}) {
+    SCOPED_TRACE("frames " + std::to_string(frames));
+    const auto features = RandomFeatures(batch * frames * 80, frames);
+    expect_close(session->Run(features, batch, frames),
+                 ReferenceBatch(w, features, batch, frames));
+    const auto layers = backends::cpu::LastLayerAlgorithms(*session);
+    ASSERT_FALSE(layers.empty());
+    for (const std::string& layer : layers) {
+      if (layer.rfind("reorder", 0) == 0) continue;
+      const bool deep =
+          layer.rfind("stage3", 0) == 0 || layer.rfind("stage4", 0) == 0;
+      EXPECT_NE(layer.find(deep ? ": direct bf16" : " f32 "), std::string::npos)
+          << layer;
+    }
+  }
+  const MixedInputs mixed_inputs = RandomMixedInputs({61, 64, 50, 57}, 80, 70);
+  const std::vector<float> rows = session->RunMixed(mixed_inputs.inputs);
+  EXPECT_EQ(backends::cpu::LastMixedRuns(*session), std::vector<int>{4});
+  const size_t dim = static_cast<size_t>(w.architecture.embedding_dim);
+  ASSERT_EQ(rows.size(), mixed_inputs.inputs.size() * dim);
+  for (size_t i = 0; i < mixed_inputs.inputs.size(); ++i) {
+    SCOPED_TRACE("mixed input " + std::to_string(i));
+    const Session::Input& input = mixed_inputs.inputs[i];
+    expect_close(std::span<const float>(rows).subspan(i * dim, dim),
+                 ReferenceEmbedding(w, input.features.data(), input.frames));
+  }
 }
 
 // Mixed runs cut by the frame budget and the padding limit; inputs longer

@@ -10,8 +10,10 @@
 // model holds the plain weights plus only the layouts in use.
 //
 // Precision "bf16" runs every convolution with bf16 weights and activations
-// (f32 bias, f32 accumulation inside oneDNN); the input, the pooling and the
-// linear layer stay f32.
+// (f32 bias, f32 accumulation inside oneDNN); "mixed" only those of stages 3
+// and 4 (the first layers cause most of bf16's error, the last two stages
+// hold most of the work); the input, the pooling and the linear layer stay
+// f32. Where the type changes, a reorder converts the activations.
 //
 // Session: per (batch, frames) a compiled shape holds the primitives and the
 // memory descriptors (compiling costs ~5 ms, plus weight reorders the first
@@ -90,6 +92,19 @@ const char* IsaName(dnnl::cpu_isa isa) {
     default:
       return "unknown ISA";
   }
+}
+
+// The first network stage (0: the stem, 1..4: residual stages) whose
+// convolutions run in bf16 for a precision option; kNoBf16 for fp32.
+constexpr int kNoBf16 = std::numeric_limits<int>::max();
+int FirstBf16Stage(const std::string& precision) {
+  if (precision == "bf16") return 0;
+  if (precision == "mixed") return 3;
+  return kNoBf16;
+}
+
+const char* TypeName(memory::data_type type) {
+  return type == memory::data_type::bf16 ? "bf16" : "f32";
 }
 
 std::string LibraryDescription() {
@@ -197,6 +212,7 @@ struct PreparedConv {
   ConvStep step;         // step.weights points into the model's own weights
   memory plain_weights;  // oihw over the layer's folded weights
   memory bias_memory;    // x over its bias
+  DataType type = DataType::f32;  // of its weights and activations
   dnnl::algorithm algorithm = dnnl::algorithm::convolution_direct;
 };
 
@@ -237,18 +253,16 @@ class CpuPreparedModel final
  public:
   // Takes the weights over: the plain layouts are views of them (no copy,
   // which start-up latency feels).
+  // Convolutions of stages from first_bf16_stage on run in bf16.
   CpuPreparedModel(model::ResNetWeights weights, int num_threads,
-                   const CpuTuning& tuning, DataType conv_type)
+                   const CpuTuning& tuning, int first_bf16_stage)
       : engine_(dnnl::engine::kind::cpu, 0),
         weights_(std::move(weights)),
         plan_(BuildNetworkPlan(weights_)),
         num_threads_(num_threads),
-        tuning_(tuning),
-        conv_type_(conv_type) {
-    // oneDNN 2.6 has no bf16 Winograd.
-    winograd_available_ = conv_type_ == DataType::f32 &&
-                          tuning_.algorithm != ConvAlgorithm::kDirect &&
-                          WinogradAvailable();
+        tuning_(tuning) {
+    winograd_available_ =
+        tuning_.algorithm != ConvAlgorithm::kDirect && WinogradAvailable();
     convs_.reserve(plan_.steps.size());
     for (const ConvStep& step : plan_.steps) {
       PreparedConv conv;
@@ -262,7 +276,9 @@ class CpuPreparedModel final
       conv.bias_memory =
           memory({{step.out_channels}, DataType::f32, Tag::x}, engine_,
                  const_cast<float*>(step.weights->bias.data()));
-      conv.algorithm = ChooseAlgorithm(step);
+      conv.type =
+          step.stage >= first_bf16_stage ? DataType::bf16 : DataType::f32;
+      conv.algorithm = ChooseAlgorithm(step, conv.type);
       if (conv.algorithm == dnnl::algorithm::convolution_winograd)
         activation_tag_ = Tag::nChw16c;
       convs_.push_back(std::move(conv));
@@ -303,8 +319,6 @@ class CpuPreparedModel final
   int num_threads() const { return num_threads_; }
   const CpuTuning& tuning() const { return tuning_; }
   const memory& linear_bias() const { return linear_bias_memory_; }
-  // Data type of the convolutions' weights and activations (f32 or bf16).
-  DataType conv_type() const { return conv_type_; }
   // Layout requested for activations: any (each primitive's choice), or
   // nChw16c when Winograd runs somewhere (its only layout), which avoids
   // reorders between layers.
@@ -403,9 +417,10 @@ class CpuPreparedModel final
     }
   }
 
-  dnnl::algorithm ChooseAlgorithm(const ConvStep& step) const {
-    const bool winograd_shape =
-        winograd_available_ && step.kernel == 3 && step.stride == 1;
+  dnnl::algorithm ChooseAlgorithm(const ConvStep& step, DataType type) const {
+    // oneDNN 2.6 has no bf16 Winograd.
+    const bool winograd_shape = winograd_available_ && type == DataType::f32 &&
+                                step.kernel == 3 && step.stride == 1;
     switch (tuning_.algorithm) {
       case ConvAlgorithm::kDirect:
         return dnnl::algorithm::convolution_direct;
@@ -436,7 +451,6 @@ class CpuPreparedModel final
   NetworkPlan plan_;
   int num_threads_;
   CpuTuning tuning_;
-  DataType conv_type_;
   bool winograd_available_ = false;
   Tag activation_tag_ = Tag::any;
   std::vector<PreparedConv> convs_;
@@ -514,7 +528,7 @@ class ShapeCompiler {
       // then direct with the same layouts; then any layout plus reorders.
       // oneDNN's reference kernels (what remains for odd layouts) are slower
       // than any reorder, so they are the last resort.
-      const DataType type = model_.conv_type();
+      const DataType type = conv.type;
       const memory::desc any_src(src_dims, type, Tag::any);
       const memory::desc any_dst(dst_dims, type, Tag::any);
       const bool blocks_fit = step.out_channels % 16 == 0;
@@ -603,10 +617,10 @@ class ShapeCompiler {
       shape_->maskable &= ChannelBlock(pd->dst_desc()) > 0;
       AddScratchpad(op, pd->scratchpad_desc());
       shape_->ops.push_back(std::move(op));
-      shape_->algorithms.push_back(step.name + ": " + AlgorithmName(used) +
-                                   " (" + pd->impl_info_str() + ", " +
-                                   LayoutName(pd->src_desc()) + " -> " +
-                                   LayoutName(pd->dst_desc()) + ")");
+      shape_->algorithms.push_back(
+          step.name + ": " + AlgorithmName(used) + " " + TypeName(type) + " (" +
+          pd->impl_info_str() + ", " + LayoutName(pd->src_desc()) + " -> " +
+          LayoutName(pd->dst_desc()) + ")");
     }
 
     // The trunk output, in plain NCHW for the pooling loops.
@@ -682,8 +696,9 @@ class ShapeCompiler {
       size_t index, dnnl::algorithm algorithm, const memory::desc& src,
       const memory::desc& dst) {
     const ConvStep& step = plan_.steps[index];
-    // Only the chosen precision: bf16 reads the f32 input through a reorder.
-    const DataType type = model_.conv_type();
+    // Only the layer's precision: a bf16 layer reads f32 activations through
+    // a reorder.
+    const DataType type = model_.convs()[index].type;
     if (src.data_type() != type || dst.data_type() != type) return std::nullopt;
     const memory::desc weights(
         {step.out_channels, step.in_channels, step.kernel, step.kernel}, type,
@@ -1310,21 +1325,24 @@ class CpuBackend final : public Backend {
     if (options.precision == "tf32")
       throw Error(ErrorCode::kInvalidArgument,
                   "backend option precision: tf32 runs on the cuda backend "
-                  "only (the cpu backend has fp32 and bf16)");
-    if (options.precision != "fp32" && options.precision != "bf16")
+                  "only (the cpu backend has fp32, bf16 and mixed)");
+    if (options.precision != "fp32" && options.precision != "bf16" &&
+        options.precision != "mixed")
       throw Error(ErrorCode::kInvalidArgument,
                   "backend option precision: \"" + options.precision +
-                      "\" (expected fp32 or bf16)");
+                      "\" (expected fp32, bf16 or mixed)");
     num_threads_ =
         options.num_threads > 0 ? options.num_threads : omp_get_num_procs();
     try {
       description_ = LibraryDescription();
-      if (options.precision == "bf16" && !NativeBf16())
-        throw Error(ErrorCode::kInvalidArgument,
-                    "backend option precision: bf16 needs a CPU with native "
-                    "bf16 instructions (AVX512_BF16 or AMX); this one has " +
-                        std::string(IsaName(dnnl::get_effective_cpu_isa())) +
-                        " (oneDNN would emulate bf16, slower than fp32)");
+      if (FirstBf16Stage(options.precision) != kNoBf16 && !NativeBf16())
+        throw Error(
+            ErrorCode::kInvalidArgument,
+            "backend option precision: " + options.precision +
+                " needs a CPU with native "
+                "bf16 instructions (AVX512_BF16 or AMX); this one has " +
+                std::string(IsaName(dnnl::get_effective_cpu_isa())) +
+                " (oneDNN would emulate bf16, slower than fp32)");
     } catch (const dnnl::error& e) {
       RethrowDnnl(e, "cpu backend");
     }
@@ -1350,7 +1368,7 @@ class CpuBackend final : public Backend {
     try {
       return std::make_shared<CpuPreparedModel>(
           std::move(weights), num_threads_, tuning_,
-          options_.precision == "bf16" ? DataType::bf16 : DataType::f32);
+          FirstBf16Stage(options_.precision));
     } catch (const dnnl::error& e) {
       RethrowDnnl(e, "cpu backend prepare");
     }

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
@@ -186,6 +187,41 @@ TEST_F(CliTest, SharedTrunkIsAnOptInForSlidingWindows) {
       {"embed", Audio("sample.wav"), "--model", Model(), "--shared-trunk"});
   EXPECT_EQ(whole.exit_code, 2);
   EXPECT_NE(whole.err.find("sliding"), std::string::npos) << whole.err;
+}
+
+// bf16 and mixed precision are opt-ins, less exact than fp32 by their
+// documented bounds (mixed: stages 3-4 in bf16, about a third of bf16's
+// error); a CPU without native bf16 refuses them with one usage line.
+TEST_F(CliTest, PrecisionOptInsStayWithinTheirBounds) {
+  const std::vector<float> expected =
+      LoadNpy(ReferenceDir() / "expected/sample_wav.whole.npy").values;
+  std::vector<double> errors;
+  for (const std::string precision : {"bf16", "mixed"}) {
+    SCOPED_TRACE(precision);
+    const CliRun run =
+        Voxprint({"embed", Audio("sample.wav"), "--model", Model(), "--device",
+                  "cpu", "--precision", precision});
+    if (run.exit_code != 0) {
+      EXPECT_EQ(run.exit_code, 2);
+      EXPECT_NE(run.err.find(precision + " needs a CPU with native bf16"),
+                std::string::npos)
+          << run.err;
+      EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
+      continue;
+    }
+    const std::vector<float> embedding =
+        nlohmann::json::parse(run.out)["results"][0]["embedding"];
+    errors.push_back(testing::RelativeL2(embedding, expected));
+    EXPECT_GT(errors.back(), 1e-4);  // not the fp32 numbers
+  }
+  if (errors.size() == 2) {
+    EXPECT_LT(errors[0], 6e-2);  // bf16: 4.4e-2 measured
+    EXPECT_LT(errors[1], 2e-2);  // mixed: 1.3e-2 measured
+  }
+  EXPECT_EQ(Voxprint({"embed", Audio("sample.wav"), "--model", Model(),
+                      "--precision", "fp16"})
+                .exit_code,
+            2);
 }
 
 TEST_F(CliTest, CsvHasAHeaderAndOneRowPerWindow) {
