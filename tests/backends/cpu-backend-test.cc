@@ -709,6 +709,8 @@ TEST(CpuBackend, MixedPrecisionRunsTheLastStagesInBf16) {
       EXPECT_NE(layer.find(deep ? ": direct bf16" : " f32 "), std::string::npos)
           << layer;
     }
+    if (frames == 128)
+      for (const std::string& layer : layers) std::cout << layer << "\n";
   }
   const MixedInputs mixed_inputs = RandomMixedInputs({61, 64, 50, 57}, 80, 70);
   const std::vector<float> rows = session->RunMixed(mixed_inputs.inputs);

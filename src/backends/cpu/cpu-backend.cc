@@ -319,10 +319,16 @@ class CpuPreparedModel final
   int num_threads() const { return num_threads_; }
   const CpuTuning& tuning() const { return tuning_; }
   const memory& linear_bias() const { return linear_bias_memory_; }
-  // Layout requested for activations: any (each primitive's choice), or
-  // nChw16c when Winograd runs somewhere (its only layout), which avoids
-  // reorders between layers.
-  Tag activation_tag() const { return activation_tag_; }
+  // Layout requested for activations of `type`: any (each primitive's
+  // choice), or for f32 nChw16c when Winograd runs somewhere (its only
+  // layout), which avoids reorders between layers. bf16 layers never run
+  // Winograd and keep oneDNN's choice (nhwc for the AMX kernels) unless the
+  // tuning forces a layout.
+  Tag activation_tag(DataType type) const {
+    if (type == DataType::bf16 && tuning_.layout == ActivationLayout::kAuto)
+      return Tag::any;
+    return activation_tag_;
+  }
 
   // Weights of layer `index` (convs, then the linear layer at convs().size())
   // in layout `desc`: reordered on the first request while no compiled shape
@@ -533,7 +539,7 @@ class ShapeCompiler {
       const memory::desc any_dst(dst_dims, type, Tag::any);
       const bool blocks_fit = step.out_channels % 16 == 0;
       const memory::desc policy_dst =
-          blocks_fit ? memory::desc(dst_dims, type, model_.activation_tag())
+          blocks_fit ? memory::desc(dst_dims, type, model_.activation_tag(type))
                      : any_dst;
       const memory::desc preferred_dst =
           step.accumulate ? desc_of[step.dst_buffer] : policy_dst;
@@ -669,8 +675,12 @@ class ShapeCompiler {
     op.args[DNNL_ARG_TO] = memory(to, model_.engine(), DNNL_MEMORY_NONE);
     op.bindings = {{DNNL_ARG_FROM, from_slot}, {DNNL_ARG_TO, to_slot}};
     AddScratchpad(op, pd.scratchpad_desc());
-    shape_->algorithms.push_back("reorder: " + LayoutName(from) + " -> " +
-                                 LayoutName(to));
+    std::string report =
+        "reorder: " + LayoutName(from) + " -> " + LayoutName(to);
+    if (from.data_type() != to.data_type())
+      report += std::string(" (") + TypeName(from.data_type()) + " -> " +
+                TypeName(to.data_type()) + ")";
+    shape_->algorithms.push_back(report);
     shape_->ops.push_back(std::move(op));
   }
 
