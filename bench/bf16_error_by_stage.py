@@ -11,8 +11,9 @@ the last linear layer stay fp32. This script does the same rounding in float64
 with torch, for chosen parts only (the stem and stages 1 to 4), and prints the
 relative L2 distance of the whole-file embedding from the exact one. With
 every part in bf16 it gives what voxprint's bf16 mode measures (4.4e-2 on the
-kit's sample.wav), which checks the emulation. The speed of such a mode can
-only be measured on a CPU with AMX, where bf16 convolutions are fast.
+kit's sample.wav), which checks the emulation; stages 3-4 in bf16 is what
+`--precision mixed` runs. The speed of such modes can only be measured on a
+CPU with AMX, where bf16 convolutions are fast.
 """
 import argparse
 import os

@@ -300,6 +300,21 @@ def test_model_info(extractor, model):
     assert "voxprint.Extractor(model=" in repr(extractor)
 
 
+def test_mixed_precision_is_an_opt_in_near_fp32(extractor, model, audio):
+    """`precision="mixed"` (stages 3-4 in bf16) stays within its documented
+    distance of fp32, or is refused with the reason on CPUs without bf16."""
+    try:
+        mixed = voxprint.Extractor(model, device="cpu", threads=2, precision="mixed")
+    except voxprint.InvalidArgumentError as error:
+        assert "mixed needs a CPU with native bf16" in str(error)
+        return
+    assert mixed.precision == "mixed"
+    exact = extractor.embed(audio / "sample.wav")
+    ours = mixed.embed(audio / "sample.wav")
+    distance = np.linalg.norm(ours - exact) / np.linalg.norm(exact)
+    assert 1e-4 < distance < 2e-2
+
+
 def test_help_reads_well():
     text = pydoc.render_doc(voxprint.Extractor, renderer=pydoc.plaintext)
     for words in ("embed(self, source", "sample_rate", "embed_files", "in input order", "model_sha256"):

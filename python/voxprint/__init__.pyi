@@ -48,7 +48,7 @@ class Extractor:
         model: Optional[PathLike] = None,
         device: str = "auto",
         threads: int = 0,
-        precision: Literal["fp32", "bf16", "tf32"] = "fp32",
+        precision: Literal["fp32", "bf16", "mixed", "tf32"] = "fp32",
         *,
         max_parallel_runs: int = 4,
     ) -> None: ...
