@@ -1349,8 +1349,8 @@ class CpuBackend final : public Backend {
         throw Error(
             ErrorCode::kInvalidArgument,
             "backend option precision: " + options.precision +
-                " needs a CPU with native "
-                "bf16 instructions (AVX512_BF16 or AMX); this one has " +
+                " needs a CPU with native bf16 instructions (AVX512_BF16 or "
+                "AMX); this one has " +
                 std::string(IsaName(dnnl::get_effective_cpu_isa())) +
                 " (oneDNN would emulate bf16, slower than fp32)");
     } catch (const dnnl::error& e) {
