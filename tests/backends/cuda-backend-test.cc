@@ -85,16 +85,18 @@ TEST(CudaRegistry, AutoSaysWhatItChose) {
   if (unusable.empty()) {
     EXPECT_EQ(backend->Info().name, "cuda");
     EXPECT_EQ(why, "auto: using cuda:0 (a usable CUDA device)");
-    // bf16 is a CPU option: auto keeps it there.
-    BackendOptions bf16;
-    bf16.precision = "bf16";
-    std::string why_bf16;
-    try {
-      EXPECT_EQ(CreateBackend("auto", bf16, &why_bf16)->Info().name, "cpu");
-    } catch (const Error& e) {
-      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);  // no native bf16
+    // bf16 and mixed are CPU options: auto keeps them there.
+    for (const std::string precision : {"bf16", "mixed"}) {
+      BackendOptions bf16;
+      bf16.precision = precision;
+      std::string why_bf16;
+      try {
+        EXPECT_EQ(CreateBackend("auto", bf16, &why_bf16)->Info().name, "cpu");
+      } catch (const Error& e) {
+        EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);  // no native bf16
+      }
+      EXPECT_NE(why_bf16.find(precision), std::string::npos) << why_bf16;
     }
-    EXPECT_NE(why_bf16.find("bf16"), std::string::npos) << why_bf16;
   } else {
     EXPECT_EQ(backend->Info().name, "cpu");
     EXPECT_EQ(why.rfind("auto: using cpu (", 0), 0u) << why;
@@ -167,10 +169,12 @@ TEST(CudaConformance, InfoDescribesTheDevice) {
   EXPECT_EQ(info.precision, "fp32");
   EXPECT_NE(info.description.find("cuDNN"), std::string::npos)
       << info.description;
-  BackendOptions bf16;
-  bf16.precision = "bf16";
-  EXPECT_EQ(CodeOf([&] { CreateBackend("cuda", bf16); }),
-            ErrorCode::kInvalidArgument);
+  for (const std::string precision : {"bf16", "mixed"}) {
+    BackendOptions bf16;
+    bf16.precision = precision;
+    EXPECT_EQ(CodeOf([&] { CreateBackend("cuda", bf16); }),
+              ErrorCode::kInvalidArgument);
+  }
 }
 
 TEST(CudaConformance, BasicBlocksMatchCpu) {
