@@ -71,7 +71,8 @@ std::unique_ptr<Backend> CreateCpuBackend(const BackendOptions& options,
                                           const CpuTuning& tuning = {});
 
 // Whether this CPU runs bf16 convolutions natively (AVX512_BF16 or AMX), the
-// condition for BackendOptions::precision "bf16" (else kInvalidArgument).
+// condition for BackendOptions::precision "bf16" and "mixed" (else
+// kInvalidArgument).
 bool NativeBf16Available();
 
 // Bytes of weights a prepared CPU model holds now: the plain f32 copies plus
