@@ -53,8 +53,8 @@ std::unique_ptr<Backend> CreateBackend(const std::string& device,
   if (device == "auto") {
     const std::string reason = backends::cuda::UnavailableReason(0);
     if (reason.empty()) {
-      // bf16 and mixed are CPU-only options: auto keeps them on the CPU.
-      if (options.precision != "bf16" && options.precision != "mixed") {
+      // bf16 precisions are CPU-only options: auto keeps them on the CPU.
+      if (!backends::cpu::PrecisionRunsBf16(options.precision)) {
         if (why != nullptr) *why = "auto: using cuda:0 (a usable CUDA device)";
         return backends::cuda::CreateCudaBackend(0, options);
       }

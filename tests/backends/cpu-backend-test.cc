@@ -411,6 +411,11 @@ TEST(BackendRegistry, RejectsBadNamesAndOptions) {
           << message;
     }
   }
+  // What auto keeps on the CPU: the options that run bf16 there.
+  EXPECT_TRUE(backends::cpu::PrecisionRunsBf16("bf16"));
+  EXPECT_TRUE(backends::cpu::PrecisionRunsBf16("mixed"));
+  for (const char* other : {"fp32", "tf32", "fp8", ""})
+    EXPECT_FALSE(backends::cpu::PrecisionRunsBf16(other)) << other;
   BackendOptions fp8;
   fp8.precision = "fp8";
   EXPECT_EQ(CreateError("cpu", fp8), ErrorCode::kInvalidArgument);

@@ -95,12 +95,14 @@ const char* IsaName(dnnl::cpu_isa isa) {
 }
 
 // The first network stage (0: the stem, 1..4: residual stages) whose
-// convolutions run in bf16 for a precision option; kNoBf16 for fp32.
+// convolutions run in bf16 for a precision option: kNoBf16 for fp32, none
+// for a precision the cpu backend does not have.
 constexpr int kNoBf16 = std::numeric_limits<int>::max();
-int FirstBf16Stage(const std::string& precision) {
+std::optional<int> FirstBf16Stage(const std::string& precision) {
+  if (precision == "fp32") return kNoBf16;
   if (precision == "bf16") return 0;
   if (precision == "mixed") return 3;
-  return kNoBf16;
+  return std::nullopt;
 }
 
 const char* TypeName(memory::data_type type) {
@@ -1336,16 +1338,18 @@ class CpuBackend final : public Backend {
       throw Error(ErrorCode::kInvalidArgument,
                   "backend option precision: tf32 runs on the cuda backend "
                   "only (the cpu backend has fp32, bf16 and mixed)");
-    if (options.precision != "fp32" && options.precision != "bf16" &&
-        options.precision != "mixed")
+    const std::optional<int> first_bf16_stage =
+        FirstBf16Stage(options.precision);
+    if (!first_bf16_stage)
       throw Error(ErrorCode::kInvalidArgument,
                   "backend option precision: \"" + options.precision +
                       "\" (expected fp32, bf16 or mixed)");
+    first_bf16_stage_ = *first_bf16_stage;
     num_threads_ =
         options.num_threads > 0 ? options.num_threads : omp_get_num_procs();
     try {
       description_ = LibraryDescription();
-      if (FirstBf16Stage(options.precision) != kNoBf16 && !NativeBf16())
+      if (first_bf16_stage_ != kNoBf16 && !NativeBf16())
         throw Error(
             ErrorCode::kInvalidArgument,
             "backend option precision: " + options.precision +
@@ -1377,8 +1381,7 @@ class CpuBackend final : public Backend {
     UseThreads(num_threads_);
     try {
       return std::make_shared<CpuPreparedModel>(
-          std::move(weights), num_threads_, tuning_,
-          FirstBf16Stage(options_.precision));
+          std::move(weights), num_threads_, tuning_, first_bf16_stage_);
     } catch (const dnnl::error& e) {
       RethrowDnnl(e, "cpu backend prepare");
     }
@@ -1387,6 +1390,7 @@ class CpuBackend final : public Backend {
  private:
   BackendOptions options_;
   CpuTuning tuning_;
+  int first_bf16_stage_ = kNoBf16;
   int num_threads_ = 1;
   std::string description_;
 };
@@ -1399,6 +1403,11 @@ std::unique_ptr<Backend> CreateCpuBackend(const BackendOptions& options,
 }
 
 bool NativeBf16Available() { return NativeBf16(); }
+
+bool PrecisionRunsBf16(const std::string& precision) {
+  const std::optional<int> first_bf16_stage = FirstBf16Stage(precision);
+  return first_bf16_stage && *first_bf16_stage != kNoBf16;
+}
 
 size_t PreparedWeightBytes(const PreparedModel& model) {
   if (const auto* cpu = dynamic_cast<const CpuPreparedModel*>(&model))

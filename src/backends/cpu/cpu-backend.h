@@ -75,6 +75,10 @@ std::unique_ptr<Backend> CreateCpuBackend(const BackendOptions& options,
 // kInvalidArgument).
 bool NativeBf16Available();
 
+// Whether precision option `precision` runs convolutions of the cpu backend
+// in bf16 ("bf16", "mixed"): options no other backend has.
+bool PrecisionRunsBf16(const std::string& precision);
+
 // Bytes of weights a prepared CPU model holds now: the plain f32 copies plus
 // the reordered layouts that some live compiled shape uses (reordered lazily,
 // freed with the last session shape using them). 0 for other backends.
